@@ -1,0 +1,177 @@
+"""The webhook server: application factory, routes and CLI commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+
+import click
+from flask import Flask, Request, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from config import Settings, load_settings, settings_from
+from events import log_event
+from logs import configure_logging
+from ncco import AnswerDecision, decide_answer, refusal_ncco
+from payloads import MAX_BODY_BYTES, PayloadError, read_payload
+
+__version__ = "0.1.0"
+
+ROUTES = {
+    "answer_url": "/voice/answer",
+    "event_url": "/voice/event",
+    "fallback_answer_url": "/voice/fallback",
+    "health": "/health",
+}
+
+
+def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
+    """Build the server. `test_config` replaces the environment and .env (for tests) when given."""
+    settings = settings_from(test_config) if test_config is not None else load_settings()
+    app = Flask(__name__)
+    # Flask refuses larger bodies with 413 before a route reads them.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["SETTINGS"] = settings
+    log = configure_logging(settings.log_format)
+
+    def answer_with(fields: dict | None, unreadable: str | None, route: str):
+        if fields is None:
+            decision = AnswerDecision(
+                ncco=refusal_ncco("the call request could not be read", settings.tts_language),
+                callee=None,
+                connected=False,
+                reason=f"the answer request could not be read: {unreadable}",
+            )
+        else:
+            decision = decide_answer(fields, settings.destination_policy, settings.call_plan)
+        log_answer(log, route, decision)
+        return app.json.response(decision.ncco)
+
+    @app.route(ROUTES["answer_url"], methods=["GET", "POST"])
+    def answer():
+        fields, problem = answer_fields(request)
+        return answer_with(fields, problem, "answer")
+
+    @app.route(ROUTES["fallback_answer_url"], methods=["GET", "POST"])
+    def fallback():
+        fields, problem = answer_fields(request)
+        fields_seen = fields or {}
+        log.warning(
+            "fallback answer URL called: reason %s, original request %s",
+            fields_seen.get("reason", "not given"),
+            json.dumps(fields_seen.get("original_request"), default=str),
+            extra={"reason": fields_seen.get("reason"), "original_request": fields_seen.get("original_request")},
+        )
+        return answer_with(fields, problem, "fallback")
+
+    @app.route(ROUTES["event_url"], methods=["GET", "POST"])
+    def event():
+        try:
+            payload = read_request_payload(request)
+        except PayloadError as error:
+            log.warning("event refused (%s): %s", error.status, error.message, extra={"path": request.path})
+            return jsonify(error=error.message), error.status
+        log_event(log, payload, time.time())
+        return "", 204
+
+    @app.get(ROUTES["health"])
+    def health():
+        return {
+            "status": "ok",
+            "version": __version__,
+            "parts": {
+                "answer": {
+                    "status": "ok",
+                    "caller_id": settings.vonage_number or "randomFromNumber",
+                },
+                "events": {"status": "ok", "log_format": settings.log_format},
+            },
+        }
+
+    @app.get("/")
+    def index():
+        return {"service": "Vonage voice webhook server", "version": __version__, "routes": ROUTES}
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if request.path in (ROUTES["answer_url"], ROUTES["fallback_answer_url"]):
+            # Vonage drops a call silently on any 4xx/5xx from the answer URL: answer with speech instead.
+            return answer_with(None, error.description, "answer")
+        message = error.description
+        if error.code == 404:
+            message = f"there is no route {request.path}; the routes are " + ", ".join(ROUTES.values())
+        elif error.code == 413:
+            message = f"the body is over the limit of {MAX_BODY_BYTES} bytes; Vonage's events are far smaller"
+        elif error.code == 405:
+            message = f"{request.method} is not supported on {request.path}; use GET or POST"
+        return jsonify(error=message), error.code
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        log.exception("unexpected error on %s", request.path)
+        if request.path in (ROUTES["answer_url"], ROUTES["fallback_answer_url"]):
+            return answer_with(None, "the server failed while reading it", "answer")
+        return jsonify(error="the server failed on this request; the log has the details"), 500
+
+    register_commands(app, settings)
+    return app
+
+
+def read_request_payload(req: Request) -> dict:
+    """The webhook fields of a Flask request; raises PayloadError."""
+    body = req.get_data(cache=True)
+    form = req.form.to_dict() if req.mimetype == "multipart/form-data" else None
+    return read_payload(req.method, req.headers.get("Content-Type"), body, req.args.to_dict(), form)
+
+
+def answer_fields(req: Request) -> tuple[dict | None, str | None]:
+    """The answer request's fields, or None and the problem; an answer request with no fields has no callee."""
+    try:
+        return read_request_payload(req), None
+    except PayloadError as error:
+        if error.status == 400 and not req.get_data(cache=True).strip():
+            return {}, None
+        return None, error.message
+
+
+def log_answer(log, route: str, decision: AnswerDecision) -> None:
+    """One log line per answer decision: who called whom, connected or refused and why."""
+    fields = decision.request
+    caller = fields.get("from_user") or fields.get("from") or "unknown caller"
+    details = {
+        "route": route,
+        "connected": decision.connected,
+        "caller": caller,
+        "callee": decision.callee,
+        "conversation_uuid": fields.get("conversation_uuid"),
+    }
+    if decision.connected:
+        log.info("NCCO request: connecting %s to %s", caller, decision.callee, extra=details)
+    else:
+        log.warning("NCCO request: refused call from %s: %s", caller, decision.reason, extra=details)
+
+
+def register_commands(app: Flask, settings: Settings) -> None:
+    """The project's `flask` commands."""
+
+    @app.cli.command("settings")
+    def show_settings():
+        """Print the settings the server would start with."""
+        for name, value in vars(settings).items():
+            if isinstance(value, frozenset):
+                value = ",".join(sorted(str(item) for item in value)) or "(none)"
+            click.echo(f"{name:22} {value}")
+
+    @app.cli.command("ncco")
+    @click.argument("number")
+    def show_ncco(number: str):
+        """Print the NCCO /voice/answer returns for a call to NUMBER, and why."""
+        decision = decide_answer({"to": number}, settings.destination_policy, settings.call_plan)
+        if decision.connected:
+            click.echo(f"connect: {number} -> {decision.callee}")
+        else:
+            click.echo(f"refused: {decision.reason}")
+        click.echo(json.dumps(decision.ncco, indent=2))
+        if not decision.connected:
+            raise SystemExit(1)

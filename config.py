@@ -1,0 +1,176 @@
+"""Settings: read once at start-up from the environment and an optional .env, validated into one object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import phonenumbers
+from dotenv import dotenv_values
+from vonage_voice.models import TtsLanguageCode
+
+from ncco import DEFAULT_BLOCKED_TYPES, NUMBER_TYPE_NAMES, CallPlan, DestinationPolicy, NumberError, normalize_number
+
+LOG_FORMATS = ("pretty", "json")
+_TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
+_LANGUAGES = {code.value.lower(): code.value for code in TtsLanguageCode}
+
+
+class ConfigError(Exception):
+    """A setting that stops start-up; the message is one line naming the variable and a valid example."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the server reads, typed and validated."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    workers: int = os.cpu_count() or 1
+    vonage_number: str | None = None
+    default_region: str | None = None
+    allowed_countries: frozenset[str] = frozenset()
+    blocked_number_types: frozenset[int] = DEFAULT_BLOCKED_TYPES
+    greeting: str = "Please wait while we connect you."
+    tts_language: str = "en-US"
+    ringing_timeout: int = 60
+    call_limit: int = 7200
+    log_format: str = "pretty"
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        return DestinationPolicy(
+            allowed_countries=self.allowed_countries,
+            blocked_types=self.blocked_number_types,
+            own_number=self.vonage_number,
+            default_region=self.default_region,
+        )
+
+    @property
+    def call_plan(self) -> CallPlan:
+        return CallPlan(
+            greeting=self.greeting,
+            language=self.tts_language,
+            from_number=self.vonage_number,
+            ringing_timeout=self.ringing_timeout,
+            call_limit=self.call_limit,
+        )
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}-{high}")
+        return value
+
+    return parse
+
+
+def _text(max_length: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if not value:
+            raise ValueError("it is empty")
+        if len(value) > max_length:
+            raise ValueError(f"it is {len(value)} characters long, over the limit of {max_length}")
+        return value
+
+    return parse
+
+
+def _region(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{raw!r} is not an ISO 3166 region code")
+    return value
+
+
+def _regions(raw: str) -> frozenset[str]:
+    return frozenset(_region(part) for part in raw.split(",") if part.strip())
+
+
+def _number_types(raw: str) -> frozenset[int]:
+    values = set()
+    for part in raw.split(","):
+        name = part.strip().upper().replace("-", "_").replace(" ", "_")
+        if not name:
+            continue
+        if name not in _TYPE_VALUES:
+            raise ValueError(f"{part.strip()!r} is not a libphonenumber number type")
+        values.add(_TYPE_VALUES[name])
+    return frozenset(values)
+
+
+def _vonage_number(raw: str) -> str:
+    try:
+        return normalize_number(raw)
+    except NumberError as error:
+        raise ValueError(error.detail) from None
+
+
+def _language(raw: str) -> str:
+    value = _LANGUAGES.get(raw.strip().lower())
+    if value is None:
+        raise ValueError(f"{raw!r} is not a language Vonage's text-to-speech speaks")
+    return value
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"{raw!r} is not one of {', '.join(LOG_FORMATS)}")
+    return value
+
+
+# variable -> (Settings field, parser, a valid example for the error message)
+VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
+    "HOST": ("host", _text(255), "HOST=0.0.0.0"),
+    "PORT": ("port", _integer(1, 65535), "PORT=3000"),
+    "WORKERS": ("workers", _integer(1, 64), "WORKERS=2"),
+    "VONAGE_NUMBER": ("vonage_number", _vonage_number, "VONAGE_NUMBER=447700900001"),
+    "DEFAULT_REGION": ("default_region", _region, "DEFAULT_REGION=GB"),
+    "ALLOWED_COUNTRIES": ("allowed_countries", _regions, "ALLOWED_COUNTRIES=GB,IE"),
+    "BLOCKED_NUMBER_TYPES": (
+        "blocked_number_types",
+        _number_types,
+        "BLOCKED_NUMBER_TYPES=PREMIUM_RATE,SHARED_COST",
+    ),
+    "GREETING": ("greeting", _text(1500), 'GREETING="Please wait while we connect you."'),
+    "TTS_LANGUAGE": ("tts_language", _language, "TTS_LANGUAGE=en-GB"),
+    "RINGING_TIMEOUT": ("ringing_timeout", _integer(1, 120), "RINGING_TIMEOUT=60"),
+    "CALL_LIMIT": ("call_limit", _integer(1, 7200), "CALL_LIMIT=3600"),
+    "LOG_FORMAT": ("log_format", _log_format, "LOG_FORMAT=json"),
+}
+
+
+def settings_from(values: Mapping[str, str]) -> Settings:
+    """Build Settings from a mapping of variable names to text; raise ConfigError on the first bad value.
+
+    A variable that is unset keeps its default; an empty value counts as unset, except for the
+    two list settings, where empty means "none".
+    """
+    chosen = {}
+    for variable, (name, parse, example) in VARIABLES.items():
+        raw = values.get(variable)
+        if raw is None or (not raw.strip() and variable not in ("ALLOWED_COUNTRIES", "BLOCKED_NUMBER_TYPES")):
+            continue
+        try:
+            chosen[name] = parse(raw)
+        except ValueError as error:
+            raise ConfigError(f"{variable}: {error}; for example {example}") from None
+    return Settings(**chosen)
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """The server's settings: the process environment, over an optional .env file."""
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({key: value for key, value in dotenv_values(env_file).items() if value is not None})
+    values.update(os.environ)
+    return settings_from(values)

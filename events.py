@@ -1,0 +1,41 @@
+"""Event intake: name each Vonage call event and log it readably."""
+
+from __future__ import annotations
+
+import logging
+
+from logs import utc_timestamp
+
+
+def event_kind(payload: dict) -> str:
+    """What a call event reports: its status (started, completed, ...) or its kind (input, record, transfer, error)."""
+    status = payload.get("status")
+    if isinstance(status, str) and status:
+        return status
+    if "dtmf" in payload or "speech" in payload:
+        return "input"
+    if "recording_url" in payload:
+        return "record"
+    if "conversation_uuid_from" in payload or "conversation_uuid_to" in payload:
+        return "transfer"
+    if "reason" in payload:
+        return "error"
+    return "event"
+
+
+def leg_uuid(payload: dict) -> str | None:
+    """The call leg an event belongs to; human/machine events name it `call_uuid`."""
+    value = payload.get("uuid") or payload.get("call_uuid")
+    return str(value) if value is not None else None
+
+
+def log_event(logger: logging.Logger, payload: dict, received_at: float) -> None:
+    """Log one event: a headline (kind, direction, leg) then, in pretty mode, the payload as a block."""
+    kind = event_kind(payload)
+    direction = payload.get("direction")
+    leg = leg_uuid(payload) or "no uuid"
+    headline = f"VOICE EVENT {kind}" + (f" ({direction})" if direction else "") + f" leg {leg}"
+    logger.info(
+        headline,
+        extra={"event": kind, "received_at": utc_timestamp(received_at), "payload": payload},
+    )

@@ -1,0 +1,66 @@
+"""Log output: readable blocks for people (LOG_FORMAT=pretty) or one JSON object per line (LOG_FORMAT=json)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+LOGGER_NAME = "voice"
+_RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def utc_timestamp(epoch_seconds: float) -> str:
+    """An ISO 8601 UTC time with milliseconds, as Vonage writes them: 2021-03-10T10:36:21.285Z."""
+    moment = datetime.fromtimestamp(epoch_seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _extras(record: logging.LogRecord) -> dict:
+    return {key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS}
+
+
+class PrettyFormatter(logging.Formatter):
+    """One line per message; a record carrying `payload` is followed by it as an indented block."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = _extras(record)
+        payload = extras.pop("payload", None)
+        line = f"{utc_timestamp(record.created)} {record.levelname.lower():7} {record.getMessage()}"
+        if payload is None:
+            return line
+        block = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+        return f"{line}\n{block}\n---"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, message and every field passed in `extra`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": utc_timestamp(record.created),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+            **_extras(record),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(log_format: str) -> logging.Logger:
+    """Send the server's log (the `voice` logger) to standard output in the chosen format."""
+    logger = logging.getLogger(LOGGER_NAME)
+    formatter = JsonFormatter() if log_format == "json" else PrettyFormatter()
+    for handler in logger.handlers:
+        if getattr(handler, "is_voice_handler", False):
+            handler.setFormatter(formatter)
+            break
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.is_voice_handler = True
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return logger

@@ -1,0 +1,290 @@
+"""Call control: callee normalisation, the destination policy, and the NCCOs the answer URL returns."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
+from pydantic import ValidationError
+from vonage_voice.models import (
+    AnswerWebhook,
+    Connect,
+    Conversation,
+    Input,
+    NccoAction,
+    Notify,
+    PhoneEndpoint,
+    Record,
+    Stream,
+    Talk,
+    Transfer,
+    Wait,
+)
+
+# Vonage's number format (and the SDK's PhoneNumber pattern): E.164 digits, no '+' or '00'.
+VONAGE_NUMBER_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
+MAX_RAW_NUMBER_LENGTH = 64
+_SEPARATORS = re.compile(r"[\s\-.()/]")
+
+DEFAULT_BLOCKED_TYPES = frozenset({PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST})
+NUMBER_TYPE_NAMES = {
+    value: name
+    for name, value in vars(PhoneNumberType).items()
+    if name.isupper() and isinstance(value, int)
+}
+
+
+class NumberError(ValueError):
+    """A callee or caller ID that cannot be turned into a Vonage number; `spoken` is for the caller."""
+
+    def __init__(self, detail: str, spoken: str):
+        super().__init__(detail)
+        self.detail = detail
+        self.spoken = spoken
+
+
+def normalize_number(raw: str, default_region: str | None = None) -> str:
+    """Turn a number as people and Vonage write it into Vonage's E.164 digits (447700900000).
+
+    Accepts 447700900000, +44 7700 900000, 0044 7700 900000, and national format (07700 900000)
+    when `default_region` (an ISO code such as "GB") is given. Raises NumberError otherwise.
+    """
+    return _digits(_phone_number(raw, default_region))
+
+
+def _digits(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+def _phone_number(raw: str, default_region: str | None) -> phonenumbers.PhoneNumber:
+    text = _SEPARATORS.sub("", str(raw).strip())
+    if not text:
+        raise NumberError("the number is empty", "no number to call was given")
+    if len(text) > MAX_RAW_NUMBER_LENGTH:
+        raise NumberError("the number is too long", "the number to call is not a phone number")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if text.startswith("+"):
+        candidates = [_parse(text, None)]
+    elif text.startswith("0"):
+        if not default_region:
+            raise NumberError(
+                f"{raw!r} is in national format; write it in international format "
+                "(447700900000) or set DEFAULT_REGION",
+                "the number to call is not in international format",
+            )
+        candidates = [_parse(text, default_region)]
+    else:
+        # Vonage writes numbers as international digits with no '+'; a national number written
+        # without its trunk prefix is tried second, and only wins when it alone is valid.
+        candidates = [_parse("+" + text, None)]
+        if default_region:
+            candidates.append(_parse(text, default_region))
+    parsed = [number for number in candidates if number is not None]
+    if not parsed:
+        raise NumberError(f"{raw!r} is not a phone number", "the number to call is not a phone number")
+    valid = [number for number in parsed if phonenumbers.is_valid_number(number)]
+    number = (valid or parsed)[0]
+    if not phonenumbers.is_possible_number(number) or not VONAGE_NUMBER_PATTERN.match(_digits(number)):
+        raise NumberError(
+            f"{raw!r} is not a possible phone number",
+            "the number to call is not a possible phone number",
+        )
+    return number
+
+
+def _parse(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _region(number: phonenumbers.PhoneNumber) -> str:
+    # Numbers libphonenumber cannot place (such as the drama range 447700900xxx) count as
+    # their calling code's main region, so ALLOWED_COUNTRIES=GB still admits the tutorial's number.
+    return phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(
+        number.country_code
+    )
+
+
+@dataclass(frozen=True)
+class DestinationPolicy:
+    """Where the server may connect calls: the toll-fraud guard."""
+
+    allowed_countries: frozenset[str] = frozenset()
+    blocked_types: frozenset[int] = DEFAULT_BLOCKED_TYPES
+    own_number: str | None = None
+    default_region: str | None = None
+
+
+def normalize_callee(raw: str | None, policy: DestinationPolicy) -> str:
+    """Return the callee as Vonage digits if the policy allows calling it; raise NumberError if not."""
+    if raw is None or not str(raw).strip():
+        raise NumberError(
+            "the request has no 'to' (nor custom_data.to)", "no number to call was given"
+        )
+    number = _phone_number(raw, policy.default_region)
+    digits = _digits(number)
+    if policy.own_number and digits == policy.own_number:
+        raise NumberError(
+            f"{digits} is VONAGE_NUMBER, this server's own number; a call is never bridged back to itself",
+            "the number to call is this service's own number",
+        )
+    region = _region(number)
+    if policy.allowed_countries and region not in policy.allowed_countries:
+        allowed = ", ".join(sorted(policy.allowed_countries))
+        raise NumberError(
+            f"{digits} is in {region}, which is not in ALLOWED_COUNTRIES ({allowed})",
+            "calls to that country are not allowed",
+        )
+    number_type = phonenumbers.number_type(number)
+    if number_type in policy.blocked_types:
+        name = NUMBER_TYPE_NAMES.get(number_type, "UNKNOWN")
+        raise NumberError(
+            f"{digits} is a {name} number, blocked by BLOCKED_NUMBER_TYPES",
+            f"calls to {name.lower().replace('_', ' ')} numbers are not allowed",
+        )
+    return digits
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """How an allowed call is connected: what the caller hears and how the callee is rung."""
+
+    greeting: str = "Please wait while we connect you."
+    language: str = "en-US"
+    from_number: str | None = None
+    ringing_timeout: int = 60
+    call_limit: int = 7200
+
+
+def connect_ncco(callee: str, plan: CallPlan) -> list[dict]:
+    """The NCCO that greets the caller and connects them to `callee` (Vonage digits)."""
+    caller_id = {"from_": plan.from_number} if plan.from_number else {"randomFromNumber": True}
+    actions = [
+        Talk(text=plan.greeting, language=plan.language),
+        Connect(
+            endpoint=[PhoneEndpoint(number=callee)],
+            timeout=plan.ringing_timeout,
+            limit=plan.call_limit,
+            **caller_id,
+        ),
+    ]
+    return [action.model_dump(mode="json", by_alias=True, exclude_none=True) for action in actions]
+
+
+def refusal_ncco(spoken_reason: str, language: str = "en-US") -> list[dict]:
+    """The NCCO that tells the caller, in one sentence, why their call cannot be connected."""
+    text = f"Sorry, this call cannot be connected: {spoken_reason}."
+    return [Talk(text=text, language=language).model_dump(mode="json", by_alias=True, exclude_none=True)]
+
+
+@dataclass(frozen=True)
+class AnswerDecision:
+    """What the answer URL decided for one call, for the NCCO, the log and the call record."""
+
+    ncco: list[dict]
+    callee: str | None
+    connected: bool
+    reason: str | None = None
+    request: dict = field(default_factory=dict)
+
+
+def callee_from_answer(fields: Mapping) -> str | None:
+    """The number an answer request asks to call: top-level `to`, else `custom_data.to`.
+
+    `fields` are the request's parameters as received (query string, form or JSON body);
+    `custom_data` may be an object or a JSON string. Raises NumberError if the request is unreadable.
+    """
+    values = {key: _as_text(value) for key, value in fields.items() if key != "custom_data"}
+    custom_data = fields.get("custom_data")
+    if isinstance(custom_data, str):
+        try:
+            custom_data = json.loads(custom_data)
+        except ValueError:
+            custom_data = None
+    if isinstance(custom_data, dict):
+        values["custom_data"] = custom_data
+    try:
+        webhook = AnswerWebhook.model_validate(values)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise NumberError(
+            f"the answer request could not be read: {where}: {problem['msg']}",
+            "the call request could not be read",
+        ) from None
+    if webhook.to:
+        return webhook.to
+    if webhook.custom_data and webhook.custom_data.get("to") not in (None, ""):
+        return _as_text(webhook.custom_data["to"])
+    return None
+
+
+def _as_text(value):
+    # JSON bodies may carry numbers as numbers; the webhook model wants text.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def decide_answer(fields: Mapping, policy: DestinationPolicy, plan: CallPlan) -> AnswerDecision:
+    """Decide how to answer one call: connect it, or refuse it with a spoken reason. Never raises."""
+    callee = None
+    try:
+        callee = callee_from_answer(fields)
+        number = normalize_callee(callee, policy)
+    except NumberError as refusal:
+        return AnswerDecision(
+            ncco=refusal_ncco(refusal.spoken, plan.language),
+            callee=callee,
+            connected=False,
+            reason=refusal.detail,
+            request=dict(fields),
+        )
+    return AnswerDecision(
+        ncco=connect_ncco(number, plan), callee=number, connected=True, request=dict(fields)
+    )
+
+
+NCCO_MODELS: dict[str, type[NccoAction]] = {
+    "talk": Talk,
+    "connect": Connect,
+    "stream": Stream,
+    "input": Input,
+    "record": Record,
+    "conversation": Conversation,
+    "notify": Notify,
+    "wait": Wait,
+    "transfer": Transfer,
+}
+
+
+def parse_ncco(actions) -> list[NccoAction]:
+    """Check an NCCO with the SDK's models and return them; raise ValueError saying what is wrong.
+
+    Every key must be one the model knows: an action is valid only if it survives a round trip.
+    """
+    if not isinstance(actions, list) or not actions:
+        raise ValueError("an NCCO must be a non-empty JSON array of actions")
+    models = []
+    for index, action in enumerate(actions):
+        if not isinstance(action, dict):
+            raise ValueError(f"action {index} is not an object")
+        model = NCCO_MODELS.get(action.get("action"))
+        if model is None:
+            raise ValueError(f"action {index} has unknown action {action.get('action')!r}")
+        fields = {("from_" if key == "from" else key): value for key, value in action.items()}
+        try:
+            parsed = model.model_validate(fields)
+        except (ValidationError, ValueError) as error:
+            raise ValueError(f"action {index} ({action['action']}) is invalid: {error}") from None
+        if parsed.model_dump(mode="json", by_alias=True, exclude_none=True) != action:
+            raise ValueError(f"action {index} ({action['action']}) has fields the SDK's model does not know")
+        models.append(parsed)
+    return models

@@ -1,0 +1,82 @@
+"""Webhook payloads: read what Vonage (or curl) sent, as JSON, form or query string, into one dict."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+MAX_BODY_BYTES = 64 * 1024
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_JSON_EXAMPLE = 'send a JSON object with Content-Type: application/json, e.g. {"status": "started", "uuid": "..."}'
+
+
+class PayloadError(Exception):
+    """A request whose payload cannot be read; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def read_payload(
+    method: str,
+    content_type: str | None,
+    body: bytes,
+    query: Mapping[str, str],
+    form: Mapping[str, str] | None = None,
+) -> dict:
+    """The webhook's fields: query parameters, overlaid by the body's JSON object or form fields.
+
+    `content_type` is the request's header as sent (None when absent); `form` is the already
+    parsed multipart form, if any. Raises PayloadError naming the problem and the fix.
+    """
+    fields = dict(query)
+    if method == "GET" or not body.strip():
+        if not fields:
+            raise PayloadError(400, f"the request carries no fields; {_JSON_EXAMPLE}, or use query parameters")
+        return fields
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadError(413, f"the body is {len(body)} bytes, over the limit of {MAX_BODY_BYTES}")
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    if mimetype in _FORM_TYPES:
+        fields.update(form if form is not None else _urlencoded(body))
+        return fields
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError(400, "the body is not UTF-8 text; " + _JSON_EXAMPLE) from None
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        if not mimetype:
+            raise PayloadError(400, "the body has no Content-Type and is not JSON; " + _JSON_EXAMPLE) from None
+        if mimetype == "application/json" or mimetype.endswith("+json"):
+            raise PayloadError(400, f"the body is not valid JSON ({error}); {_JSON_EXAMPLE}") from None
+        raise PayloadError(400, f"Content-Type {mimetype} is not supported; {_JSON_EXAMPLE}") from None
+    if not isinstance(value, dict):
+        raise PayloadError(400, f"the body is a JSON {_json_kind(value)}, not an object; {_JSON_EXAMPLE}")
+    fields.update(value)
+    if not fields:
+        raise PayloadError(400, f"the body is an empty JSON object; {_JSON_EXAMPLE}")
+    return fields
+
+
+def _urlencoded(body: bytes) -> dict:
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise PayloadError(400, "the form body is not UTF-8 text") from None
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return "number"

@@ -1,0 +1,70 @@
+"""Production server: check the settings, then serve the app under granian on HOST:PORT with WORKERS processes."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+
+from granian import Granian
+from granian.constants import Interfaces
+
+from config import ConfigError, Settings, load_settings
+
+
+def startup_notes(settings: Settings) -> list[str]:
+    """What a person starting the server should know: where it listens and what is still unset."""
+    base = f"http://{settings.host}:{settings.port}"
+    notes = [
+        f"Vonage voice webhook server on {base} ({settings.workers} workers)",
+        f"  answer URL   {base}/voice/answer   (GET)",
+        f"  event URL    {base}/voice/event    (POST)",
+        f"  fallback URL {base}/voice/fallback",
+        f"  health       {base}/health",
+    ]
+    if settings.vonage_number is None:
+        notes.append(
+            "note: VONAGE_NUMBER is not set, so calls use randomFromNumber "
+            "(one of the application's numbers); set it to choose the caller ID"
+        )
+    return notes
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why HOST:PORT cannot be listened on, as one line with the fix, or None if it can."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return f"PORT: {port} is already in use on {host}; stop the other server or set PORT=3001"
+        return f"HOST: cannot listen on {host}:{port} ({error.strerror}); for example HOST=127.0.0.1"
+    return None
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    problem = port_problem(settings.host, settings.port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    print("\n".join(startup_notes(settings)), flush=True)
+    Granian(
+        "app:create_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        respawn_failed_workers=True,
+    ).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Settings: defaults, parsing, and one-line errors that name the variable and a valid example."""
+
+import pytest
+from phonenumbers import PhoneNumberType
+
+import config
+from config import ConfigError, Settings, load_settings, settings_from
+
+
+def test_defaults_start_without_any_setting():
+    settings = settings_from({})
+    assert settings.port == 3000 and settings.host == "127.0.0.1"
+    assert settings.vonage_number is None
+    assert settings.blocked_number_types == {PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST}
+    assert settings.greeting == "Please wait while we connect you."
+    assert settings.tts_language == "en-US"
+    assert settings.log_format == "pretty"
+
+
+def test_vonage_number_is_normalised():
+    assert settings_from({"VONAGE_NUMBER": "+44 7700 900001"}).vonage_number == "447700900001"
+
+
+def test_lists_are_parsed_and_case_folded():
+    settings = settings_from({"ALLOWED_COUNTRIES": "gb, ie", "BLOCKED_NUMBER_TYPES": "premium-rate, voip"})
+    assert settings.allowed_countries == {"GB", "IE"}
+    assert settings.blocked_number_types == {PhoneNumberType.PREMIUM_RATE, PhoneNumberType.VOIP}
+
+
+def test_empty_blocked_number_types_blocks_nothing():
+    assert settings_from({"BLOCKED_NUMBER_TYPES": ""}).blocked_number_types == frozenset()
+
+
+def test_tts_language_takes_vonage_spelling():
+    assert settings_from({"TTS_LANGUAGE": "en-gb"}).tts_language == "en-GB"
+
+
+def test_settings_feed_policy_and_call_plan():
+    settings = settings_from({"VONAGE_NUMBER": "447700900001", "DEFAULT_REGION": "gb", "RINGING_TIMEOUT": "20"})
+    assert settings.destination_policy.own_number == "447700900001"
+    assert settings.destination_policy.default_region == "GB"
+    assert settings.call_plan.from_number == "447700900001"
+    assert settings.call_plan.ringing_timeout == 20
+
+
+@pytest.mark.parametrize(
+    "variable, value, example",
+    [
+        ("PORT", "http", "PORT=3000"),
+        ("PORT", "70000", "PORT=3000"),
+        ("WORKERS", "0", "WORKERS=2"),
+        ("VONAGE_NUMBER", "+44 12", "VONAGE_NUMBER=447700900001"),
+        ("DEFAULT_REGION", "England", "DEFAULT_REGION=GB"),
+        ("ALLOWED_COUNTRIES", "GB,XX", "ALLOWED_COUNTRIES=GB,IE"),
+        ("BLOCKED_NUMBER_TYPES", "expensive", "BLOCKED_NUMBER_TYPES=PREMIUM_RATE,SHARED_COST"),
+        ("GREETING", "x" * 1501, 'GREETING="Please wait while we connect you."'),
+        ("TTS_LANGUAGE", "klingon", "TTS_LANGUAGE=en-GB"),
+        ("RINGING_TIMEOUT", "121", "RINGING_TIMEOUT=60"),
+        ("CALL_LIMIT", "7201", "CALL_LIMIT=3600"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT=json"),
+    ],
+)
+def test_bad_value_stops_with_one_line_naming_variable_and_example(variable, value, example):
+    with pytest.raises(ConfigError) as error:
+        settings_from({variable: value})
+    message = str(error.value)
+    assert message.startswith(f"{variable}: ")
+    assert message.endswith(f"for example {example}")
+    assert "\n" not in message
+
+
+def test_every_variable_sets_a_settings_field():
+    names = set(Settings.__dataclass_fields__)
+    assert {name for name, _, _ in config.VARIABLES.values()} <= names
+
+
+def test_environment_overrides_env_file(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=4000\nGREETING=From the file\n")
+    monkeypatch.setenv("PORT", "5000")
+    monkeypatch.delenv("GREETING", raising=False)
+    settings = load_settings(env_file)
+    assert settings.port == 5000
+    assert settings.greeting == "From the file"
+
+
+def test_missing_env_file_is_fine(tmp_path):
+    assert load_settings(tmp_path / "absent.env").port in range(1, 65536)
+
+
+def test_env_example_lists_every_variable():
+    text = (config.__file__.rsplit("/", 1)[0] + "/.env.example")
+    content = open(text).read()
+    for variable in config.VARIABLES:
+        assert f"{variable}=" in content, variable

@@ -1,0 +1,146 @@
+"""/voice/event over HTTP: every well-formed event is accepted and logged; bad input gets a clear 400/413."""
+
+import json
+import logging
+
+import pytest
+
+from conftest import SEED_EVENTS, STATUS_EVENTS, load_fixture
+from events import event_kind, leg_uuid
+from logs import JsonFormatter, PrettyFormatter
+
+
+@pytest.mark.parametrize("path", SEED_EVENTS + STATUS_EVENTS, ids=lambda path: path.stem)
+def test_every_known_event_is_accepted_as_json_post(client, path):
+    response = client.post("/voice/event", json=load_fixture(path))
+    assert response.status_code == 204
+
+
+@pytest.mark.parametrize("path", SEED_EVENTS, ids=lambda path: path.stem)
+def test_event_sent_by_get_is_accepted(client, path):
+    payload = {key: value for key, value in load_fixture(path).items() if isinstance(value, str)}
+    assert client.get("/voice/event", query_string=payload).status_code == 204
+
+
+def test_form_encoded_event_is_accepted(client, caplog):
+    with caplog.at_level(logging.INFO, logger="voice"):
+        response = client.post("/voice/event", data={"status": "ringing", "uuid": "abc"})
+    assert response.status_code == 204
+    assert caplog.records[-1].payload == {"status": "ringing", "uuid": "abc"}
+
+
+def test_unknown_status_and_future_fields_are_accepted(client):
+    response = client.post("/voice/event", json={"status": "teleported", "uuid": "abc", "quantum": {"x": 1}})
+    assert response.status_code == 204
+
+
+def test_json_body_without_content_type_is_read(client, caplog):
+    with caplog.at_level(logging.INFO, logger="voice"):
+        response = client.post("/voice/event", data=b'{"status": "answered", "uuid": "u1"}', content_type="")
+    assert response.status_code == 204
+    assert caplog.records[-1].payload["status"] == "answered"
+
+
+@pytest.mark.parametrize(
+    "body, content_type, problem",
+    [
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"[1, 2, 3]", "application/json", "JSON array, not an object"),
+        (b'"started"', "application/json", "JSON string, not an object"),
+        (b"{}", "application/json", "empty JSON object"),
+        (b"status=started", "", "no Content-Type and is not JSON"),
+        (b"<xml/>", "application/xml", "Content-Type application/xml is not supported"),
+        (b"\xff\xfe\x00", "application/json", "not UTF-8"),
+    ],
+)
+def test_malformed_event_gets_400_naming_the_problem(client, body, content_type, problem):
+    response = client.post("/voice/event", data=body, content_type=content_type)
+    assert response.status_code == 400
+    assert problem in response.get_json()["error"]
+    assert "Content-Type: application/json" in response.get_json()["error"]
+
+
+def test_get_event_without_fields_gets_400(client):
+    response = client.get("/voice/event")
+    assert response.status_code == 400
+    assert "no fields" in response.get_json()["error"]
+
+
+def test_event_over_64_kib_gets_413(client):
+    body = json.dumps({"status": "started", "padding": "x" * (64 * 1024)})
+    response = client.post("/voice/event", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert "64" in response.get_json()["error"] or "65536" in response.get_json()["error"]
+
+
+def test_event_just_under_the_limit_is_accepted(client):
+    body = json.dumps({"status": "started", "padding": "x" * (60 * 1024)})
+    assert client.post("/voice/event", data=body, content_type="application/json").status_code == 204
+
+
+def test_unknown_route_gets_json_404_listing_routes(client):
+    response = client.get("/voice/answers")
+    assert response.status_code == 404
+    assert "/voice/answer" in response.get_json()["error"]
+
+
+def test_wrong_method_gets_json_405(client):
+    response = client.delete("/voice/event")
+    assert response.status_code == 405
+    assert "GET or POST" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [("started", "started"), ("input", "input"), ("record", "record"), ("transfer", "transfer"), ("error", "error"), ("human", "human")],
+)
+def test_event_kind_names_statuses_and_other_event_kinds(name, kind):
+    from conftest import FIXTURES
+
+    assert event_kind(load_fixture(FIXTURES / "events" / f"{name}.json")) == kind
+
+
+def test_human_and_machine_events_name_their_leg_call_uuid():
+    assert leg_uuid({"call_uuid": "leg-1", "status": "machine"}) == "leg-1"
+    assert leg_uuid({"uuid": "leg-2"}) == "leg-2"
+    assert leg_uuid({"status": "x"}) is None
+
+
+def test_pretty_log_shows_each_event_as_a_readable_block(client, caplog):
+    payload = load_fixture(SEED_EVENTS[3])
+    with caplog.at_level(logging.INFO, logger="voice"):
+        client.post("/voice/event", json=payload)
+    text = PrettyFormatter().format(caplog.records[-1])
+    headline, *block = text.splitlines()
+    assert headline.endswith("VOICE EVENT completed (outbound) leg 8aa86e22-8d45-4201-b8d8-3dcd76e76429")
+    assert block[-1] == "---"
+    assert json.loads("\n".join(block[:-1])) == payload
+
+
+def test_json_log_is_one_line_with_payload_and_time_received(client, caplog):
+    payload = load_fixture(SEED_EVENTS[0])
+    with caplog.at_level(logging.INFO, logger="voice"):
+        client.post("/voice/event", json=payload)
+    line = JsonFormatter().format(caplog.records[-1])
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["payload"] == payload
+    assert entry["event"] == "started"
+    assert entry["received_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("settings_env", [{"LOG_FORMAT": "json"}])
+def test_log_format_json_writes_json_lines_to_stdout(client, capsys):
+    import logs
+
+    logger = logging.getLogger(logs.LOGGER_NAME)
+    handler = next(h for h in logger.handlers if getattr(h, "is_voice_handler", False))
+    assert isinstance(handler.formatter, JsonFormatter)
+
+
+def test_health_reports_version_and_parts(client):
+    body = client.get("/health").get_json()
+    assert body["status"] == "ok"
+    assert body["version"]
+    assert body["parts"]["answer"]["caller_id"] == "randomFromNumber"
+    assert body["parts"]["events"]["status"] == "ok"
