@@ -163,3 +163,12 @@ def test_unexpected_failure_still_answers_with_an_ncco(app, client, monkeypatch)
     monkeypatch.setattr(app_module, "decide_answer", broken)
     ncco = ncco_of(client.get("/voice/answer?to=447700900000"))
     assert "could not be read" in spoken(ncco)
+
+
+def test_flask_ncco_shows_the_decision_and_exits_nonzero_when_refused(runner):
+    refused = runner.invoke(args=["ncco", "+44 909 879 0000"])
+    assert refused.exit_code == 1
+    assert "PREMIUM_RATE" in refused.output
+    allowed = runner.invoke(args=["ncco", "+44 7700 900000"])
+    assert allowed.exit_code == 0
+    assert "connect: +44 7700 900000 -> 447700900000" in allowed.output

@@ -1,0 +1,96 @@
+"""The production runner (`make run`): starts granian on HOST/PORT, and refuses bad settings in one line."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_env(**settings) -> dict:
+    env = {key: value for key, value in os.environ.items() if key not in ("VONAGE_NUMBER", "LOG_FORMAT")}
+    env.update(settings)
+    return env
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}: {process.stdout.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("server did not start listening")
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "serve.py"],
+        cwd=ROOT,
+        env=run_env(PORT=str(port), WORKERS="1", VONAGE_NUMBER="447700900001"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_listening(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_production_server_answers_with_an_ncco(server):
+    with urllib.request.urlopen(f"{server}/voice/answer?to=447700900000") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/json"
+        ncco = json.load(response)
+    assert ncco[1]["endpoint"][0]["number"] == "447700900000"
+    assert ncco[1]["from"] == "447700900001"
+
+
+def test_production_server_accepts_events(server):
+    request = urllib.request.Request(
+        f"{server}/voice/event",
+        data=b'{"status": "started", "uuid": "u1"}',
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 204
+
+
+def test_bad_setting_stops_start_up_with_one_line():
+    result = subprocess.run(
+        [sys.executable, "serve.py"], cwd=ROOT, env=run_env(RINGING_TIMEOUT="500"), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: RINGING_TIMEOUT: 500 is outside 1-120; for example RINGING_TIMEOUT=60\n"
+
+
+def test_port_in_use_stops_start_up_with_one_line():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "serve.py"], cwd=ROOT, env=run_env(PORT=str(port)), capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 2
+    assert f"PORT: {port} is already in use" in result.stderr
