@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from urllib.parse import parse_qsl
 
 import click
-from flask import Flask, Request, jsonify, request
+from flask import Flask, Request, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from config import Settings, load_settings, settings_from
 from events import log_event
 from logs import configure_logging
-from ncco import AnswerDecision, decide_answer, refusal_ncco
+from ncco import NUMBER_TYPE_NAMES, AnswerDecision, decide_answer, refusal_ncco
 from payloads import MAX_BODY_BYTES, PayloadError, read_payload
+from signatures import SignatureError, verify_webhook
 
 __version__ = "0.1.0"
+
+SIGNATURE_RETRY_AFTER_SECONDS = 5
 
 ROUTES = {
     "answer_url": "/voice/answer",
@@ -48,6 +52,39 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         log_answer(log, route, decision)
         return app.json.response(decision.ncco)
 
+    signed_paths = {ROUTES["answer_url"], ROUTES["event_url"], ROUTES["fallback_answer_url"]}
+
+    @app.before_request
+    def check_signature():
+        g.verified = False
+        if request.path not in signed_paths or not settings.signature_secrets:
+            return None
+        try:
+            verify_webhook(
+                request.headers.get("Authorization"),
+                request.method,
+                request.get_data(cache=True),
+                parse_qsl(request.query_string.decode("utf-8", "replace"), keep_blank_values=True),
+                settings.signature_secrets,
+                time.time(),
+                settings.signature_max_age,
+            )
+        except SignatureError as refusal:
+            log.warning(
+                "signature refused on %s (%s): %s",
+                request.path,
+                refusal.status,
+                refusal.reason,
+                extra={"path": request.path, "status": refusal.status},
+            )
+            response = jsonify(error=f"webhook signature check failed: {refusal.reason}")
+            response.status_code = refusal.status
+            if refusal.status == 503:
+                response.headers["Retry-After"] = str(SIGNATURE_RETRY_AFTER_SECONDS)
+            return response
+        g.verified = True
+        return None
+
     @app.route(ROUTES["answer_url"], methods=["GET", "POST"])
     def answer():
         fields, problem = answer_fields(request)
@@ -72,7 +109,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         except PayloadError as error:
             log.warning("event refused (%s): %s", error.status, error.message, extra={"path": request.path})
             return jsonify(error=error.message), error.status
-        log_event(log, payload, time.time())
+        log_event(log, payload, time.time(), g.verified)
         return "", 204
 
     @app.get(ROUTES["health"])
@@ -86,6 +123,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
                     "caller_id": settings.vonage_number or "randomFromNumber",
                 },
                 "events": {"status": "ok", "log_format": settings.log_format},
+                "signatures": signatures_health(settings),
             },
         }
 
@@ -116,6 +154,16 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 
     register_commands(app, settings)
     return app
+
+
+def signatures_health(settings: Settings) -> dict:
+    """The signature check's state for /health: on (with how many secrets) or off, with a warning."""
+    if not settings.signature_secrets:
+        return {
+            "status": "off",
+            "warning": "VONAGE_SIGNATURE_SECRET is not set: webhooks are accepted without checking they come from Vonage",
+        }
+    return {"status": "on", "secrets": len(settings.signature_secrets), "max_age": settings.signature_max_age}
 
 
 def read_request_payload(req: Request) -> dict:
@@ -159,8 +207,12 @@ def register_commands(app: Flask, settings: Settings) -> None:
     def show_settings():
         """Print the settings the server would start with."""
         for name, value in vars(settings).items():
-            if isinstance(value, frozenset):
-                value = ",".join(sorted(str(item) for item in value)) or "(none)"
+            if name == "signature_secrets":
+                value = f"({len(value)} set)" if value else "(not set: signatures are not checked)"
+            elif name == "blocked_number_types":
+                value = ",".join(sorted(NUMBER_TYPE_NAMES[item] for item in value)) or "(none)"
+            elif name == "allowed_countries":
+                value = ",".join(sorted(value)) or "(all)"
             click.echo(f"{name:22} {value}")
 
     @app.cli.command("ncco")

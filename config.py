@@ -38,6 +38,8 @@ class Settings:
     ringing_timeout: int = 60
     call_limit: int = 7200
     log_format: str = "pretty"
+    signature_secrets: tuple[str, ...] = ()
+    signature_max_age: int = 300
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -114,6 +116,13 @@ def _vonage_number(raw: str) -> str:
         raise ValueError(error.detail) from None
 
 
+def _secrets(raw: str) -> tuple[str, ...]:
+    secrets = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not secrets:
+        raise ValueError("it holds no secret")
+    return secrets
+
+
 def _language(raw: str) -> str:
     value = _LANGUAGES.get(raw.strip().lower())
     if value is None:
@@ -146,6 +155,12 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "RINGING_TIMEOUT": ("ringing_timeout", _integer(1, 120), "RINGING_TIMEOUT=60"),
     "CALL_LIMIT": ("call_limit", _integer(1, 7200), "CALL_LIMIT=3600"),
     "LOG_FORMAT": ("log_format", _log_format, "LOG_FORMAT=json"),
+    "VONAGE_SIGNATURE_SECRET": (
+        "signature_secrets",
+        _secrets,
+        "VONAGE_SIGNATURE_SECRET=your-signature-secret (from the dashboard's API settings; comma-separate two while rotating)",
+    ),
+    "SIGNATURE_MAX_AGE": ("signature_max_age", _integer(1, 86400), "SIGNATURE_MAX_AGE=300"),
 }
 
 

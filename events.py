@@ -29,13 +29,14 @@ def leg_uuid(payload: dict) -> str | None:
     return str(value) if value is not None else None
 
 
-def log_event(logger: logging.Logger, payload: dict, received_at: float) -> None:
-    """Log one event: a headline (kind, direction, leg) then, in pretty mode, the payload as a block."""
+def log_event(logger: logging.Logger, payload: dict, received_at: float, verified: bool) -> None:
+    """Log one event: a headline (kind, direction, leg, signature) then, in pretty mode, the payload as a block."""
     kind = event_kind(payload)
     direction = payload.get("direction")
     leg = leg_uuid(payload) or "no uuid"
-    headline = f"VOICE EVENT {kind}" + (f" ({direction})" if direction else "") + f" leg {leg}"
+    signature = "signature verified" if verified else "unverified"
+    headline = f"VOICE EVENT {kind}" + (f" ({direction})" if direction else "") + f" leg {leg} [{signature}]"
     logger.info(
         headline,
-        extra={"event": kind, "received_at": utc_timestamp(received_at), "payload": payload},
+        extra={"event": kind, "received_at": utc_timestamp(received_at), "verified": verified, "payload": payload},
     )

@@ -22,6 +22,12 @@ def startup_notes(settings: Settings) -> list[str]:
         f"  fallback URL {base}/voice/fallback",
         f"  health       {base}/health",
     ]
+    if not settings.signature_secrets:
+        notes.append(
+            "WARNING: VONAGE_SIGNATURE_SECRET is not set, so webhooks are accepted without checking that they come "
+            "from Vonage; anyone who finds this server's URL can post events or make it bridge calls. "
+            "Set it to your account's signature secret (dashboard: API settings)."
+        )
     if settings.vonage_number is None:
         notes.append(
             "note: VONAGE_NUMBER is not set, so calls use randomFromNumber "

@@ -112,7 +112,7 @@ def test_pretty_log_shows_each_event_as_a_readable_block(client, caplog):
         client.post("/voice/event", json=payload)
     text = PrettyFormatter().format(caplog.records[-1])
     headline, *block = text.splitlines()
-    assert headline.endswith("VOICE EVENT completed (outbound) leg 8aa86e22-8d45-4201-b8d8-3dcd76e76429")
+    assert headline.endswith("VOICE EVENT completed (outbound) leg 8aa86e22-8d45-4201-b8d8-3dcd76e76429 [unverified]")
     assert block[-1] == "---"
     assert json.loads("\n".join(block[:-1])) == payload
 
