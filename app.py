@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
@@ -12,11 +13,13 @@ from flask import Flask, Request, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from config import Settings, load_settings, settings_from
+import api
 from events import log_event
-from logs import configure_logging
+from logs import configure_logging, utc_timestamp
 from ncco import NUMBER_TYPE_NAMES, AnswerDecision, decide_answer, refusal_ncco
 from payloads import MAX_BODY_BYTES, PayloadError, read_payload
 from signatures import SignatureError, verify_webhook
+from storage import Store, StorageError
 
 __version__ = "0.1.0"
 
@@ -27,6 +30,7 @@ ROUTES = {
     "event_url": "/voice/event",
     "fallback_answer_url": "/voice/fallback",
     "health": "/health",
+    "call_log": "/api/calls",
 }
 
 
@@ -37,7 +41,15 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     # Flask refuses larger bodies with 413 before a route reads them.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SETTINGS"] = settings
+    app.config["CALL_LOG_TOKEN"] = settings.call_log_token or secrets.token_urlsafe(18)
     log = configure_logging(settings.log_format)
+    store = Store(settings.database_url)
+    app.extensions["store"] = store
+    try:
+        store.ensure_schema()
+    except StorageError as error:
+        # Answering calls needs no database: start anyway, and answer events with 503 until it is back.
+        log.error("call log unavailable at start-up: %s", error)
 
     def answer_with(fields: dict | None, unreadable: str | None, route: str):
         if fields is None:
@@ -50,6 +62,10 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         else:
             decision = decide_answer(fields, settings.destination_policy, settings.call_plan)
         log_answer(log, route, decision)
+        try:
+            store.record_answer(answer_row(route, decision, g.get("verified", False)))
+        except Exception:
+            log.exception("answer decision not recorded")
         return app.json.response(decision.ncco)
 
     signed_paths = {ROUTES["answer_url"], ROUTES["event_url"], ROUTES["fallback_answer_url"]}
@@ -109,13 +125,21 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         except PayloadError as error:
             log.warning("event refused (%s): %s", error.status, error.message, extra={"path": request.path})
             return jsonify(error=error.message), error.status
-        log_event(log, payload, time.time(), g.verified)
+        received_at = time.time()
+        try:
+            new = store.record_event(payload, utc_timestamp(received_at), g.verified)
+        except StorageError as error:
+            log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": request.path})
+            return jsonify(error=f"the event could not be stored ({error}); it was not accepted, send it again"), 503
+        log_event(log, payload, received_at, g.verified, duplicate=not new)
         return "", 204
 
     @app.get(ROUTES["health"])
     def health():
+        storage = store.health()
+        healthy = storage["status"] == "ok"
         return {
-            "status": "ok",
+            "status": "ok" if healthy else "degraded",
             "version": __version__,
             "parts": {
                 "answer": {
@@ -124,8 +148,9 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
                 },
                 "events": {"status": "ok", "log_format": settings.log_format},
                 "signatures": signatures_health(settings),
+                "storage": storage,
             },
-        }
+        }, (200 if healthy else 503)
 
     @app.get("/")
     def index():
@@ -152,6 +177,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
             return answer_with(None, "the server failed while reading it", "answer")
         return jsonify(error="the server failed on this request; the log has the details"), 500
 
+    app.register_blueprint(api.bp)
     register_commands(app, settings)
     return app
 
@@ -181,6 +207,30 @@ def answer_fields(req: Request) -> tuple[dict | None, str | None]:
         if error.status == 400 and not req.get_data(cache=True).strip():
             return {}, None
         return None, error.message
+
+
+def answer_row(route: str, decision: AnswerDecision, verified: bool) -> dict:
+    """The call-log record of one answer decision."""
+    fields = decision.request
+    requested = decision.callee if decision.connected else fields.get("to")
+    if requested is None and isinstance(fields.get("custom_data"), dict):
+        requested = fields["custom_data"].get("to")
+    return {
+        "conversation_uuid": _text_or_none(fields.get("conversation_uuid")),
+        "leg_uuid": _text_or_none(fields.get("uuid")),
+        "route": route,
+        "caller": _text_or_none(fields.get("from_user") or fields.get("from")),
+        "requested": _text_or_none(requested),
+        "callee": decision.callee if decision.connected else None,
+        "connected": decision.connected,
+        "reason": decision.reason,
+        "received_at": utc_timestamp(time.time()),
+        "verified": verified,
+    }
+
+
+def _text_or_none(value) -> str | None:
+    return None if value is None else str(value)
 
 
 def log_answer(log, route: str, decision: AnswerDecision) -> None:

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import phonenumbers
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from vonage_voice.models import TtsLanguageCode
 
 from ncco import DEFAULT_BLOCKED_TYPES, NUMBER_TYPE_NAMES, CallPlan, DestinationPolicy, NumberError, normalize_number
 
 LOG_FORMATS = ("pretty", "json")
+DEFAULT_DATABASE_URL = f"sqlite:///{Path(__file__).resolve().parent / 'instance' / 'calls.db'}"
 _TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
 _LANGUAGES = {code.value.lower(): code.value for code in TtsLanguageCode}
 
@@ -40,6 +43,8 @@ class Settings:
     log_format: str = "pretty"
     signature_secrets: tuple[str, ...] = ()
     signature_max_age: int = 300
+    database_url: str = DEFAULT_DATABASE_URL
+    call_log_token: str | None = None
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -123,6 +128,27 @@ def _secrets(raw: str) -> tuple[str, ...]:
     return secrets
 
 
+def _database_url(raw: str) -> str:
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ValueError(f"{raw.strip()!r} is not a database URL") from None
+    backend = url.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        # The bare scheme would ask SQLAlchemy for psycopg2; this server ships psycopg 3.
+        url = url.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite":
+        raise ValueError(f"{backend} is not supported (SQLite or PostgreSQL)")
+    return url.render_as_string(hide_password=False)
+
+
+def _token(raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 16 or any(character.isspace() for character in value):
+        raise ValueError("it must be at least 16 characters with no spaces")
+    return value
+
+
 def _language(raw: str) -> str:
     value = _LANGUAGES.get(raw.strip().lower())
     if value is None:
@@ -161,6 +187,12 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         "VONAGE_SIGNATURE_SECRET=your-signature-secret (from the dashboard's API settings; comma-separate two while rotating)",
     ),
     "SIGNATURE_MAX_AGE": ("signature_max_age", _integer(1, 86400), "SIGNATURE_MAX_AGE=300"),
+    "DATABASE_URL": (
+        "database_url",
+        _database_url,
+        "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psycopg://user:password@localhost/calls",
+    ),
+    "CALL_LOG_TOKEN": ("call_log_token", _token, "CALL_LOG_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe())')"),
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 from logs import utc_timestamp
@@ -29,13 +31,40 @@ def leg_uuid(payload: dict) -> str | None:
     return str(value) if value is not None else None
 
 
-def log_event(logger: logging.Logger, payload: dict, received_at: float, verified: bool) -> None:
+def event_conversation(payload: dict) -> str | None:
+    """The conversation an event belongs to; a transfer event names the one it left."""
+    value = payload.get("conversation_uuid") or payload.get("conversation_uuid_from")
+    return str(value) if value is not None else None
+
+
+def event_key(payload: dict) -> str:
+    """The identity of one event, the same for every delivery of it: leg, conversation, kind and timestamp.
+
+    One leg emits many statuses, so the leg's uuid alone never identifies an event; an event with
+    no timestamp is identified by its whole payload.
+    """
+    timestamp = payload.get("timestamp")
+    if timestamp is None:
+        identity = ["payload", payload]
+    else:
+        identity = [leg_uuid(payload), event_conversation(payload), event_kind(payload), str(timestamp)]
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def log_event(logger: logging.Logger, payload: dict, received_at: float, verified: bool, duplicate: bool = False) -> None:
     """Log one event: a headline (kind, direction, leg, signature) then, in pretty mode, the payload as a block."""
     kind = event_kind(payload)
     direction = payload.get("direction")
     leg = leg_uuid(payload) or "no uuid"
     signature = "signature verified" if verified else "unverified"
     headline = f"VOICE EVENT {kind}" + (f" ({direction})" if direction else "") + f" leg {leg} [{signature}]"
+    if duplicate:
+        logger.info(
+            f"{headline}: a repeated delivery, already stored",
+            extra={"event": kind, "duplicate": True, "received_at": utc_timestamp(received_at), "verified": verified},
+        )
+        return
     logger.info(
         headline,
         extra={"event": kind, "received_at": utc_timestamp(received_at), "verified": verified, "payload": payload},

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import os
+import secrets
 import socket
 import sys
+from dataclasses import replace
 
 from granian import Granian
 from granian.constants import Interfaces
@@ -21,6 +24,7 @@ def startup_notes(settings: Settings) -> list[str]:
         f"  event URL    {base}/voice/event    (POST)",
         f"  fallback URL {base}/voice/fallback",
         f"  health       {base}/health",
+        f"  call log     {base}/api/calls?token={settings.call_log_token}",
     ]
     if not settings.signature_secrets:
         notes.append(
@@ -55,6 +59,10 @@ def main() -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if settings.call_log_token is None:
+        # Like Jupyter: a fresh token each start. The workers read it from the environment they inherit.
+        settings = replace(settings, call_log_token=secrets.token_urlsafe(18))
+        os.environ["CALL_LOG_TOKEN"] = settings.call_log_token
     problem = port_problem(settings.host, settings.port)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 
+CALL_LOG_TOKEN = "test-call-log-token-0123456789"
 SEED_EVENTS = sorted((FIXTURES / "seed").glob("*.json"))
 STATUS_EVENTS = sorted((FIXTURES / "events").glob("*.json"))
 
@@ -27,8 +28,13 @@ def settings_env():
 
 
 @pytest.fixture
-def app(settings_env):
-    return create_app(settings_env)
+def database_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'calls.db'}"
+
+
+@pytest.fixture
+def app(settings_env, database_url):
+    return create_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN, **settings_env})
 
 
 @pytest.fixture

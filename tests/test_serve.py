@@ -25,6 +25,11 @@ def run_env(**settings) -> dict:
     return env
 
 
+@pytest.fixture(autouse=True)
+def own_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'calls.db'}")
+
+
 def wait_until_listening(port: int, process: subprocess.Popen, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

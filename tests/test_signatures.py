@@ -316,10 +316,10 @@ def test_proxy_host_does_not_matter(client):
     assert response.status_code == 200
 
 
-def test_without_secret_requests_are_accepted_as_unverified(caplog):
+def test_without_secret_requests_are_accepted_as_unverified(caplog, database_url):
     from app import create_app
 
-    app = create_app({})
+    app = create_app({"DATABASE_URL": database_url})
     caplog.set_level(logging.INFO, logger="voice")
     assert app.test_client().post("/voice/event", json={"status": "started"}).status_code == 204
     assert [record.verified for record in caplog.records if getattr(record, "event", None)] == [False]

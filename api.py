@@ -1,0 +1,113 @@
+"""The call-log API (/api/calls, token-protected) and the `flask calls` command."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+import click
+from flask import Blueprint, current_app, jsonify, request
+
+from storage import Store, StorageError
+
+bp = Blueprint("api", __name__, cli_group=None)
+MAX_PAGE = 200
+
+
+def store() -> Store:
+    return current_app.extensions["store"]
+
+
+def token_matches(given: str | None, expected: str) -> bool:
+    """Constant-time check of a call-log token."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def request_token() -> str | None:
+    """The token a request carries: `Authorization: Bearer <token>`, else `?token=`."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.args.get("token")
+
+
+@bp.before_request
+def require_token():
+    if not token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
+        return jsonify(
+            error="the call log needs its token: add 'Authorization: Bearer <token>' or '?token=<token>'; "
+            "the server prints it at start-up (CALL_LOG_TOKEN)"
+        ), 401
+    return None
+
+
+@bp.errorhandler(StorageError)
+def storage_failed(error: StorageError):
+    return jsonify(error=f"the call log is unavailable: {error}"), 503
+
+
+@bp.get("/api/calls")
+def list_calls():
+    try:
+        limit = int(request.args.get("limit", 20))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_PAGE:
+        return jsonify(error=f"limit must be a whole number from 1 to {MAX_PAGE}, e.g. ?limit=20"), 400
+    try:
+        calls, next_cursor = store().list_calls(
+            limit=limit,
+            cursor=request.args.get("cursor") or None,
+            status=request.args.get("status") or None,
+            number=request.args.get("number") or None,
+        )
+    except ValueError as error:
+        return jsonify(error=str(error)), 400
+    return {"calls": calls, "next": next_cursor}
+
+
+@bp.get("/api/calls/<conversation_uuid>")
+def get_call(conversation_uuid: str):
+    call = store().get_call(conversation_uuid)
+    if call is None:
+        return jsonify(error=f"no conversation {conversation_uuid} in the call log"), 404
+    return call
+
+
+@bp.cli.command("calls")
+@click.option("--limit", default=20, show_default=True, help="How many conversations to show.")
+@click.option("--status", default=None, help="Only conversations with a leg in this status (or 'refused').")
+@click.option("--number", default=None, help="Only conversations to or from this number.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def calls_command(limit: int, status: str | None, number: str | None, as_json: bool):
+    """Show the recent call log."""
+    try:
+        calls, _ = store().list_calls(limit=limit, status=status, number=number)
+    except StorageError as error:
+        raise click.ClickException(f"the call log is unavailable: {error}") from None
+    if as_json:
+        click.echo(json.dumps(calls, indent=2))
+        return
+    if not calls:
+        click.echo("No calls yet. Point a Vonage application here, or try: flask ncco 447700900000")
+        return
+    for row in call_table(calls):
+        click.echo(row)
+
+
+def call_table(calls: list[dict]) -> list[str]:
+    """The call log as aligned text rows: one per leg, under a line per conversation."""
+    header = f"  {'DIR':7} {'FROM':16} {'TO':16} {'STATUS':12} {'SECS':>5} {'PRICE':>11}"
+    rows = [header]
+    for call in calls:
+        price = call["total_price"] or "-"
+        rows.append(f"{call['started_at']}  {call['conversation_uuid']}  total {price}")
+        for answer in call["answers"]:
+            if not answer["connected"]:
+                rows.append(f"  refused: {answer['caller'] or '?'} -> {answer['requested'] or '?'}: {answer['reason']}")
+        for leg in call["legs"]:
+            rows.append(
+                f"  {leg['direction'] or '-':7} {leg['from'] or '-':16} {leg['to'] or '-':16} {leg['status'] or '-':12} "
+                f"{'' if leg['duration'] is None else leg['duration']:>5} {leg['price'] or '-':>11}"
+            )
+    return rows

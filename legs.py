@@ -1,0 +1,112 @@
+"""Leg records: fold one call leg's events, in whatever order they arrived, into the leg's current state."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from events import event_kind
+
+# Higher ranks win, so a late `ringing` never regresses a `completed` leg. A failure outcome outranks
+# `completed`: Vonage may send `completed` for an unanswered leg and its real outcome after it.
+STATUS_RANK = {
+    "started": 1,
+    "ringing": 2,
+    "answered": 3,
+    "disconnected": 4,
+    "completed": 4,
+    "busy": 5,
+    "cancelled": 5,
+    "unanswered": 5,
+    "rejected": 5,
+    "failed": 5,
+    "timeout": 5,
+}
+IN_PROGRESS = frozenset({"started", "ringing", "answered"})
+MACHINE_DETECTION = frozenset({"human", "machine"})
+LEG_FIELDS = (
+    "conversation_uuid",
+    "direction",
+    "from_number",
+    "to_number",
+    "status",
+    "start_time",
+    "answer_time",
+    "end_time",
+    "duration",
+    "rate",
+    "price",
+    "network",
+    "detail",
+    "reason",
+    "machine_detection",
+)
+
+
+def exact_decimal(value) -> str | None:
+    """A price or rate as exact decimal text ("0.00833333"), or None if absent or not a number."""
+    if value is None or isinstance(value, (bool, float)):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return str(value).strip() if number.is_finite() else None
+
+
+def whole_seconds(value) -> int | None:
+    """A duration ("15") as whole seconds, or None."""
+    try:
+        return int(Decimal(str(value).strip()))
+    except (InvalidOperation, ValueError, TypeError):
+        return None
+
+
+def _text(value) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def fold_leg(payloads: list[dict]) -> dict:
+    """The state of one leg from all its events (payload dicts, in arrival order). Order-independent.
+
+    Returns every field of LEG_FIELDS; unknown statuses set the status only while no known one is seen.
+    """
+    leg = dict.fromkeys(LEG_FIELDS)
+    rank = -1
+    ordered = sorted(enumerate(payloads), key=lambda pair: (str(pair[1].get("timestamp") or ""), pair[0]))
+    for _, payload in ordered:
+        kind = event_kind(payload)
+        for field, key in (("conversation_uuid", "conversation_uuid"), ("direction", "direction"), ("to_number", "to")):
+            if leg[field] is None:
+                leg[field] = _text(payload.get(key))
+        # The outbound leg's `completed` event says from "Unknown"; keep the caller seen earlier.
+        caller = _text(payload.get("from"))
+        if caller and (leg["from_number"] is None or leg["from_number"] == "Unknown"):
+            leg["from_number"] = caller
+        if kind in MACHINE_DETECTION:
+            leg["machine_detection"] = kind
+            continue
+        new_rank = STATUS_RANK.get(kind, 0)
+        if kind in STATUS_RANK or "status" in payload:
+            if new_rank > rank:
+                leg["status"], rank = kind, new_rank
+        if kind == "started" and leg["start_time"] is None:
+            leg["start_time"] = _text(payload.get("timestamp"))
+        if kind == "answered" and leg["answer_time"] is None:
+            leg["answer_time"] = _text(payload.get("timestamp"))
+        if kind == "completed":
+            leg["start_time"] = leg["start_time"] or _text(payload.get("start_time"))
+            leg["end_time"] = _text(payload.get("end_time")) or leg["end_time"]
+            leg["duration"] = whole_seconds(payload.get("duration"))
+            leg["rate"] = exact_decimal(payload.get("rate"))
+            leg["price"] = exact_decimal(payload.get("price"))
+            leg["network"] = _text(payload.get("network"))
+        for field in ("detail", "reason"):
+            if payload.get(field) not in (None, ""):
+                leg[field] = _text(payload[field])
+    return leg
+
+
+def total_price(prices) -> str | None:
+    """The exact sum of leg prices (decimal strings; None skipped), or None when there are none."""
+    known = [Decimal(price) for price in prices if price is not None]
+    return str(sum(known, Decimal(0))) if known else None

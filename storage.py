@@ -1,0 +1,537 @@
+"""Call records: every event stored once and committed before it is acknowledged, leg records, answer decisions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    event,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from events import event_conversation, event_key, event_kind, leg_uuid
+from legs import IN_PROGRESS, fold_leg, total_price
+from logs import LOGGER_NAME
+
+SCHEMA_VERSION = 1
+COMMIT_TIMEOUT_SECONDS = 4.0
+BATCH_LIMIT = 256
+ANSWER_QUEUE_LIMIT = 10_000
+
+log = logging.getLogger(f"{LOGGER_NAME}.storage")
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("conversation_uuid", String(100), primary_key=True),
+    Column("started_at", String(32), nullable=False, index=True),
+    Column("updated_at", String(32), nullable=False),
+)
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_key", String(64), nullable=False, unique=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("leg_uuid", String(100), index=True),
+    Column("kind", String(64), nullable=False),
+    Column("timestamp", String(64)),
+    Column("received_at", String(32), nullable=False),
+    Column("verified", Boolean, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+legs = Table(
+    "legs",
+    metadata,
+    Column("uuid", String(100), primary_key=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("direction", String(16)),
+    Column("from_number", String(100)),
+    Column("to_number", String(100)),
+    Column("status", String(64)),
+    Column("start_time", String(64)),
+    Column("answer_time", String(64)),
+    Column("end_time", String(64)),
+    Column("duration", Integer),
+    Column("rate", String(40)),
+    Column("price", String(40)),
+    Column("network", String(64)),
+    Column("detail", String(200)),
+    Column("reason", Text),
+    Column("machine_detection", String(16)),
+)
+answers = Table(
+    "answers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("leg_uuid", String(100)),
+    Column("route", String(16), nullable=False),
+    Column("caller", String(100)),
+    Column("requested", String(200)),
+    Column("callee", String(32)),
+    Column("connected", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("received_at", String(32), nullable=False),
+    Column("verified", Boolean, nullable=False),
+)
+
+# version -> the tables that version adds; a later version appends its own step.
+MIGRATIONS = {1: [conversations, events, legs, answers]}
+
+
+class StorageError(Exception):
+    """The database could not store or read something; the message is safe to show."""
+
+
+def database_engine(url: str) -> Engine:
+    """An engine for DATABASE_URL: SQLite in WAL mode with immediate write locks, or PostgreSQL via psycopg."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection, _record):
+        # Let SQLAlchemy's BEGIN below be the only transaction control, so writers lock up front.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _insert(connection: Connection, table: Table):
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the database's schema to SCHEMA_VERSION, one step at a time; return the version it is at."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several servers may start at once against one database: migrate one at a time.
+            connection.execute(text("SELECT pg_advisory_xact_lock(804210)"))
+        schema_version.create(connection, checkfirst=True)
+        current = connection.execute(select(func.max(schema_version.c.version))).scalar() or 0
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"the database is at schema version {current}, newer than this server's {SCHEMA_VERSION}; upgrade the server"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for table in MIGRATIONS[version]:
+                table.create(connection, checkfirst=True)
+            connection.execute(schema_version.delete())
+            connection.execute(schema_version.insert().values(version=version))
+        return SCHEMA_VERSION
+
+
+@dataclass
+class _Write:
+    kind: str  # "event", "answer", or "flush" (a barrier that writes nothing)
+    row: dict
+    future: Future = field(default_factory=Future)
+
+
+class Store:
+    """The call log. Writes from concurrent requests are grouped into one transaction by a writer thread."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = database_engine(url)
+        self._queue: queue.Queue[_Write] = queue.Queue()
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._migrated = False
+        self._pending_answers = 0
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def ensure_schema(self) -> None:
+        """Create or migrate the schema if not done yet; raise StorageError if the database is unreachable."""
+        if self._migrated:
+            return
+        try:
+            database = self.engine.url.database
+            if self.backend == "sqlite" and database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            migrate(self.engine)
+        except StorageError:
+            raise
+        except Exception as error:
+            raise StorageError(f"cannot prepare the {self.backend} database: {_brief(error)}") from None
+        self._migrated = True
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def record_event(self, payload: dict, received_at: str, verified: bool) -> bool:
+        """Store one event and wait until it is committed. True if new, False for a duplicate delivery.
+
+        Raises StorageError if it could not be committed (the caller answers 503 so Vonage retries).
+        """
+        write = _Write(
+            "event",
+            _fit(events, {
+                "event_key": event_key(payload),
+                "conversation_uuid": event_conversation(payload),
+                "leg_uuid": leg_uuid(payload),
+                "kind": event_kind(payload),
+                "timestamp": None if payload.get("timestamp") is None else str(payload["timestamp"]),
+                "received_at": received_at,
+                "verified": verified,
+                "payload": json.dumps(payload, ensure_ascii=False, default=str),
+            }),
+        )
+        self._submit(write)
+        try:
+            return write.future.result(timeout=COMMIT_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise StorageError(f"the database did not commit within {COMMIT_TIMEOUT_SECONDS:g} s") from None
+
+    def record_answer(self, row: dict) -> None:
+        """Queue one answer decision for storage without waiting; a failure is logged, never raised."""
+        with self._lock:
+            if self._pending_answers >= ANSWER_QUEUE_LIMIT:
+                log.error("answer decision not recorded: %s are already waiting for the database", ANSWER_QUEUE_LIMIT)
+                return
+            self._pending_answers += 1
+        self._submit(_Write("answer", row))
+
+    def flush(self, timeout: float = COMMIT_TIMEOUT_SECONDS) -> None:
+        """Wait until every write queued before this call has been committed (or has failed)."""
+        barrier = _Write("flush", {})
+        self._submit(barrier)
+        barrier.future.result(timeout=timeout)
+
+    def _submit(self, write: _Write) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            with self._lock:
+                if self._writer is None or not self._writer.is_alive():
+                    self._writer = threading.Thread(target=self._write_forever, name="call-log-writer", daemon=True)
+                    self._writer.start()
+        self._queue.put(write)
+
+    def _write_forever(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH_LIMIT:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._commit(batch)
+            except Exception:
+                # One bad write must not fail the others: retry each alone, reporting only its own error.
+                for write in batch:
+                    if not write.future.done():
+                        try:
+                            self._commit([write])
+                        except Exception as error:
+                            self._fail(write, error)
+
+    def _fail(self, write: _Write, error: Exception) -> None:
+        message = _brief(error)
+        if write.kind == "answer":
+            with self._lock:
+                self._pending_answers -= 1
+            log.error("answer decision not recorded: %s", message)
+        write.future.set_exception(StorageError(f"the {self.backend} database failed: {message}"))
+
+    def _commit(self, batch: list[_Write]) -> None:
+        if all(write.kind == "flush" for write in batch):
+            for write in batch:
+                write.future.set_result(None)
+            return
+        self.ensure_schema()
+        with self.engine.begin() as connection:
+            outcomes = self._write_events(connection, [w for w in batch if w.kind == "event"])
+            answer_rows = [_fit(answers, w.row) for w in batch if w.kind == "answer"]
+            if answer_rows:
+                connection.execute(answers.insert(), answer_rows)
+            touched: dict[str, tuple[str, str]] = {}
+            for write in batch:
+                uuid, at = write.row.get("conversation_uuid"), write.row.get("received_at")
+                if uuid:
+                    first, last = touched.get(uuid, (at, at))
+                    touched[uuid] = (min(first, at), max(last, at))
+            self._touch_conversations(connection, touched)
+        for write in batch:
+            if write.kind == "answer":
+                with self._lock:
+                    self._pending_answers -= 1
+            write.future.set_result(outcomes.get(id(write)))
+
+    def _write_events(self, connection: Connection, writes: list[_Write]) -> dict[int, bool]:
+        outcomes: dict[int, bool] = {}
+        first_by_key: dict[str, _Write] = {}
+        for write in writes:
+            key = write.row["event_key"]
+            outcomes[id(write)] = key not in first_by_key
+            first_by_key.setdefault(key, write)
+        if not first_by_key:
+            return outcomes
+        statement = _insert(connection, events).on_conflict_do_nothing(index_elements=["event_key"])
+        inserted = set(
+            connection.execute(statement.returning(events.c.event_key), [w.row for w in first_by_key.values()])
+            .scalars()
+            .all()
+        )
+        for write in writes:
+            if write.row["event_key"] not in inserted:
+                outcomes[id(write)] = False
+        changed_legs = sorted({w.row["leg_uuid"] for w in first_by_key.values() if w.row["leg_uuid"] and w.row["event_key"] in inserted})
+        for uuid in changed_legs:
+            self._refresh_leg(connection, uuid)
+        return outcomes
+
+    def _refresh_leg(self, connection: Connection, uuid: str) -> None:
+        connection.execute(_insert(connection, legs).on_conflict_do_nothing(index_elements=["uuid"]), {"uuid": uuid})
+        # Lock the leg so that two servers folding its events at once cannot lose one (PostgreSQL;
+        # SQLite already holds the whole database's write lock).
+        connection.execute(select(legs.c.uuid).where(legs.c.uuid == uuid).with_for_update())
+        payloads = connection.execute(select(events.c.payload).where(events.c.leg_uuid == uuid).order_by(events.c.id))
+        state = fold_leg([json.loads(payload) for payload in payloads.scalars()])
+        connection.execute(legs.update().where(legs.c.uuid == uuid).values(**_fit(legs, state)))
+
+    def _touch_conversations(self, connection: Connection, touched: dict[str, tuple[str, str]]) -> None:
+        smaller, larger = (func.min, func.max) if connection.dialect.name == "sqlite" else (func.least, func.greatest)
+        for uuid in sorted(touched):
+            first, last = touched[uuid]
+            statement = _insert(connection, conversations).values(conversation_uuid=uuid, started_at=first, updated_at=last)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["conversation_uuid"],
+                    set_={
+                        "started_at": smaller(conversations.c.started_at, statement.excluded.started_at),
+                        "updated_at": larger(conversations.c.updated_at, statement.excluded.updated_at),
+                    },
+                )
+            )
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def count_events(self) -> int:
+        self.ensure_schema()
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(events)).scalar_one()
+
+    def health(self) -> dict:
+        """The database's state for /health: ok with the backend and schema version, or error with why."""
+        try:
+            self.ensure_schema()
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:
+            return {"status": "error", "backend": self.backend, "error": _brief(error)}
+        return {"status": "ok", "backend": self.backend, "schema_version": SCHEMA_VERSION}
+
+    def list_calls(
+        self, limit: int = 20, cursor: str | None = None, status: str | None = None, number: str | None = None
+    ) -> tuple[list[dict], str | None]:
+        """Conversations, newest first, with their legs and answer decisions; and the cursor of the next page."""
+        self.ensure_schema()
+        query = select(conversations).order_by(conversations.c.started_at.desc(), conversations.c.conversation_uuid.desc())
+        if cursor:
+            started_at, uuid = _decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    conversations.c.started_at < started_at,
+                    and_(conversations.c.started_at == started_at, conversations.c.conversation_uuid < uuid),
+                )
+            )
+        if status:
+            leg_match = exists().where(and_(legs.c.conversation_uuid == conversations.c.conversation_uuid, legs.c.status == status))
+            if status == "refused":
+                leg_match = exists().where(
+                    and_(answers.c.conversation_uuid == conversations.c.conversation_uuid, answers.c.connected.is_(False))
+                )
+            elif status == "in_progress":
+                leg_match = exists().where(
+                    and_(legs.c.conversation_uuid == conversations.c.conversation_uuid, legs.c.status.in_(IN_PROGRESS))
+                )
+            query = query.where(leg_match)
+        if number:
+            pattern = f"%{_digits_or_text(number)}%"
+            query = query.where(
+                or_(
+                    exists().where(
+                        and_(
+                            legs.c.conversation_uuid == conversations.c.conversation_uuid,
+                            or_(legs.c.from_number.like(pattern), legs.c.to_number.like(pattern)),
+                        )
+                    ),
+                    exists().where(
+                        and_(
+                            answers.c.conversation_uuid == conversations.c.conversation_uuid,
+                            or_(answers.c.callee.like(pattern), answers.c.caller.like(pattern), answers.c.requested.like(pattern)),
+                        )
+                    ),
+                )
+            )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.limit(limit + 1)).mappings().all()
+            page = rows[:limit]
+            calls = self._assemble(connection, page, with_events=False)
+        next_cursor = _encode_cursor(page[-1]["started_at"], page[-1]["conversation_uuid"]) if len(rows) > limit else None
+        return calls, next_cursor
+
+    def get_call(self, conversation_uuid: str) -> dict | None:
+        """One conversation with each leg's ordered events, or None if unknown."""
+        self.ensure_schema()
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(conversations).where(conversations.c.conversation_uuid == conversation_uuid)
+            ).mappings().first()
+            if row is None:
+                return None
+            return self._assemble(connection, [row], with_events=True)[0]
+
+    def _assemble(self, connection: Connection, rows, with_events: bool) -> list[dict]:
+        uuids = [row["conversation_uuid"] for row in rows]
+        if not uuids:
+            return []
+        leg_rows = connection.execute(
+            select(legs).where(legs.c.conversation_uuid.in_(uuids)).order_by(legs.c.start_time, legs.c.uuid)
+        ).mappings().all()
+        answer_rows = connection.execute(
+            select(answers).where(answers.c.conversation_uuid.in_(uuids)).order_by(answers.c.id)
+        ).mappings().all()
+        events_by_leg: dict[str, list[dict]] = {}
+        if with_events:
+            event_rows = connection.execute(
+                select(events)
+                .where(events.c.conversation_uuid.in_(uuids) | events.c.leg_uuid.in_([leg["uuid"] for leg in leg_rows]))
+                .order_by(events.c.timestamp, events.c.id)
+            ).mappings().all()
+            for row in event_rows:
+                events_by_leg.setdefault(row["leg_uuid"] or "", []).append(
+                    {
+                        "status": row["kind"],
+                        "timestamp": row["timestamp"],
+                        "received_at": row["received_at"],
+                        "verified": row["verified"],
+                        "payload": json.loads(row["payload"]),
+                    }
+                )
+        calls = []
+        for row in rows:
+            uuid = row["conversation_uuid"]
+            call_legs = [_leg_json(leg) for leg in leg_rows if leg["conversation_uuid"] == uuid]
+            if with_events:
+                for leg in call_legs:
+                    leg["events"] = events_by_leg.get(leg["uuid"], [])
+            call = {
+                "conversation_uuid": uuid,
+                "started_at": row["started_at"],
+                "updated_at": row["updated_at"],
+                "in_progress": any(leg["status"] in IN_PROGRESS for leg in call_legs),
+                "legs": call_legs,
+                "answers": [_answer_json(answer) for answer in answer_rows if answer["conversation_uuid"] == uuid],
+                "total_price": total_price(leg["price"] for leg in call_legs),
+            }
+            if with_events:
+                call["other_events"] = events_by_leg.get("", [])
+            calls.append(call)
+        return calls
+
+
+def _fit(table: Table, row: dict) -> dict:
+    """The row with text cut to its column's length: PostgreSQL refuses longer values, and a webhook may send any."""
+    limits = _LENGTHS[table.name]
+    return {key: (value[: limits[key]] if isinstance(value, str) and key in limits else value) for key, value in row.items()}
+
+
+_LENGTHS = {
+    table.name: {column.name: column.type.length for column in table.columns if getattr(column.type, "length", None)}
+    for table in metadata.tables.values()
+}
+
+
+def _leg_json(row) -> dict:
+    return {
+        "uuid": row["uuid"],
+        "direction": row["direction"],
+        "from": row["from_number"],
+        "to": row["to_number"],
+        "status": row["status"],
+        "duration": row["duration"],
+        "rate": row["rate"],
+        "price": row["price"],
+        "network": row["network"],
+        "start_time": row["start_time"],
+        "answer_time": row["answer_time"],
+        "end_time": row["end_time"],
+        "detail": row["detail"],
+        "reason": row["reason"],
+        "machine_detection": row["machine_detection"],
+    }
+
+
+def _answer_json(row) -> dict:
+    return {
+        "received_at": row["received_at"],
+        "route": row["route"],
+        "caller": row["caller"],
+        "requested": row["requested"],
+        "callee": row["callee"],
+        "connected": row["connected"],
+        "reason": row["reason"],
+        "verified": row["verified"],
+    }
+
+
+def _digits_or_text(number: str) -> str:
+    digits = "".join(character for character in number if character.isdigit())
+    return digits or number.strip()
+
+
+def _encode_cursor(started_at: str, uuid: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([started_at, uuid]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        started_at, uuid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return str(started_at), str(uuid)
+    except (ValueError, TypeError):
+        raise ValueError("the cursor is not one this server gave out; use the 'next' value of a previous page") from None
+
+
+def _brief(error: Exception) -> str:
+    """One line about a database error, without the SQL statement or parameters SQLAlchemy appends."""
+    message = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0] if message else ''}".strip()

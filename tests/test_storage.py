@@ -1,0 +1,261 @@
+"""The call log: every acknowledged event stored once, leg records in step, answer decisions, the API."""
+
+import json
+import logging
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, load_fixture
+from storage import SCHEMA_VERSION, Store, StorageError, migrate, schema_version
+
+CONVERSATION = "CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77"
+AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["store"]
+
+
+def post_events(client, payloads):
+    return [client.post("/voice/event", json=payload).status_code for payload in payloads]
+
+
+def call_log(client, conversation=CONVERSATION):
+    response = client.get(f"/api/calls/{conversation}", headers=AUTH)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def legs_by_direction(call):
+    return {leg["direction"]: leg for leg in call["legs"]}
+
+
+def test_seed_events_make_one_conversation_with_two_completed_legs(client, store):
+    assert post_events(client, [load_fixture(path) for path in SEED_EVENTS]) == [204] * 5
+    call = call_log(client)
+    legs = legs_by_direction(call)
+    assert len(call["legs"]) == 2
+    assert legs["outbound"]["status"] == "completed"
+    assert (legs["outbound"]["duration"], legs["outbound"]["price"]) == (5, "0.00833333")
+    assert (legs["inbound"]["status"], legs["inbound"]["duration"]) == ("completed", 15)
+    assert call["total_price"] == "0.00833333"
+    assert call["in_progress"] is False
+    assert [event["status"] for event in legs["outbound"]["events"]] == ["started", "answered", "completed"]
+    assert legs["outbound"]["events"][0]["payload"] == load_fixture(SEED_EVENTS[1])
+    assert store.count_events() == 5
+
+
+def test_retried_deliveries_are_stored_once(client, store):
+    payloads = [load_fixture(path) for path in SEED_EVENTS]
+    assert post_events(client, payloads + payloads + payloads[::-1]) == [204] * 15
+    assert store.count_events() == 5
+    assert len(call_log(client)["legs"][0]["events"]) + len(call_log(client)["legs"][1]["events"]) == 5
+
+
+def test_out_of_order_delivery_gives_the_same_legs(client):
+    post_events(client, [load_fixture(path) for path in reversed(SEED_EVENTS)])
+    legs = legs_by_direction(call_log(client))
+    assert legs["outbound"]["status"] == "completed" and legs["outbound"]["price"] == "0.00833333"
+    assert legs["inbound"]["status"] == "completed"
+
+
+def test_late_ringing_after_completed_does_not_regress_the_leg(client):
+    completed = load_fixture(FIXTURES / "events" / "completed.json")
+    ringing = dict(load_fixture(FIXTURES / "events" / "ringing.json"), timestamp="2026-11-24T09:02:00.000Z")
+    post_events(client, [completed, ringing])
+    (leg,) = call_log(client, completed["conversation_uuid"])["legs"]
+    assert leg["status"] == "completed"
+    assert len(leg["events"]) == 2
+
+
+def test_call_in_progress_is_marked(client):
+    post_events(client, [load_fixture(SEED_EVENTS[0])])
+    assert call_log(client)["in_progress"] is True
+
+
+def test_every_status_fixture_and_unknown_statuses_are_stored(client, store):
+    fixtures = sorted((FIXTURES / "events").glob("*.json"))
+    unknown = {"status": "teleported", "uuid": "leg-x", "conversation_uuid": "CON-x", "timestamp": "2026-11-24T10:00:00Z"}
+    assert post_events(client, [load_fixture(path) for path in fixtures] + [unknown]) == [204] * (len(fixtures) + 1)
+    assert store.count_events() == len(fixtures) + 1
+    assert call_log(client, "CON-x")["legs"][0]["status"] == "teleported"
+
+
+def test_event_without_conversation_uuid_is_stored(client, store):
+    assert post_events(client, [{"status": "started", "uuid": "lonely", "timestamp": "2026-11-24T10:00:00Z"}]) == [204]
+    assert store.count_events() == 1
+
+
+def test_storage_failure_answers_503_and_loses_nothing_acknowledged(client, store, caplog):
+    payloads = [load_fixture(path) for path in SEED_EVENTS]
+    failing = {"on": False}
+
+    @sa_event.listens_for(store.engine, "before_cursor_execute")
+    def break_database(conn, cursor, statement, parameters, context, executemany):
+        if failing["on"] and statement.lstrip().upper().startswith("INSERT"):
+            raise OperationalError(statement, parameters, Exception("disk I/O error"))
+
+    acknowledged = []
+    for index, payload in enumerate(payloads):
+        failing["on"] = index in (2, 3)
+        status = client.post("/voice/event", json=payload).status_code
+        assert status == (503 if failing["on"] else 204)
+        if status == 204:
+            acknowledged.append(payload)
+    assert "event not stored, answering 503" in caplog.text
+    failing["on"] = False
+    stored = [event["payload"] for leg in call_log(client)["legs"] for event in leg["events"]]
+    def canonical(payloads):
+        return sorted(json.dumps(payload, sort_keys=True) for payload in payloads)
+
+    assert canonical(stored) == canonical(acknowledged)
+    # Vonage retries the refused ones, and then they are stored too.
+    assert post_events(client, payloads[2:4]) == [204, 204]
+    assert store.count_events() == 5
+
+
+def test_answer_decisions_are_recorded_with_their_conversation(client, store):
+    client.get("/voice/answer", query_string={"to": "447700900000", "from_user": "Alice", "conversation_uuid": CONVERSATION})
+    client.get("/voice/answer", query_string={"to": "+44 909 879 0000", "from_user": "Bob", "conversation_uuid": "CON-refused"})
+    store.flush()
+    (connected,) = call_log(client)["answers"]
+    assert connected["connected"] is True and connected["callee"] == "447700900000" and connected["caller"] == "Alice"
+    (refused,) = call_log(client, "CON-refused")["answers"]
+    assert refused["connected"] is False and "PREMIUM_RATE" in refused["reason"]
+    assert refused["requested"] == "+44 909 879 0000"
+
+
+def test_failing_to_record_an_answer_does_not_change_the_ncco(client, store, caplog):
+    expected = client.get("/voice/answer?to=447700900000").get_json()
+
+    @sa_event.listens_for(store.engine, "before_cursor_execute")
+    def break_database(conn, cursor, statement, parameters, context, executemany):
+        raise OperationalError(statement, parameters, Exception("database is locked"))
+
+    assert client.get("/voice/answer?to=447700900000").get_json() == expected
+    store.flush()
+    assert "answer decision not recorded: OperationalError" in caplog.text
+
+
+def test_answer_keeps_answering_when_the_database_is_unreachable(tmp_path):
+    from app import create_app
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the database's folder should be")
+    app = create_app({"DATABASE_URL": f"sqlite:///{blocked / 'calls.db'}"})
+    client = app.test_client()
+    assert client.get("/voice/answer?to=447700900000").get_json()[1]["action"] == "connect"
+    assert client.post("/voice/event", json={"status": "started"}).status_code == 503
+    health = client.get("/health")
+    assert health.status_code == 503 and health.get_json()["parts"]["storage"]["status"] == "error"
+
+
+def test_call_log_needs_the_token(client):
+    assert client.get("/api/calls").status_code == 401
+    assert client.get("/api/calls", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert "token" in client.get("/api/calls?token=wrong").get_json()["error"]
+    assert client.get(f"/api/calls?token={CALL_LOG_TOKEN}").status_code == 200
+    assert client.get("/api/calls", headers=AUTH).status_code == 200
+
+
+def test_unknown_conversation_is_404(client):
+    assert client.get("/api/calls/CON-nope", headers=AUTH).status_code == 404
+
+
+def seed_conversations(client, count):
+    for index in range(count):
+        client.post(
+            "/voice/event",
+            json={
+                "status": "completed" if index % 2 else "busy",
+                "uuid": f"leg-{index}",
+                "conversation_uuid": f"CON-{index:03d}",
+                "from": "447700900001",
+                "to": f"4477009{index:05d}",
+                "direction": "outbound",
+                "timestamp": f"2026-11-24T10:00:{index:02d}.000Z",
+                "price": "0.01",
+            },
+        )
+
+
+def test_calls_are_listed_newest_first_and_paginated(client):
+    seed_conversations(client, 5)
+    first = client.get("/api/calls?limit=2", headers=AUTH).get_json()
+    assert [call["conversation_uuid"] for call in first["calls"]] == ["CON-004", "CON-003"]
+    second = client.get(f"/api/calls?limit=2&cursor={first['next']}", headers=AUTH).get_json()
+    third = client.get(f"/api/calls?limit=2&cursor={second['next']}", headers=AUTH).get_json()
+    assert [call["conversation_uuid"] for call in second["calls"] + third["calls"]] == ["CON-002", "CON-001", "CON-000"]
+    assert third["next"] is None
+    leg = first["calls"][0]["legs"][0]
+    assert set(leg) >= {"uuid", "direction", "from", "to", "status", "duration", "rate", "price", "network", "start_time", "end_time"}
+
+
+def test_calls_filter_by_status_and_number(client):
+    seed_conversations(client, 4)
+    busy = client.get("/api/calls?status=busy", headers=AUTH).get_json()["calls"]
+    assert [call["conversation_uuid"] for call in busy] == ["CON-002", "CON-000"]
+    by_number = client.get("/api/calls", query_string={"number": "+44 7700 900003"}, headers=AUTH).get_json()["calls"]
+    assert [call["conversation_uuid"] for call in by_number] == ["CON-003"]
+
+
+def test_refused_filter_lists_refused_answers(client, store):
+    client.get("/voice/answer", query_string={"to": "+44 909 879 0000", "conversation_uuid": "CON-refused"})
+    client.get("/voice/answer", query_string={"to": "447700900000", "conversation_uuid": "CON-ok"})
+    store.flush()
+    refused = client.get("/api/calls?status=refused", headers=AUTH).get_json()["calls"]
+    assert [call["conversation_uuid"] for call in refused] == ["CON-refused"]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=500", "limit=x", "cursor=garbage"])
+def test_bad_paging_gets_400_saying_what_to_send(client, query):
+    response = client.get(f"/api/calls?{query}", headers=AUTH)
+    assert response.status_code == 400
+    assert response.get_json()["error"]
+
+
+def test_flask_calls_prints_the_call_log(client, runner):
+    post_events(client, [load_fixture(path) for path in SEED_EVENTS])
+    table = runner.invoke(args=["calls"])
+    assert table.exit_code == 0
+    assert CONVERSATION in table.output and "0.00833333" in table.output
+    as_json = runner.invoke(args=["calls", "--json"])
+    assert json.loads(as_json.output)[0]["conversation_uuid"] == CONVERSATION
+
+
+def test_flask_calls_on_an_empty_log_says_how_to_start(runner):
+    assert "No calls yet" in runner.invoke(args=["calls"]).output
+
+
+def test_schema_is_versioned_and_migration_is_idempotent(store):
+    assert migrate(store.engine) == SCHEMA_VERSION
+    assert migrate(store.engine) == SCHEMA_VERSION
+    with store.engine.connect() as connection:
+        assert connection.execute(select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
+
+
+def test_a_database_from_a_newer_release_is_refused(database_url):
+    store = Store(database_url)
+    store.ensure_schema()
+    with store.engine.begin() as connection:
+        connection.execute(schema_version.update().values(version=SCHEMA_VERSION + 1))
+    with pytest.raises(StorageError, match="newer than this server"):
+        Store(database_url).ensure_schema()
+
+
+def test_sqlite_runs_in_wal_mode(store):
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_duplicate_delivery_is_logged_without_repeating_the_block(client, caplog):
+    caplog.set_level(logging.INFO, logger="voice")
+    payload = load_fixture(SEED_EVENTS[0])
+    post_events(client, [payload, payload])
+    records = [record for record in caplog.records if getattr(record, "event", None)]
+    assert [getattr(record, "duplicate", False) for record in records] == [False, True]
+    assert "already stored" in records[1].getMessage()
