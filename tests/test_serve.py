@@ -1,5 +1,6 @@
 """The production runner (`make run`): starts granian on HOST/PORT, and refuses bad settings in one line."""
 
+import contextlib
 import json
 import os
 import socket
@@ -34,7 +35,7 @@ def wait_until_listening(port: int, process: subprocess.Popen, seconds: float = 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}: {process.stdout.read()}")
+            raise AssertionError(f"server exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -43,16 +44,16 @@ def wait_until_listening(port: int, process: subprocess.Popen, seconds: float = 
     raise AssertionError("server did not start listening")
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextlib.contextmanager
+def run_server(**settings):
+    """The production server (serve.py, as `make run` starts it) on a free port; yields its base URL."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "serve.py"],
         cwd=ROOT,
-        env=run_env(PORT=str(port), WORKERS="1", VONAGE_NUMBER="447700900001"),
-        stdout=subprocess.PIPE,
+        env=run_env(PORT=str(port), **{"WORKERS": "1", **settings}),
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     try:
         wait_until_listening(port, process)
@@ -60,6 +61,12 @@ def server(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def server():
+    with run_server(VONAGE_NUMBER="447700900001") as url:
+        yield url
 
 
 def test_production_server_answers_with_an_ncco(server):

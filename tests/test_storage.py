@@ -9,10 +9,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, load_fixture
+from pg import fresh_postgres_url
 from storage import SCHEMA_VERSION, Store, StorageError, migrate, schema_version
 
 CONVERSATION = "CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77"
 AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Every test here runs on SQLite and on PostgreSQL."""
+    if request.param == "postgresql":
+        return fresh_postgres_url()
+    return f"sqlite:///{tmp_path / 'calls.db'}"
 
 
 @pytest.fixture
@@ -141,7 +150,8 @@ def test_failing_to_record_an_answer_does_not_change_the_ncco(client, store, cap
     assert "answer decision not recorded: OperationalError" in caplog.text
 
 
-def test_answer_keeps_answering_when_the_database_is_unreachable(tmp_path):
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_answer_keeps_answering_when_the_database_is_unreachable(tmp_path, database_url):
     from app import create_app
 
     blocked = tmp_path / "not-a-directory"
@@ -247,7 +257,9 @@ def test_a_database_from_a_newer_release_is_refused(database_url):
         Store(database_url).ensure_schema()
 
 
-def test_sqlite_runs_in_wal_mode(store):
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'calls.db'}")
+    store.ensure_schema()
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
@@ -259,3 +271,36 @@ def test_duplicate_delivery_is_logged_without_repeating_the_block(client, caplog
     records = [record for record in caplog.records if getattr(record, "event", None)]
     assert [getattr(record, "duplicate", False) for record in records] == [False, True]
     assert "already stored" in records[1].getMessage()
+
+
+def test_two_servers_updating_one_leg_at_once_lose_no_event(database_url):
+    """Two stores (as two server processes) fold the same leg at the same moment; neither update is lost."""
+    import threading
+
+    first, second = Store(database_url), Store(database_url)
+    first.record_event(load_fixture(FIXTURES / "events" / "started.json"), "2026-11-24T09:00:00.000Z", True)
+    folding = {"first": threading.Event(), "second": threading.Event()}
+
+    def pause_after_reading_the_legs_events(name, other):
+        def after_cursor_execute(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().startswith("SELECT events.payload"):
+                folding[name].set()
+                folding[other].wait(1.0)  # with the leg locked, the other cannot get here until we commit
+
+        return after_cursor_execute
+
+    sa_event.listen(first.engine, "after_cursor_execute", pause_after_reading_the_legs_events("first", "second"))
+    sa_event.listen(second.engine, "after_cursor_execute", pause_after_reading_the_legs_events("second", "first"))
+    answered = load_fixture(FIXTURES / "events" / "answered.json")
+    completed = load_fixture(FIXTURES / "events" / "completed.json")
+    threads = [
+        threading.Thread(target=first.record_event, args=(answered, "2026-11-24T09:00:02.000Z", True)),
+        threading.Thread(target=second.record_event, args=(completed, "2026-11-24T09:01:00.000Z", True)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (leg,) = Store(database_url).get_call(answered["conversation_uuid"])["legs"]
+    assert leg["answer_time"] == answered["timestamp"]
+    assert (leg["status"], leg["price"]) == ("completed", completed["price"])

@@ -1,0 +1,29 @@
+"""Access to the PostgreSQL that .ci/run starts: its URL, or a skip (a failure in CI) saying what to install."""
+
+import os
+
+import pytest
+from sqlalchemy import create_engine, text
+
+
+def postgres_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url
+    message = (
+        "PostgreSQL tests need TEST_DATABASE_URL; run `bash .ci/run` (it installs Debian's postgresql and starts it), "
+        "or `apt-get install postgresql` and export TEST_DATABASE_URL=postgresql+psycopg://user@host/db"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def fresh_postgres_url() -> str:
+    """The test database, emptied of this project's tables."""
+    url = postgres_url()
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS answers, legs, events, conversations, schema_version CASCADE"))
+    engine.dispose()
+    return url

@@ -1,0 +1,78 @@
+"""Two production servers sharing one PostgreSQL: concurrent, interleaved, duplicated deliveries are stored once."""
+
+import json
+import random
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+
+from conftest import CALL_LOG_TOKEN
+from pg import fresh_postgres_url
+from storage import Store
+from test_serve import free_port, run_server
+
+CONVERSATIONS = 30
+
+
+def conversation_events(index: int) -> list[dict]:
+    """A whole two-leg call shaped like the tutorial's: both legs start, the phone leg answers, both complete."""
+    conversation = f"CON-{index:08d}-0000-4000-8000-000000000000"
+    inbound, outbound = f"in-{index:04d}", f"out-{index:04d}"
+    at = f"2026-11-24T10:{index % 60:02d}"
+    return [
+        {"from": None, "to": "Alice", "uuid": inbound, "conversation_uuid": conversation, "status": "started", "direction": "inbound", "timestamp": f"{at}:00.000Z"},
+        {"from": "Alice", "to": "447700900000", "uuid": outbound, "conversation_uuid": conversation, "status": "started", "direction": "outbound", "timestamp": f"{at}:01.000Z"},
+        {"from": "Alice", "to": "447700900000", "uuid": outbound, "conversation_uuid": conversation, "status": "answered", "direction": "outbound", "timestamp": f"{at}:05.000Z"},
+        {"from": "Unknown", "to": "447700900000", "uuid": outbound, "conversation_uuid": conversation, "status": "completed", "direction": "outbound", "duration": str(index), "rate": "0.10000000", "price": f"0.00{index:06d}", "timestamp": f"{at}:40.000Z"},
+        {"from": None, "to": "Alice", "uuid": inbound, "conversation_uuid": conversation, "status": "completed", "direction": "inbound", "duration": "50", "rate": "0.00", "price": "0", "timestamp": f"{at}:41.000Z"},
+    ]
+
+
+def post(url: str, payload: dict) -> int:
+    request = urllib.request.Request(
+        f"{url}/voice/event", data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture
+def shared_database():
+    return fresh_postgres_url()
+
+
+def test_two_servers_store_every_acknowledged_event_exactly_once(shared_database):
+    with run_server(DATABASE_URL=shared_database, WORKERS="2") as first, run_server(DATABASE_URL=shared_database, WORKERS="2") as second:
+        deliveries = []
+        shuffle = random.Random(7).shuffle
+        for index in range(CONVERSATIONS):
+            # Every event reaches both servers, as a retried delivery may land on either; one call's
+            # deliveries go out together, in any order, so the two servers race to update the same legs.
+            call = [(server, payload) for payload in conversation_events(index) for server in (first, second)]
+            shuffle(call)
+            deliveries += call
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            statuses = list(pool.map(lambda delivery: post(*delivery), deliveries))
+        acknowledged = {json.dumps(payload, sort_keys=True) for (_, payload), status in zip(deliveries, statuses) if status == 204}
+
+    assert set(statuses) == {204}
+    store = Store(shared_database)
+    assert store.count_events() == CONVERSATIONS * 5 == len(acknowledged)
+    calls, _ = store.list_calls(limit=CONVERSATIONS)
+    assert len(calls) == CONVERSATIONS
+    stored = set()
+    for call in calls:
+        detail = store.get_call(call["conversation_uuid"])
+        index = int(call["conversation_uuid"][4:12])
+        legs = {leg["direction"]: leg for leg in detail["legs"]}
+        assert (legs["outbound"]["status"], legs["inbound"]["status"]) == ("completed", "completed")
+        assert legs["outbound"]["duration"] == index and legs["outbound"]["from"] == "Alice"
+        assert Decimal(detail["total_price"]) == Decimal(f"0.00{index:06d}")
+        stored |= {json.dumps(event["payload"], sort_keys=True) for leg in detail["legs"] for event in leg["events"]}
+    assert stored == acknowledged
