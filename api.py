@@ -97,7 +97,7 @@ def calls_command(limit: int, status: str | None, number: str | None, as_json: b
 
 def call_table(calls: list[dict]) -> list[str]:
     """The call log as aligned text rows: one per leg, under a line per conversation."""
-    header = f"  {'DIR':7} {'FROM':16} {'TO':16} {'STATUS':12} {'SECS':>5} {'PRICE':>11}"
+    header = f"  {'DIR':8} {'FROM':16} {'TO':16} {'STATUS':12} {'SECS':>5} {'PRICE':>11}"
     rows = [header]
     for call in calls:
         price = call["total_price"] or "-"
@@ -107,7 +107,7 @@ def call_table(calls: list[dict]) -> list[str]:
                 rows.append(f"  refused: {answer['caller'] or '?'} -> {answer['requested'] or '?'}: {answer['reason']}")
         for leg in call["legs"]:
             rows.append(
-                f"  {leg['direction'] or '-':7} {leg['from'] or '-':16} {leg['to'] or '-':16} {leg['status'] or '-':12} "
+                f"  {leg['direction'] or '-':8} {leg['from'] or '-':16} {leg['to'] or '-':16} {leg['status'] or '-':12} "
                 f"{'' if leg['duration'] is None else leg['duration']:>5} {leg['price'] or '-':>11}"
             )
     return rows
