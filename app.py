@@ -19,6 +19,7 @@ from logs import configure_logging, utc_timestamp
 from ncco import NUMBER_TYPE_NAMES, AnswerDecision, decide_answer, refusal_ncco
 from payloads import MAX_BODY_BYTES, PayloadError, read_payload
 from signatures import SignatureError, verify_webhook
+from simulate import simulate_command
 from storage import Store, StorageError
 
 __version__ = "0.1.0"
@@ -178,6 +179,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         return jsonify(error="the server failed on this request; the log has the details"), 500
 
     app.register_blueprint(api.bp)
+    app.cli.add_command(simulate_command)
     register_commands(app, settings)
     return app
 

@@ -1,0 +1,184 @@
+"""The call simulator: the events it models, whole calls against the real server, and servers that fail."""
+
+import json
+import threading
+from datetime import datetime, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from conftest import CALL_LOG_TOKEN
+from ncco import CallPlan, connect_ncco, parse_ncco, refusal_ncco
+from simulate import OUTCOMES, Simulator, call_events, percentile, run_load
+from test_serve import run_server
+
+SECRET = "simulator-secret-0123456789abcdef0123"
+START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=timezone.utc)
+
+
+def events_for(ncco, outcome="answered", duration=5):
+    return call_events(parse_ncco(ncco), "Alice", outcome, duration, "CON-1", "in-1", "out-1", START)
+
+
+def test_answered_call_has_both_legs_like_the_tutorial():
+    events = events_for(connect_ncco("447700900000", CallPlan()), duration=90)
+    assert [(e["direction"], e["status"]) for e in events] == [
+        ("inbound", "started"), ("inbound", "ringing"), ("inbound", "answered"),
+        ("outbound", "started"), ("outbound", "ringing"), ("outbound", "answered"),
+        ("outbound", "completed"), ("inbound", "completed"),
+    ]
+    completed = events[6]
+    assert completed["duration"] == "90" and completed["rate"] == "0.01270000"
+    assert Decimal(completed["price"]) == Decimal("0.01270000") * 90 / 60
+    assert completed["to"] == "447700900000" and events[0]["to"] == "Alice"
+    assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
+
+
+@pytest.mark.parametrize("outcome", [o for o in OUTCOMES if o != "answered"])
+def test_failed_outcomes_end_the_phone_leg_with_that_status(outcome):
+    events = events_for(connect_ncco("447700900000", CallPlan()), outcome)
+    outbound = [e for e in events if e["direction"] == "outbound"]
+    assert [e["status"] for e in outbound] == ["started", "ringing", outcome]
+    assert events[-1]["status"] == "completed" and events[-1]["direction"] == "inbound"
+
+
+def test_ncco_without_connect_ends_after_its_talk():
+    events = events_for(refusal_ncco("no number to call was given"))
+    assert [e["status"] for e in events] == ["started", "ringing", "answered", "completed"]
+    assert {e["direction"] for e in events} == {"inbound"}
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile([1, 2, 3, 4], 0.5) == 2
+    assert percentile(list(range(1, 101)), 0.99) == 99
+    assert percentile([], 0.5) == 0.0
+
+
+@pytest.fixture(scope="module")
+def signed_server(tmp_path_factory):
+    database = tmp_path_factory.mktemp("simulate") / "calls.db"
+    with run_server(DATABASE_URL=f"sqlite:///{database}", VONAGE_SIGNATURE_SECRET=SECRET, CALL_LOG_TOKEN=CALL_LOG_TOKEN) as url:
+        yield url
+
+
+def recorded(url, conversation):
+    response = requests.get(f"{url}/api/calls/{conversation}", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10)
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_every_outcome_is_recorded_exactly_as_simulated(signed_server, outcome, method):
+    result = Simulator(signed_server, SECRET, method).call("447700900000", outcome, duration=42)
+    assert result.ok, result.problems
+    call = recorded(signed_server, result.conversation_uuid)
+    legs = {leg["direction"]: leg for leg in call["legs"]}
+    assert legs["outbound"]["status"] == ("completed" if outcome == "answered" else outcome)
+    assert legs["inbound"]["status"] == "completed"
+    sent = sorted(json.dumps(e.payload, sort_keys=True) for e in result.events)
+    stored = sorted(json.dumps(e["payload"], sort_keys=True) for leg in call["legs"] for e in leg["events"])
+    assert stored == sent
+    assert all(e["verified"] for leg in call["legs"] for e in leg["events"])
+    assert call["answers"][0]["connected"] is True and call["answers"][0]["caller"] == "Alice"
+    if outcome == "answered":
+        assert legs["outbound"]["duration"] == 42
+        assert Decimal(call["total_price"]) == Decimal("0.01270000") * 42 / 60
+
+
+def test_refused_call_is_recorded_with_its_reason(signed_server):
+    result = Simulator(signed_server, SECRET).call("+44 909 879 0000")
+    assert result.ok
+    assert "premium rate" in result.plan
+    call = recorded(signed_server, result.conversation_uuid)
+    assert call["answers"][0]["connected"] is False
+    assert [leg["direction"] for leg in call["legs"]] == ["inbound"]
+
+
+def test_unsigned_simulation_against_a_signed_server_fails(signed_server):
+    result = Simulator(signed_server, None).call("447700900000")
+    assert not result.ok
+    assert "503" in result.answer.problem
+
+
+def test_load_mode_runs_every_call_whole(signed_server):
+    report = run_load(Simulator(signed_server, SECRET), "447700900000", calls=6, concurrency=3)
+    assert report.failures == []
+    assert (len(report.answer_ms), len(report.event_ms)) == (6, 48)
+    assert report.calls_per_second > 0
+
+
+@pytest.mark.parametrize("settings_env", [{"VONAGE_SIGNATURE_SECRET": SECRET}])
+def test_load_mode_cli_signs_with_the_servers_secret_and_prints_the_figures(signed_server, runner):
+    output = runner.invoke(args=["simulate", "447700900000", "--url", signed_server, "--calls", "4", "--concurrency", "2"])
+    assert output.exit_code == 0, output.output
+    assert ", signed" in output.output
+    assert "calls/s" in output.output and "answer       p50" in output.output and "failures     0" in output.output
+
+
+def test_load_mode_cli_exits_nonzero_on_failures(signed_server, runner):
+    output = runner.invoke(args=["simulate", "447700900000", "--url", signed_server, "--calls", "2", "--concurrency", "2"])
+    assert output.exit_code == 1
+    assert "failures     2" in output.output
+
+
+class BadServer(BaseHTTPRequestHandler):
+    behaviour = "500"
+    release = threading.Event()
+
+    def do_GET(self):
+        if self.behaviour == "hang":
+            self.release.wait(10)
+            return
+        if self.behaviour == "500":
+            body, status, kind = b"Internal Server Error", 500, "text/plain"
+        elif self.behaviour == "invalid-ncco":
+            body, status, kind = json.dumps([{"action": "connect", "endpoint": [{"type": "phone", "number": "+44"}]}]).encode(), 200, "application/json"
+        else:
+            body, status, kind = b"<html>hi</html>", 200, "text/html"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def bad_server(request):
+    handler = type("Handler", (BadServer,), {"behaviour": request.param, "release": threading.Event()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    handler.release.set()
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "bad_server, message",
+    [
+        ("500", "answered 500"),
+        ("invalid-ncco", "the NCCO is invalid"),
+        ("html", "not application/json"),
+        ("hang", "no response within 0.3 s"),
+    ],
+    indirect=["bad_server"],
+)
+def test_a_failing_server_makes_the_simulator_exit_nonzero_with_a_clear_message(runner, bad_server, message):
+    result = runner.invoke(args=["simulate", "447700900000", "--url", bad_server, "--answer-timeout", "0.3"])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "PROBLEM" in result.output
+
+
+def test_unreachable_server_is_named(runner):
+    from test_serve import free_port
+
+    result = runner.invoke(args=["simulate", "447700900000", "--url", f"http://127.0.0.1:{free_port()}"])
+    assert result.exit_code == 1
+    assert "cannot reach" in result.output
