@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import datetime, timezone
 
@@ -49,18 +52,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _RecordQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread as they are: the output formatter reads their extra fields."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+_output = logging.StreamHandler(sys.stdout)
+
+
+def output_handler() -> logging.Handler:
+    """The handler that writes the server's log to standard output."""
+    return _output
+
+
 def configure_logging(log_format: str) -> logging.Logger:
-    """Send the server's log (the `voice` logger) to standard output in the chosen format."""
+    """Send the server's log (the `voice` logger) to standard output in the chosen format.
+
+    Requests only queue their records; one thread writes them, so no request waits on the terminal
+    or on another request's write.
+    """
+    _output.setFormatter(JsonFormatter() if log_format == "json" else PrettyFormatter())
     logger = logging.getLogger(LOGGER_NAME)
-    formatter = JsonFormatter() if log_format == "json" else PrettyFormatter()
-    for handler in logger.handlers:
-        if getattr(handler, "is_voice_handler", False):
-            handler.setFormatter(formatter)
-            break
-    else:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.is_voice_handler = True
-        handler.setFormatter(formatter)
-        logger.addHandler(handler)
+    if not any(isinstance(handler, _RecordQueueHandler) for handler in logger.handlers):
+        records: queue.SimpleQueue = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(records, _output)
+        listener.start()
+        atexit.register(listener.stop)
+        logger.addHandler(_RecordQueueHandler(records))
     logger.setLevel(logging.INFO)
     return logger

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -222,7 +223,10 @@ def callee_from_answer(fields: Mapping) -> str | None:
     if webhook.to:
         return webhook.to
     if webhook.custom_data and webhook.custom_data.get("to") not in (None, ""):
-        return _as_text(webhook.custom_data["to"])
+        callee = _as_text(webhook.custom_data["to"])
+        if not isinstance(callee, str):
+            raise NumberError("custom_data.to is not text", "the call request could not be read")
+        return callee
     return None
 
 
@@ -234,22 +238,37 @@ def _as_text(value):
 
 
 def decide_answer(fields: Mapping, policy: DestinationPolicy, plan: CallPlan) -> AnswerDecision:
-    """Decide how to answer one call: connect it, or refuse it with a spoken reason. Never raises."""
-    callee = None
+    """Decide how to answer one call: connect it, or refuse it with a spoken reason. Never raises.
+
+    The NCCO may be shared with other decisions for the same callee: serialise it, never modify it.
+    """
     try:
         callee = callee_from_answer(fields)
-        number = normalize_callee(callee, policy)
     except NumberError as refusal:
         return AnswerDecision(
             ncco=refusal_ncco(refusal.spoken, plan.language),
-            callee=callee,
+            callee=None,
             connected=False,
             reason=refusal.detail,
             request=dict(fields),
         )
+    ncco, number, reason = callee_decision(callee, policy, plan)
     return AnswerDecision(
-        ncco=connect_ncco(number, plan), callee=number, connected=True, request=dict(fields)
+        ncco=ncco, callee=number or callee, connected=number is not None, reason=reason, request=dict(fields)
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def callee_decision(callee: str | None, policy: DestinationPolicy, plan: CallPlan) -> tuple[list[dict], str | None, str | None]:
+    """The NCCO for a callee as written, with the number it connects (or None) and why not.
+
+    Pure, so it is cached: parsing a number with libphonenumber costs more than the rest of a request.
+    """
+    try:
+        number = normalize_callee(callee, policy)
+    except NumberError as refusal:
+        return refusal_ncco(refusal.spoken, plan.language), None, refusal.detail
+    return connect_ncco(number, plan), number, None
 
 
 NCCO_MODELS: dict[str, type[NccoAction]] = {

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -20,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     create_engine,
     event,
     exists,
@@ -32,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from events import event_conversation, event_key, event_kind, leg_uuid
-from legs import IN_PROGRESS, fold_leg, total_price
+from legs import IN_PROGRESS, LEG_FIELDS, fold_leg, total_price
 from logs import LOGGER_NAME
 
 SCHEMA_VERSION = 1
@@ -99,6 +103,8 @@ answers = Table(
     Column("received_at", String(32), nullable=False),
     Column("verified", Boolean, nullable=False),
 )
+
+_LEG_UPDATE = legs.update().where(legs.c.uuid == bindparam("leg_key")).values({name: bindparam(name) for name in LEG_FIELDS})
 
 # version -> the tables that version adds; a later version appends its own step.
 MIGRATIONS = {1: [conversations, events, legs, answers]}
@@ -175,6 +181,26 @@ class Store:
         self._writer: threading.Thread | None = None
         self._migrated = False
         self._pending_answers = 0
+        self._lock_file: int | None = None
+
+    @contextlib.contextmanager
+    def _exclusive_writer(self):
+        """For SQLite, take turns with the other server processes before writing.
+
+        SQLite's own busy handler sleeps and polls while another process writes; a blocking file lock
+        wakes the next writer the moment the lock is free, and meanwhile its batch grows.
+        """
+        database = self.engine.url.database
+        if self.backend != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        if self._lock_file is None:
+            self._lock_file = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     @property
     def backend(self) -> str:
@@ -188,7 +214,8 @@ class Store:
             database = self.engine.url.database
             if self.backend == "sqlite" and database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            migrate(self.engine)
+            with self._exclusive_writer():
+                migrate(self.engine)
         except StorageError:
             raise
         except Exception as error:
@@ -277,7 +304,7 @@ class Store:
                 write.future.set_result(None)
             return
         self.ensure_schema()
-        with self.engine.begin() as connection:
+        with self._exclusive_writer(), self.engine.begin() as connection:
             outcomes = self._write_events(connection, [w for w in batch if w.kind == "event"])
             answer_rows = [_fit(answers, w.row) for w in batch if w.kind == "answer"]
             if answer_rows:
@@ -313,19 +340,30 @@ class Store:
         for write in writes:
             if write.row["event_key"] not in inserted:
                 outcomes[id(write)] = False
-        changed_legs = sorted({w.row["leg_uuid"] for w in first_by_key.values() if w.row["leg_uuid"] and w.row["event_key"] in inserted})
-        for uuid in changed_legs:
-            self._refresh_leg(connection, uuid)
+        changed_legs = sorted(
+            {w.row["leg_uuid"] for w in first_by_key.values() if w.row["leg_uuid"] and w.row["event_key"] in inserted}
+        )
+        if changed_legs:
+            self._refresh_legs(connection, changed_legs)
         return outcomes
 
-    def _refresh_leg(self, connection: Connection, uuid: str) -> None:
-        connection.execute(_insert(connection, legs).on_conflict_do_nothing(index_elements=["uuid"]), {"uuid": uuid})
-        # Lock the leg so that two servers folding its events at once cannot lose one (PostgreSQL;
-        # SQLite already holds the whole database's write lock).
-        connection.execute(select(legs.c.uuid).where(legs.c.uuid == uuid).with_for_update())
-        payloads = connection.execute(select(events.c.payload).where(events.c.leg_uuid == uuid).order_by(events.c.id))
-        state = fold_leg([json.loads(payload) for payload in payloads.scalars()])
-        connection.execute(legs.update().where(legs.c.uuid == uuid).values(**_fit(legs, state)))
+    def _refresh_legs(self, connection: Connection, uuids: list[str]) -> None:
+        """Re-fold each leg from all its stored events, so arrival order never matters."""
+        connection.execute(
+            _insert(connection, legs).on_conflict_do_nothing(index_elements=["uuid"]), [{"uuid": uuid} for uuid in uuids]
+        )
+        # Lock the legs (in one order, against deadlocks) so that two servers folding the same leg at
+        # once cannot lose an event (PostgreSQL; SQLite already holds the database's write lock).
+        connection.execute(select(legs.c.uuid).where(legs.c.uuid.in_(uuids)).order_by(legs.c.uuid).with_for_update())
+        payloads: dict[str, list[dict]] = {uuid: [] for uuid in uuids}
+        rows = connection.execute(
+            select(events.c.leg_uuid, events.c.payload).where(events.c.leg_uuid.in_(uuids)).order_by(events.c.id)
+        )
+        for uuid, payload in rows:
+            payloads[uuid].append(json.loads(payload))
+        connection.execute(
+            _LEG_UPDATE, [{"leg_key": uuid, **_fit(legs, fold_leg(payloads[uuid]))} for uuid in uuids]
+        )
 
     def _touch_conversations(self, connection: Connection, touched: dict[str, tuple[str, str]]) -> None:
         smaller, larger = (func.min, func.max) if connection.dialect.name == "sqlite" else (func.least, func.greatest)

@@ -130,12 +130,10 @@ def test_json_log_is_one_line_with_payload_and_time_received(client, caplog):
 
 
 @pytest.mark.parametrize("settings_env", [{"LOG_FORMAT": "json"}])
-def test_log_format_json_writes_json_lines_to_stdout(client, capsys):
+def test_log_format_json_writes_json_lines_to_stdout(client):
     import logs
 
-    logger = logging.getLogger(logs.LOGGER_NAME)
-    handler = next(h for h in logger.handlers if getattr(h, "is_voice_handler", False))
-    assert isinstance(handler.formatter, JsonFormatter)
+    assert isinstance(logs.output_handler().formatter, JsonFormatter)
 
 
 def test_health_reports_version_and_parts(client):

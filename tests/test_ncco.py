@@ -172,3 +172,16 @@ def test_decide_answer_never_raises_and_records_the_reason():
     assert decision.connected is False
     assert decision.reason
     parse_ncco(decision.ncco)
+
+
+def test_custom_data_to_that_is_not_text_is_refused():
+    decision = decide_answer({"custom_data": {"to": ["447700900000"]}}, DestinationPolicy(), CallPlan())
+    assert decision.connected is False and "custom_data.to" in decision.reason
+
+
+def test_decisions_for_the_same_callee_agree_and_follow_the_policy():
+    allowed = decide_answer({"to": "447700900000"}, DestinationPolicy(), CallPlan())
+    again = decide_answer({"to": "447700900000"}, DestinationPolicy(), CallPlan())
+    gb_only = decide_answer({"to": "447700900000"}, DestinationPolicy(allowed_countries=frozenset({"FR"})), CallPlan())
+    assert allowed.ncco == again.ncco and allowed.connected and again.connected
+    assert gb_only.connected is False
