@@ -104,8 +104,6 @@ answers = Table(
     Column("verified", Boolean, nullable=False),
 )
 
-_LEG_UPDATE = legs.update().where(legs.c.uuid == bindparam("leg_key")).values({name: bindparam(name) for name in LEG_FIELDS})
-
 # version -> the tables that version adds; a later version appends its own step.
 MIGRATIONS = {1: [conversations, events, legs, answers]}
 
@@ -138,9 +136,37 @@ def database_engine(url: str) -> Engine:
     return engine
 
 
-def _insert(connection: Connection, table: Table):
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+class _Statements:
+    """The write path's statements, built once per database so that SQLAlchemy's compiled cache serves them."""
+
+    def __init__(self, dialect_name: str):
+        insert = (postgresql if dialect_name == "postgresql" else sqlite).insert
+        smaller, larger = (func.min, func.max) if dialect_name == "sqlite" else (func.least, func.greatest)
+        some_legs = legs.c.uuid.in_(bindparam("uuids", expanding=True))
+        self.insert_events = (
+            insert(events).on_conflict_do_nothing(index_elements=["event_key"]).returning(events.c.event_key)
+        )
+        self.insert_legs = insert(legs).on_conflict_do_nothing(index_elements=["uuid"])
+        # Lock the legs (in one order, against deadlocks) so that two servers folding the same leg at
+        # once cannot lose an event (PostgreSQL; SQLite already holds the database's write lock).
+        self.lock_legs = select(legs.c.uuid).where(some_legs).order_by(legs.c.uuid).with_for_update()
+        self.leg_payloads = (
+            select(events.c.leg_uuid, events.c.payload)
+            .where(events.c.leg_uuid.in_(bindparam("uuids", expanding=True)))
+            .order_by(events.c.id)
+        )
+        self.update_legs = (
+            legs.update().where(legs.c.uuid == bindparam("leg_key")).values({name: bindparam(name) for name in LEG_FIELDS})
+        )
+        upsert = insert(conversations)
+        self.touch_conversations = upsert.on_conflict_do_update(
+            index_elements=["conversation_uuid"],
+            set_={
+                "started_at": smaller(conversations.c.started_at, upsert.excluded.started_at),
+                "updated_at": larger(conversations.c.updated_at, upsert.excluded.updated_at),
+            },
+        )
+        self.insert_answers = answers.insert()
 
 
 def migrate(engine: Engine) -> int:
@@ -176,6 +202,7 @@ class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine = database_engine(url)
+        self._statements = _Statements(self.engine.dialect.name)
         self._queue: queue.Queue[_Write] = queue.Queue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -308,7 +335,7 @@ class Store:
             outcomes = self._write_events(connection, [w for w in batch if w.kind == "event"])
             answer_rows = [_fit(answers, w.row) for w in batch if w.kind == "answer"]
             if answer_rows:
-                connection.execute(answers.insert(), answer_rows)
+                connection.execute(self._statements.insert_answers, answer_rows)
             touched: dict[str, tuple[str, str]] = {}
             for write in batch:
                 uuid, at = write.row.get("conversation_uuid"), write.row.get("received_at")
@@ -331,12 +358,8 @@ class Store:
             first_by_key.setdefault(key, write)
         if not first_by_key:
             return outcomes
-        statement = _insert(connection, events).on_conflict_do_nothing(index_elements=["event_key"])
-        inserted = set(
-            connection.execute(statement.returning(events.c.event_key), [w.row for w in first_by_key.values()])
-            .scalars()
-            .all()
-        )
+        rows = [w.row for w in first_by_key.values()]
+        inserted = set(connection.execute(self._statements.insert_events, rows).scalars().all())
         for write in writes:
             if write.row["event_key"] not in inserted:
                 outcomes[id(write)] = False
@@ -349,36 +372,23 @@ class Store:
 
     def _refresh_legs(self, connection: Connection, uuids: list[str]) -> None:
         """Re-fold each leg from all its stored events, so arrival order never matters."""
-        connection.execute(
-            _insert(connection, legs).on_conflict_do_nothing(index_elements=["uuid"]), [{"uuid": uuid} for uuid in uuids]
-        )
-        # Lock the legs (in one order, against deadlocks) so that two servers folding the same leg at
-        # once cannot lose an event (PostgreSQL; SQLite already holds the database's write lock).
-        connection.execute(select(legs.c.uuid).where(legs.c.uuid.in_(uuids)).order_by(legs.c.uuid).with_for_update())
+        statements = self._statements
+        connection.execute(statements.insert_legs, [{"uuid": uuid} for uuid in uuids])
+        connection.execute(statements.lock_legs, {"uuids": uuids})
         payloads: dict[str, list[dict]] = {uuid: [] for uuid in uuids}
-        rows = connection.execute(
-            select(events.c.leg_uuid, events.c.payload).where(events.c.leg_uuid.in_(uuids)).order_by(events.c.id)
-        )
-        for uuid, payload in rows:
+        for uuid, payload in connection.execute(statements.leg_payloads, {"uuids": uuids}):
             payloads[uuid].append(json.loads(payload))
         connection.execute(
-            _LEG_UPDATE, [{"leg_key": uuid, **_fit(legs, fold_leg(payloads[uuid]))} for uuid in uuids]
+            statements.update_legs, [{"leg_key": uuid, **_fit(legs, fold_leg(payloads[uuid]))} for uuid in uuids]
         )
 
     def _touch_conversations(self, connection: Connection, touched: dict[str, tuple[str, str]]) -> None:
-        smaller, larger = (func.min, func.max) if connection.dialect.name == "sqlite" else (func.least, func.greatest)
-        for uuid in sorted(touched):
-            first, last = touched[uuid]
-            statement = _insert(connection, conversations).values(conversation_uuid=uuid, started_at=first, updated_at=last)
-            connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["conversation_uuid"],
-                    set_={
-                        "started_at": smaller(conversations.c.started_at, statement.excluded.started_at),
-                        "updated_at": larger(conversations.c.updated_at, statement.excluded.updated_at),
-                    },
-                )
-            )
+        if touched:
+            rows = [
+                {"conversation_uuid": uuid, "started_at": first, "updated_at": last}
+                for uuid, (first, last) in sorted(touched.items())
+            ]
+            connection.execute(self._statements.touch_conversations, rows)
 
     # --- reading -----------------------------------------------------------------------------------
 
