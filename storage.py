@@ -397,6 +397,16 @@ class Store:
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(events)).scalar_one()
 
+    def stored_event_keys(self, keys: list[str]) -> set[str]:
+        """Which of these event identities (events.event_key) are stored."""
+        self.ensure_schema()
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                found.update(connection.execute(select(events.c.event_key).where(events.c.event_key.in_(chunk))).scalars())
+        return found
+
     def health(self) -> dict:
         """The database's state for /health: ok with the backend and schema version, or error with why."""
         try:

@@ -1,0 +1,250 @@
+"""`make bench`: the production server under wrk on loopback, signatures on, a fresh database; prints the table.
+
+Each figure is the median of ROUNDS rounds. With ANCHOR=path/to/node-tutorial the tutorial's Express server is
+measured in the same run and the ratios are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from events import event_key  # noqa: E402
+from signatures import sign_webhook  # noqa: E402
+from storage import Store  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
+SECONDS = int(os.environ.get("BENCH_SECONDS", 5))
+CONNECTIONS = 16
+MAX_RATE = 20_000  # requests/s the pre-signed request files are sized for
+SECRET = "bench-signature-secret-0123456789abcdef"
+TOKEN = "bench-call-log-token-0123456789"
+ANSWER_QUERY = {"to": "447700900000", "from_user": "Alice", "endpoint_type": "app", "region_url": "https://api-eu-1.vonage.com"}
+EXACT_LOSS_EVENTS = 2000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> float:
+    """Seconds until `url` answers."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise SystemExit(f"bench: the server exited with {process.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.01)
+    raise SystemExit(f"bench: {url} did not answer within {timeout} s")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def answer_lines(count: int, signed: bool) -> list[str]:
+    now = time.time()
+    lines = []
+    for index in range(count):
+        pairs = list({**ANSWER_QUERY, "uuid": f"in-{index}", "conversation_uuid": f"CON-bench-{index}"}.items())
+        auth = sign_webhook(SECRET, "GET", b"", pairs, now) if signed else ""
+        lines.append(f"GET\t/voice/answer?{urlencode(pairs)}\t{auth}\t")
+    return lines
+
+
+def event_payload(run: str, index: int) -> dict:
+    return {
+        "from": "Alice", "to": "447700900000", "uuid": f"leg-{run}-{index}", "conversation_uuid": f"CON-{run}-{index // 4}",
+        "status": ("started", "ringing", "answered", "completed")[index % 4], "direction": "outbound",
+        "timestamp": f"2026-11-24T10:00:00.{index % 1000:03d}Z",
+    }
+
+
+def event_lines(run: str, count: int, signed: bool) -> list[str]:
+    now = time.time()
+    lines = []
+    for index in range(count):
+        body = json.dumps(event_payload(run, index), separators=(",", ":"))
+        auth = sign_webhook(SECRET, "POST", body.encode(), [], now) if signed else ""
+        lines.append(f"POST\t/voice/event\t{auth}\t{body}")
+    return lines
+
+
+def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS) -> dict:
+    requests_file = workdir / "requests.tsv"
+    requests_file.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(ROOT / "bench" / "requests.lua"), base_url],
+        env={**os.environ, "BENCH_REQUESTS": str(requests_file)}, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"bench: wrk failed: {result.stderr.strip() or result.stdout.strip()}")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    return figures
+
+
+def exact_loss_check(base_url: str, store: Store) -> tuple[int, int]:
+    """Post distinct signed events from CONNECTIONS threads; return (acknowledged, acknowledged but not stored)."""
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+
+    def post(index: int) -> None:
+        payload = event_payload("exact", index)
+        body = json.dumps(payload).encode()
+        request = urllib.request.Request(
+            f"{base_url}/voice/event", data=body,
+            headers={"Content-Type": "application/json", "Authorization": sign_webhook(SECRET, "POST", body, [], time.time())},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                ok = response.status == 204
+        except OSError:
+            ok = False
+        if ok:
+            with lock:
+                acknowledged.append(event_key(payload))
+
+    with ThreadPoolExecutor(CONNECTIONS) as pool:
+        list(pool.map(post, range(EXACT_LOSS_EVENTS)))
+    stored = store.stored_event_keys(acknowledged)
+    return len(acknowledged), len(set(acknowledged) - stored)
+
+
+def median(rounds: list[dict], key: str) -> float:
+    return statistics.median(round_[key] for round_ in rounds)
+
+
+def measure(base_url: str, workdir: Path, signed: bool, cheapest: str | None) -> dict:
+    count = MAX_RATE * SECONDS
+    figures: dict[str, list[dict]] = {"cheapest": [], "answer": [], "event": []}
+    wrk(base_url, answer_lines(MAX_RATE, signed), workdir, seconds=1)  # warm up
+    for round_index in range(ROUNDS):
+        if cheapest:
+            figures["cheapest"].append(wrk(base_url, [f"GET\t{cheapest}\t\t"] * count, workdir))
+        figures["answer"].append(wrk(base_url, answer_lines(count, signed), workdir))
+        figures["event"].append(wrk(base_url, event_lines(f"r{round_index}-{time.time_ns()}", count, signed), workdir))
+    return figures
+
+
+def start_node_anchor(anchor: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
+    copy = workdir / "anchor"
+    shutil.copytree(anchor, copy, ignore=shutil.ignore_patterns("node_modules"))
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=copy, check=True, capture_output=True)
+    port = free_port()
+    process = subprocess.Popen(["node", "server.js"], cwd=copy, env={**os.environ, "PORT": str(port), "QUIET": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    wait_for(f"{base_url}/voice/answer?to=447700900000", process)
+    return process, base_url
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is not installed; `apt-get install wrk` (make bench does this)")
+    workdir = Path(tempfile.mkdtemp(prefix="voice-bench-"))
+    database_url = f"sqlite:///{workdir / 'calls.db'}"
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PORT": str(port), "DATABASE_URL": database_url, "VONAGE_SIGNATURE_SECRET": SECRET,
+           "CALL_LOG_TOKEN": TOKEN}
+    with open(workdir / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        startup = wait_for(f"{base_url}/", server)
+        figures = measure(base_url, workdir, signed=True, cheapest="/")
+        store = Store(database_url)
+        stored = store.count_events()
+        acknowledged = sum(r["requests"] - r["non_2xx"] for r in figures["event"])
+        exact_acknowledged, exact_lost = exact_loss_check(base_url, store)
+        workers = children(server.pid)
+        rss = max((peak_rss_mib(pid) for pid in workers), default=0.0)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+    anchor_figures = None
+    if os.environ.get("ANCHOR"):
+        anchor, anchor_url = start_node_anchor(Path(os.environ["ANCHOR"]).resolve(), workdir)
+        try:
+            anchor_figures = measure(anchor_url, workdir, signed=False, cheapest=None)
+        finally:
+            anchor.terminate()
+
+    cheapest_rps = median(figures["cheapest"], "rps")
+    answer_rps, event_rps = median(figures["answer"], "rps"), median(figures["event"], "rps")
+    # wrk stops with requests in flight: those may be stored without having been acknowledged.
+    in_flight_allowance = CONNECTIONS * ROUNDS
+    lost = max(0, acknowledged - stored)
+    lines = [
+        f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
+        f"wrk -t1 -c{CONNECTIONS}, {ROUNDS} rounds of {SECONDS} s, medians; signatures on; SQLite (WAL, synchronous=FULL)",
+        "",
+        "| figure | requests/s | p50 ms | p99 ms | vs cheapest route |" + (" vs tutorial server |" if anchor_figures else ""),
+        "|---|---|---|---|---|" + ("---|" if anchor_figures else ""),
+    ]
+    for name, label in (("cheapest", "cheapest route (GET /)"), ("answer", "/voice/answer, signed GET"),
+                        ("event", "/voice/event, signed POST, stored")):
+        rps = median(figures[name], "rps")
+        row = (f"| {label} | {rps:,.0f} | {median(figures[name], 'p50_us') / 1000:.2f} | "
+               f"{median(figures[name], 'p99_us') / 1000:.2f} | {rps / cheapest_rps:.2f} |")
+        if anchor_figures:
+            row += f" {rps / median(anchor_figures[name], 'rps'):.2f}x |" if anchor_figures[name] else " |"
+        lines.append(row)
+    if anchor_figures:
+        lines.append(f"| tutorial server: answer / event | {median(anchor_figures['answer'], 'rps'):,.0f} / "
+                     f"{median(anchor_figures['event'], 'rps'):,.0f} | | | | |")
+    lines += [
+        "",
+        f"- start-up: {startup:.2f} s to the first answer; peak RSS per worker: {rss:.0f} MiB ({len(workers)} workers)",
+        f"- events acknowledged under wrk: {acknowledged:,}; stored: {stored:,} "
+        f"(up to {in_flight_allowance} more may be stored: requests in flight when wrk stops); lost: {lost}",
+        f"- exact check: {exact_acknowledged:,} distinct signed events acknowledged, {exact_lost} of them not stored",
+    ]
+    print("\n".join(lines))
+    failed = lost or exact_lost or stored - acknowledged > in_flight_allowance
+    if failed:
+        print("bench: FAILED: acknowledged events are missing from the database", file=sys.stderr)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
