@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from config import Settings, load_settings, settings_from
 import api
+import calls
 from events import log_event
 from logs import configure_logging, utc_timestamp
 from ncco import NUMBER_TYPE_NAMES, AnswerDecision, decide_answer, refusal_ncco
@@ -179,7 +180,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         return jsonify(error="the server failed on this request; the log has the details"), 500
 
     app.register_blueprint(api.bp)
-    app.cli.add_command(simulate_command)
+    for command in (simulate_command, *calls.COMMANDS):
+        app.cli.add_command(command)
     register_commands(app, settings)
     return app
 
@@ -261,6 +263,8 @@ def register_commands(app: Flask, settings: Settings) -> None:
         for name, value in vars(settings).items():
             if name == "signature_secrets":
                 value = f"({len(value)} set)" if value else "(not set: signatures are not checked)"
+            elif name in ("call_log_token", "private_key", "api_secret"):
+                value = "(set)" if value else "(not set)"
             elif name == "blocked_number_types":
                 value = ",".join(sorted(NUMBER_TYPE_NAMES[item] for item in value)) or "(none)"
             elif name == "allowed_countries":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import phonenumbers
 from dotenv import dotenv_values
@@ -45,6 +47,12 @@ class Settings:
     signature_max_age: int = 300
     database_url: str = DEFAULT_DATABASE_URL
     call_log_token: str | None = None
+    application_id: str | None = None
+    private_key: str | None = None
+    public_url: str | None = None
+    api_host: str | None = None
+    api_key: str | None = None
+    api_secret: str | None = None
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -149,6 +157,28 @@ def _token(raw: str) -> str:
     return value
 
 
+def _application_id(raw: str) -> str:
+    value = raw.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", value):
+        raise ValueError(f"{raw.strip()!r} is not an application id (a UUID)")
+    return value
+
+
+def _public_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{raw.strip()!r} is not a base URL such as https://abc123.ngrok.app")
+    return value
+
+
+def _api_host(raw: str) -> str:
+    value = raw.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", value):
+        raise ValueError(f"{raw.strip()!r} is not a host name")
+    return value
+
+
 def _language(raw: str) -> str:
     value = _LANGUAGES.get(raw.strip().lower())
     if value is None:
@@ -193,6 +223,16 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psycopg://user:password@localhost/calls",
     ),
     "CALL_LOG_TOKEN": ("call_log_token", _token, "CALL_LOG_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe())')"),
+    "VONAGE_APPLICATION_ID": (
+        "application_id",
+        _application_id,
+        "VONAGE_APPLICATION_ID=aaaaaaaa-bbbb-cccc-dddd-0123456789ab (from your application's page in the dashboard)",
+    ),
+    "VONAGE_PRIVATE_KEY": ("private_key", _text(10_000), "VONAGE_PRIVATE_KEY=./private.key"),
+    "PUBLIC_URL": ("public_url", _public_url, "PUBLIC_URL=https://abc123.ngrok.app"),
+    "VONAGE_API_HOST": ("api_host", _api_host, "VONAGE_API_HOST=api-us.vonage.com"),
+    "VONAGE_API_KEY": ("api_key", _text(64), "VONAGE_API_KEY=abcd1234 (dashboard: API settings)"),
+    "VONAGE_API_SECRET": ("api_secret", _text(256), "VONAGE_API_SECRET=... (dashboard: API settings)"),
 }
 
 
