@@ -24,11 +24,11 @@ def token_matches(given: str | None, expected: str) -> bool:
 
 
 def request_token() -> str | None:
-    """The token a request carries: `Authorization: Bearer <token>`, else `?token=`."""
+    """The token a request carries: `Authorization: Bearer <token>`, else `?token=`, else the call-log page's cookie."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.args.get("token")
+    return request.args.get("token") or request.cookies.get("call_log_token")
 
 
 @bp.before_request

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from config import Settings, load_settings, settings_from
 import api
 import calls
+import page
 from events import log_event
 from logs import configure_logging, utc_timestamp
 from ncco import NUMBER_TYPE_NAMES, AnswerDecision, decide_answer, refusal_ncco
@@ -33,6 +34,7 @@ ROUTES = {
     "fallback_answer_url": "/voice/fallback",
     "health": "/health",
     "call_log": "/api/calls",
+    "call_log_page": "/calls",
 }
 
 
@@ -180,6 +182,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         return jsonify(error="the server failed on this request; the log has the details"), 500
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(page.bp)
     for command in (simulate_command, *calls.COMMANDS):
         app.cli.add_command(command)
     register_commands(app, settings)

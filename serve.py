@@ -24,7 +24,8 @@ def startup_notes(settings: Settings) -> list[str]:
         f"  event URL    {base}/voice/event    (POST)",
         f"  fallback URL {base}/voice/fallback",
         f"  health       {base}/health",
-        f"  call log     {base}/api/calls?token={settings.call_log_token}",
+        f"  call log     {base}/calls?token={settings.call_log_token}",
+        f"  (API)        {base}/api/calls?token={settings.call_log_token}",
     ]
     if not settings.signature_secrets:
         notes.append(

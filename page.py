@@ -1,0 +1,77 @@
+"""The call-log page: /calls, rendered on the server and refreshed in place by a little plain JavaScript."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from api import request_token, store, token_matches
+from legs import IN_PROGRESS
+from storage import StorageError
+
+bp = Blueprint("page", __name__)
+COOKIE = "call_log_token"
+PAGE_SIZE = 50
+STATUSES = ("in_progress", "refused", "started", "ringing", "answered", "completed", "busy", "cancelled",
+            "unanswered", "rejected", "failed", "timeout")
+
+
+def badge_class(status: str | None) -> str:
+    """The colour family of a status badge."""
+    if status in IN_PROGRESS:
+        return "live"
+    if status == "completed":
+        return "done"
+    if status is None:
+        return "unknown"
+    return "bad"
+
+
+@bp.app_template_filter("badge")
+def _badge(status):
+    return badge_class(status)
+
+
+@bp.app_template_filter("pretty")
+def _pretty(payload) -> str:
+    return json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+@bp.before_request
+def require_token():
+    if token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
+        return None
+    return render_template("unauthorized.html"), 401
+
+
+def _filters() -> dict:
+    return {"status": request.args.get("status", ""), "number": request.args.get("number", "").strip()}
+
+
+@bp.get("/calls")
+def calls_page():
+    if "token" in request.args:
+        # Keep the token out of the address bar (and out of history) from now on: a cookie carries it.
+        response = redirect(url_for("page.calls_page", **{k: v for k, v in request.args.items() if k != "token" and v}))
+        response.set_cookie(COOKIE, request.args["token"], httponly=True, samesite="Strict", secure=request.is_secure)
+        return response
+    filters = _filters()
+    try:
+        calls, _ = store().list_calls(limit=PAGE_SIZE, status=filters["status"] or None, number=filters["number"] or None)
+        problem = None
+    except (StorageError, ValueError) as error:
+        calls, problem = [], str(error)
+    template = "calls_list.html" if request.args.get("partial") == "list" else "calls.html"
+    return render_template(template, calls=calls, filters=filters, statuses=STATUSES, problem=problem)
+
+
+@bp.get("/calls/<conversation_uuid>/timeline")
+def timeline(conversation_uuid: str):
+    try:
+        call = store().get_call(conversation_uuid)
+    except StorageError as error:
+        return render_template("timeline.html", call=None, problem=str(error)), 503
+    if call is None:
+        return render_template("timeline.html", call=None, problem="no such conversation"), 404
+    return render_template("timeline.html", call=call, problem=None)
