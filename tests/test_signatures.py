@@ -324,3 +324,21 @@ def test_without_secret_requests_are_accepted_as_unverified(caplog, database_url
     assert app.test_client().post("/voice/event", json={"status": "started"}).status_code == 204
     assert [record.verified for record in caplog.records if getattr(record, "event", None)] == [False]
     assert app.test_client().get("/health").get_json()["parts"]["signatures"]["status"] == "off"
+
+
+def test_expired_exp_claim_is_refused():
+    assert "expired" in refused(forge({**good_claims(b"{}"), "exp": int(NOW) - 1}))
+
+
+def test_not_yet_valid_nbf_claim_is_refused():
+    assert "not valid yet" in refused(forge({**good_claims(b"{}"), "nbf": int(NOW) + 60}))
+
+
+def test_signed_claims_that_are_not_an_object_are_refused():
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+    body = base64.urlsafe_b64encode(b"[1,2]").rstrip(b"=")
+    import hashlib as _hashlib
+    import hmac as _hmac
+
+    signature = base64.urlsafe_b64encode(_hmac.new(SECRET.encode(), header + b"." + body, _hashlib.sha256).digest()).rstrip(b"=")
+    assert "not a JSON object" in refused(f"Bearer {header.decode()}.{body.decode()}.{signature.decode()}")
