@@ -70,7 +70,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
             store.record_answer(answer_row(route, decision, g.get("verified", False)))
         except Exception:
             log.exception("answer decision not recorded")
-        return app.json.response(decision.ncco)
+        return app.response_class(decision.body, mimetype="application/json")
 
     signed_paths = {ROUTES["answer_url"], ROUTES["event_url"], ROUTES["fallback_answer_url"]}
 

@@ -194,6 +194,16 @@ class AnswerDecision:
     connected: bool
     reason: str | None = None
     request: dict = field(default_factory=dict)
+    body: bytes = b""
+
+    def __post_init__(self):
+        if not self.body:
+            object.__setattr__(self, "body", ncco_body(self.ncco))
+
+
+def ncco_body(ncco: list[dict]) -> bytes:
+    """The NCCO as the answer URL's response body: compact JSON."""
+    return json.dumps(ncco, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def callee_from_answer(fields: Mapping) -> str | None:
@@ -252,23 +262,27 @@ def decide_answer(fields: Mapping, policy: DestinationPolicy, plan: CallPlan) ->
             reason=refusal.detail,
             request=dict(fields),
         )
-    ncco, number, reason = callee_decision(callee, policy, plan)
+    ncco, body, number, reason = callee_decision(callee, policy, plan)
     return AnswerDecision(
-        ncco=ncco, callee=number or callee, connected=number is not None, reason=reason, request=dict(fields)
+        ncco=ncco, callee=number or callee, connected=number is not None, reason=reason, request=dict(fields), body=body
     )
 
 
 @functools.lru_cache(maxsize=4096)
-def callee_decision(callee: str | None, policy: DestinationPolicy, plan: CallPlan) -> tuple[list[dict], str | None, str | None]:
-    """The NCCO for a callee as written, with the number it connects (or None) and why not.
+def callee_decision(
+    callee: str | None, policy: DestinationPolicy, plan: CallPlan
+) -> tuple[list[dict], bytes, str | None, str | None]:
+    """The NCCO for a callee as written, its response body, the number it connects (or None) and why not.
 
     Pure, so it is cached: parsing a number with libphonenumber costs more than the rest of a request.
     """
     try:
         number = normalize_callee(callee, policy)
     except NumberError as refusal:
-        return refusal_ncco(refusal.spoken, plan.language), None, refusal.detail
-    return connect_ncco(number, plan), number, None
+        ncco = refusal_ncco(refusal.spoken, plan.language)
+        return ncco, ncco_body(ncco), None, refusal.detail
+    ncco = connect_ncco(number, plan)
+    return ncco, ncco_body(ncco), number, None
 
 
 NCCO_MODELS: dict[str, type[NccoAction]] = {
