@@ -12,10 +12,10 @@ import click
 from flask import Flask, Request, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from config import Settings, load_settings, settings_from
 import api
 import calls
 import page
+from config import Settings, load_settings, settings_from
 from events import log_event
 from logs import configure_logging, utc_timestamp
 from ncco import NUMBER_TYPE_NAMES, AnswerDecision, decide_answer, refusal_ncco
@@ -47,6 +47,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["CALL_LOG_TOKEN"] = settings.call_log_token or secrets.token_urlsafe(18)
     log = configure_logging(settings.log_format)
+    policy, plan = settings.destination_policy, settings.call_plan
     store = Store(settings.database_url)
     app.extensions["store"] = store
     try:
@@ -64,7 +65,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
                 reason=f"the answer request could not be read: {unreadable}",
             )
         else:
-            decision = decide_answer(fields, settings.destination_policy, settings.call_plan)
+            decision = decide_answer(fields, policy, plan)
         log_answer(log, route, decision)
         try:
             store.record_answer(answer_row(route, decision, g.get("verified", False)))
