@@ -59,11 +59,35 @@ class _RecordQueueHandler(logging.handlers.QueueHandler):
         return record
 
 
+class _BatchingListener(logging.handlers.QueueListener):
+    """Writes every record waiting in the queue with one write and one flush, not one of each per record."""
+
+    batch_limit = 512
+
+    def _monitor(self):
+        records = self.queue
+        while True:
+            batch = [records.get()]
+            while len(batch) < self.batch_limit:
+                try:
+                    batch.append(records.get_nowait())
+                except queue.Empty:
+                    break
+            stop = self._sentinel in batch
+            lines = [_output.format(record) for record in batch if record is not self._sentinel]
+            if lines:
+                with _output.lock:
+                    _output.stream.write("\n".join(lines) + "\n")
+                    _output.flush()
+            if stop:
+                return
+
+
 _output = logging.StreamHandler(sys.stdout)
 
 
 def output_handler() -> logging.Handler:
-    """The handler that writes the server's log to standard output."""
+    """The handler whose formatter and stream the server's log is written with."""
     return _output
 
 
@@ -77,7 +101,7 @@ def configure_logging(log_format: str) -> logging.Logger:
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(handler, _RecordQueueHandler) for handler in logger.handlers):
         records: queue.SimpleQueue = queue.SimpleQueue()
-        listener = logging.handlers.QueueListener(records, _output)
+        listener = _BatchingListener(records, _output)
         listener.start()
         atexit.register(listener.stop)
         logger.addHandler(_RecordQueueHandler(records))

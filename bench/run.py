@@ -169,8 +169,10 @@ def start_node_anchor(anchor: Path, workdir: Path) -> tuple[subprocess.Popen, st
     shutil.copytree(anchor, copy, ignore=shutil.ignore_patterns("node_modules"))
     subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=copy, check=True, capture_output=True)
     port = free_port()
-    process = subprocess.Popen(["node", "server.js"], cwd=copy, env={**os.environ, "PORT": str(port), "QUIET": "1"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Like this server, the tutorial's logs every request: both write their logs to a file.
+    log = open(workdir / "anchor.log", "w")
+    process = subprocess.Popen(["node", "server.js"], cwd=copy, env={**os.environ, "PORT": str(port)},
+                               stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     wait_for(f"{base_url}/voice/answer?to=447700900000", process)
     return process, base_url

@@ -142,3 +142,26 @@ def test_health_reports_version_and_parts(client):
     assert body["version"]
     assert body["parts"]["answer"]["caller_id"] == "randomFromNumber"
     assert body["parts"]["events"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("log_format", ["pretty", "json"])
+def test_logged_events_reach_standard_output_before_the_process_exits(tmp_path, log_format):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = (
+        "from app import create_app\n"
+        f"app = create_app({{'DATABASE_URL': 'sqlite:///{tmp_path}/calls.db', 'LOG_FORMAT': '{log_format}'}})\n"
+        "for n in range(3):\n"
+        "    app.test_client().post('/voice/event', json={'status': 'started', 'uuid': f'leg-{n}', 'timestamp': str(n)})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    if log_format == "pretty":
+        assert result.stdout.count("VOICE EVENT started") == 3
+        assert '"uuid": "leg-2"' in result.stdout
+    else:
+        entries = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [entry["payload"]["uuid"] for entry in entries if entry.get("event")] == ["leg-0", "leg-1", "leg-2"]
