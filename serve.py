@@ -14,6 +14,8 @@ from granian.constants import Interfaces
 
 from config import ConfigError, Settings, load_settings
 
+BLOCKING_THREADS = 16
+
 
 def startup_notes(settings: Settings) -> list[str]:
     """What a person starting the server should know: where it listens and what is still unset."""
@@ -76,6 +78,10 @@ def main() -> int:
         address=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # Enough threads per worker for concurrent events to share a commit; more only fight over the GIL.
+        blocking_threads=BLOCKING_THREADS,
+        backpressure=BLOCKING_THREADS,
+        websockets=False,
         respawn_failed_workers=True,
     ).serve()
     return 0
