@@ -8,7 +8,7 @@ import json
 import click
 from flask import Blueprint, current_app, jsonify, request
 
-from storage import Store, StorageError
+from storage import StorageError, Store
 
 bp = Blueprint("api", __name__, cli_group=None)
 MAX_PAGE = 200

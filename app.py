@@ -22,7 +22,7 @@ from ncco import NUMBER_TYPE_NAMES, AnswerDecision, decide_answer, refusal_ncco
 from payloads import MAX_BODY_BYTES, PayloadError, read_payload
 from signatures import SignatureError, verify_webhook
 from simulate import simulate_command
-from storage import Store, StorageError
+from storage import StorageError, Store
 
 __version__ = "0.1.0"
 

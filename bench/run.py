@@ -211,7 +211,6 @@ def main() -> int:
             anchor.terminate()
 
     cheapest_rps = median(figures["cheapest"], "rps")
-    answer_rps, event_rps = median(figures["answer"], "rps"), median(figures["event"], "rps")
     # wrk stops with requests in flight: those may be stored without having been acknowledged.
     in_flight_allowance = CONNECTIONS * ROUNDS
     lost = max(0, acknowledged - stored)

@@ -9,10 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import CALL_LOG_TOKEN
 from pg import fresh_postgres_url
 from storage import Store
-from test_serve import free_port, run_server
+from test_serve import run_server
 
 CONVERSATIONS = 30
 
