@@ -24,7 +24,7 @@ from vonage_http_client import (
 from vonage_voice.models import CreateCallRequest, Phone, Talk, ToPhone
 
 from config import Settings
-from ncco import NumberError, connect_ncco, normalize_callee, parse_ncco
+from ncco import NumberError, action_json, connect_ncco, normalize_callee, parse_ncco
 
 DEFAULT_MESSAGE = "Hello. This is a call from your Vonage voice server."
 MAX_TOKEN_SECONDS = 24 * 3600
@@ -186,7 +186,7 @@ def place_call(settings: Settings, to: str, say: str | None = None, connect: str
     if other:
         ncco = connect_ncco(other, replace(settings.call_plan, greeting=say or settings.greeting))
     else:
-        ncco = [Talk(text=say or DEFAULT_MESSAGE, language=settings.tts_language).model_dump(mode="json", by_alias=True, exclude_none=True)]
+        ncco = [action_json(Talk(text=say or DEFAULT_MESSAGE, language=settings.tts_language))]
     caller_id = {"from_": Phone(number=settings.vonage_number)} if settings.vonage_number else {"random_from_number": True}
     event_url = {"event_url": [f"{settings.public_url}/voice/event"]} if settings.public_url else {}
     request = CreateCallRequest(to=[ToPhone(number=callee)], ncco=parse_ncco(ncco), **caller_id, **event_url)

@@ -176,13 +176,19 @@ def connect_ncco(callee: str, plan: CallPlan) -> list[dict]:
             **caller_id,
         ),
     ]
-    return [action.model_dump(mode="json", by_alias=True, exclude_none=True) for action in actions]
+    return [action_json(action) for action in actions]
 
 
 def refusal_ncco(spoken_reason: str, language: str = "en-US") -> list[dict]:
     """The NCCO that tells the caller, in one sentence, why their call cannot be connected."""
     text = f"Sorry, this call cannot be connected: {spoken_reason}."
-    return [Talk(text=text, language=language).model_dump(mode="json", by_alias=True, exclude_none=True)]
+    return [action_json(Talk(text=text, language=language))]
+
+
+def action_json(action: NccoAction) -> dict:
+    """An NCCO action as Vonage reads it (aliases, no empty fields), its `action` first for people reading it."""
+    fields = action.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {"action": fields.pop("action"), **fields}
 
 
 @dataclass(frozen=True)
