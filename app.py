@@ -60,8 +60,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         if fields is None:
             decision = AnswerDecision(
                 ncco=refusal_ncco("the call request could not be read", settings.tts_language),
+                requested=None,
                 callee=None,
-                connected=False,
                 reason=f"the answer request could not be read: {unreadable}",
             )
         else:
@@ -221,16 +221,13 @@ def answer_fields(req: Request) -> tuple[dict | None, str | None]:
 def answer_row(route: str, decision: AnswerDecision, verified: bool) -> dict:
     """The call-log record of one answer decision."""
     fields = decision.request
-    requested = decision.callee if decision.connected else fields.get("to")
-    if requested is None and isinstance(fields.get("custom_data"), dict):
-        requested = fields["custom_data"].get("to")
     return {
         "conversation_uuid": _text_or_none(fields.get("conversation_uuid")),
         "leg_uuid": _text_or_none(fields.get("uuid")),
         "route": route,
         "caller": _text_or_none(fields.get("from_user") or fields.get("from")),
-        "requested": _text_or_none(requested),
-        "callee": decision.callee if decision.connected else None,
+        "requested": decision.requested,
+        "callee": decision.callee,
         "connected": decision.connected,
         "reason": decision.reason,
         "received_at": utc_timestamp(time.time()),
@@ -250,6 +247,7 @@ def log_answer(log, route: str, decision: AnswerDecision) -> None:
         "route": route,
         "connected": decision.connected,
         "caller": caller,
+        "requested": decision.requested,
         "callee": decision.callee,
         "conversation_uuid": fields.get("conversation_uuid"),
     }

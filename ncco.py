@@ -196,11 +196,15 @@ class AnswerDecision:
     """What the answer URL decided for one call, for the NCCO, the log and the call record."""
 
     ncco: list[dict]
-    callee: str | None
-    connected: bool
-    reason: str | None = None
+    requested: str | None  # the number to call as the request wrote it, if it named one
+    callee: str | None  # the number connected, in Vonage's digits; None when refused
+    reason: str | None = None  # why it was refused
     request: dict = field(default_factory=dict)
     body: bytes = b""
+
+    @property
+    def connected(self) -> bool:
+        return self.callee is not None
 
     def __post_init__(self):
         if not self.body:
@@ -259,19 +263,17 @@ def decide_answer(fields: Mapping, policy: DestinationPolicy, plan: CallPlan) ->
     The NCCO may be shared with other decisions for the same callee: serialise it, never modify it.
     """
     try:
-        callee = callee_from_answer(fields)
+        requested = callee_from_answer(fields)
     except NumberError as refusal:
         return AnswerDecision(
             ncco=refusal_ncco(refusal.spoken, plan.language),
+            requested=None,
             callee=None,
-            connected=False,
             reason=refusal.detail,
             request=dict(fields),
         )
-    ncco, body, number, reason = callee_decision(callee, policy, plan)
-    return AnswerDecision(
-        ncco=ncco, callee=number or callee, connected=number is not None, reason=reason, request=dict(fields), body=body
-    )
+    ncco, body, number, reason = callee_decision(requested, policy, plan)
+    return AnswerDecision(ncco=ncco, requested=requested, callee=number, reason=reason, request=dict(fields), body=body)
 
 
 @functools.lru_cache(maxsize=4096)
