@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import ROOT
+from ncco import parse_ncco
 
 
 def free_port() -> int:
@@ -74,8 +75,9 @@ def test_production_server_answers_with_an_ncco(server):
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/json"
         ncco = json.load(response)
-    assert ncco[1]["endpoint"][0]["number"] == "447700900000"
-    assert ncco[1]["from"] == "447700900001"
+    talk, connect = parse_ncco(ncco)
+    assert connect.endpoint[0].number == "447700900000"
+    assert connect.from_ == "447700900001"
 
 
 def test_production_server_accepts_events(server):

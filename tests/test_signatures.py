@@ -165,14 +165,24 @@ def settings_env():
 
 
 @pytest.fixture
-def stored(client, caplog):
-    """What the server processed, in order: events (logged as VOICE EVENT) and answer decisions."""
+def stored(app, client, caplog):
+    """What the server processed, in order: events (logged as VOICE EVENT) and answer decisions logged,
+    and the conversations the call log holds (events and answer decisions stored)."""
     caplog.set_level(logging.INFO, logger="voice")
-    return lambda: [
-        record.payload if hasattr(record, "payload") else record.getMessage()
-        for record in caplog.records
-        if hasattr(record, "event") or hasattr(record, "connected")
-    ]
+    store = app.extensions["store"]
+
+    def processed():
+        store.flush()
+        logged = [
+            record.payload if hasattr(record, "payload") else record.getMessage()
+            for record in caplog.records
+            if hasattr(record, "event") or hasattr(record, "connected")
+        ]
+        return logged + [call["conversation_uuid"] for call in store.list_calls(limit=200)[0]] + (
+            ["an event stored"] * store.count_events()
+        )
+
+    return processed
 
 
 def signed_get(client, path, pairs, secret=SECRET, now=None, sign_pairs=None):
@@ -192,36 +202,37 @@ def test_signed_get_answer_connects(client):
 
 
 def test_signed_get_answer_with_non_ascii_value_connects(client):
-    response = signed_get(client, "/voice/answer", ANSWER_QUERY + [("from_user", "Zoë 東京")])
+    response = signed_get(client, "/voice/answer", ANSWER_QUERY + [("note", "Zoë 東京")])
     assert response.status_code == 200
+    assert parse_ncco(response.get_json())[1].endpoint[0].number == "447700900000"
 
 
 def test_signed_post_answer_connects(client):
     response = signed_post(client, "/voice/answer", json.dumps({"to": "447700900000", "from_user": "Zoë"}).encode())
     assert response.status_code == 200
-    assert response.get_json()[1]["action"] == "connect"
+    assert parse_ncco(response.get_json())[1].endpoint[0].number == "447700900000"
 
 
 def test_signed_post_fallback_connects(client):
     response = signed_post(client, "/voice/fallback", b'{"to": "447700900000", "reason": "timeout"}')
-    assert response.get_json()[1]["action"] == "connect"
+    assert parse_ncco(response.get_json())[1].endpoint[0].number == "447700900000"
 
 
 def test_signed_post_event_is_processed_and_marked_verified(client, stored, caplog):
     body = json.dumps(load_fixture(SEED_EVENTS[0])).encode()
     assert signed_post(client, "/voice/event", body).status_code == 204
-    assert stored() == [load_fixture(SEED_EVENTS[0])]
+    assert stored() == [load_fixture(SEED_EVENTS[0]), load_fixture(SEED_EVENTS[0])["conversation_uuid"], "an event stored"]
     assert [record.verified for record in caplog.records if getattr(record, "event", None)] == [True]
 
 
 def test_signed_get_event_is_processed(client, stored):
     assert signed_get(client, "/voice/event", [("status", "ringing"), ("uuid", "u1")]).status_code == 204
-    assert stored() == [{"status": "ringing", "uuid": "u1"}]
+    assert stored() == [{"status": "ringing", "uuid": "u1"}, "an event stored"]
 
 
 def test_event_signed_with_old_secret_during_rotation_is_processed(client, stored):
     assert signed_post(client, "/voice/event", b'{"status": "started"}', secret=OLD_SECRET).status_code == 204
-    assert stored() == [{"status": "started"}]
+    assert stored() == [{"status": "started"}, "an event stored"]
 
 
 def assert_refused(response, status, stored):
