@@ -148,8 +148,12 @@ class _Statements:
         )
         self.insert_legs = insert(legs).on_conflict_do_nothing(index_elements=["uuid"])
         # Lock the legs (in one order, against deadlocks) so that two servers folding the same leg at
-        # once cannot lose an event (PostgreSQL; SQLite already holds the database's write lock).
-        self.lock_legs = select(legs.c.uuid).where(some_legs).order_by(legs.c.uuid).with_for_update()
+        # once cannot lose an event. SQLite needs none: a writer there holds the whole database.
+        self.lock_legs = (
+            select(legs.c.uuid).where(some_legs).order_by(legs.c.uuid).with_for_update()
+            if dialect_name == "postgresql"
+            else None
+        )
         self.leg_payloads = (
             select(events.c.leg_uuid, events.c.payload)
             .where(events.c.leg_uuid.in_(bindparam("uuids", expanding=True)))
@@ -374,7 +378,8 @@ class Store:
         """Re-fold each leg from all its stored events, so arrival order never matters."""
         statements = self._statements
         connection.execute(statements.insert_legs, [{"uuid": uuid} for uuid in uuids])
-        connection.execute(statements.lock_legs, {"uuids": uuids})
+        if statements.lock_legs is not None:
+            connection.execute(statements.lock_legs, {"uuids": uuids})
         payloads: dict[str, list[dict]] = {uuid: [] for uuid in uuids}
         for uuid, payload in connection.execute(statements.leg_payloads, {"uuids": uuids}):
             payloads[uuid].append(json.loads(payload))
