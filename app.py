@@ -23,6 +23,7 @@ from payloads import MAX_BODY_BYTES, PayloadError, read_payload
 from signatures import SignatureError, verify_webhook
 from simulate import simulate_command
 from storage import StorageError, Store
+from writer import RemoteWriter
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     policy, plan = settings.destination_policy, settings.call_plan
     store = Store(settings.database_url)
     app.extensions["store"] = store
+    # Under `make run` a writer process commits for every worker; otherwise this process writes itself.
+    writer = RemoteWriter(settings.writer_socket) if settings.writer_socket else store
     try:
         store.ensure_schema()
     except StorageError as error:
@@ -68,7 +71,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
             decision = decide_answer(fields, policy, plan)
         log_answer(log, route, decision)
         try:
-            store.record_answer(answer_row(route, decision, g.get("verified", False)))
+            writer.record_answer(answer_row(route, decision, g.get("verified", False)))
         except Exception:
             log.exception("answer decision not recorded")
         return app.response_class(decision.body, mimetype="application/json")
@@ -132,7 +135,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
             return jsonify(error=error.message), error.status
         received_at = time.time()
         try:
-            new = store.record_event(payload, utc_timestamp(received_at), g.verified)
+            new = writer.record_event(payload, utc_timestamp(received_at), g.verified)
         except StorageError as error:
             log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": request.path})
             return jsonify(error=f"the event could not be stored ({error}); it was not accepted, send it again"), 503

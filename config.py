@@ -53,6 +53,7 @@ class Settings:
     api_host: str | None = None
     api_key: str | None = None
     api_secret: str | None = None
+    writer_socket: str | None = None
 
     @property
     def destination_policy(self) -> DestinationPolicy:
@@ -233,6 +234,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "VONAGE_API_HOST": ("api_host", _api_host, "VONAGE_API_HOST=api-us.vonage.com"),
     "VONAGE_API_KEY": ("api_key", _text(64), "VONAGE_API_KEY=abcd1234 (dashboard: API settings)"),
     "VONAGE_API_SECRET": ("api_secret", _text(256), "VONAGE_API_SECRET=... (dashboard: API settings)"),
+    "CALL_LOG_WRITER_SOCKET": ("writer_socket", _text(200), "CALL_LOG_WRITER_SOCKET=/tmp/voice-writer/writer.sock"),
 }
 
 

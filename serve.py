@@ -5,14 +5,20 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
+import threading
 from dataclasses import replace
+from pathlib import Path
 
 from granian import Granian
 from granian.constants import Interfaces
 
 from config import ConfigError, Settings, load_settings
+from writer import wait_until_ready
 
 BLOCKING_THREADS = 16
 
@@ -56,6 +62,37 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+class WriterProcess:
+    """The call-log writer process (writer.py), restarted if it ever exits while the server runs."""
+
+    def __init__(self, socket_path: str):
+        self.socket_path = socket_path
+        self.process: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(Path(__file__).with_name("writer.py")), self.socket_path])
+
+    def start(self) -> None:
+        self.process = self._spawn()
+        wait_until_ready(self.socket_path, self.process)
+        threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _supervise(self) -> None:
+        while not self.stopping.is_set():
+            code = self.process.wait()
+            if self.stopping.is_set():
+                return
+            print(f"the call-log writer exited with {code}; restarting it", file=sys.stderr, flush=True)
+            self.process = self._spawn()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 def main() -> int:
     try:
         settings = load_settings()
@@ -71,6 +108,21 @@ def main() -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     print("\n".join(startup_notes(settings)), flush=True)
+    socket_folder = tempfile.mkdtemp(prefix="voice-writer-")
+    writer = WriterProcess(os.path.join(socket_folder, "writer.sock"))
+    # The workers read where the writer listens from the environment they inherit.
+    os.environ["CALL_LOG_WRITER_SOCKET"] = writer.socket_path
+    writer.start()
+    try:
+        serve(settings)
+    finally:
+        writer.stop()
+        shutil.rmtree(socket_folder, ignore_errors=True)
+    return 0
+
+
+def serve(settings: Settings) -> None:
+    """Run granian with the app's workers until it is stopped."""
     Granian(
         "app:create_app",
         factory=True,
@@ -84,7 +136,6 @@ def main() -> int:
         websockets=False,
         respawn_failed_workers=True,
     ).serve()
-    return 0
 
 
 if __name__ == "__main__":

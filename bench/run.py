@@ -198,8 +198,11 @@ def main() -> int:
         stored = store.count_events() - stored_before
         acknowledged = sum(r["requests"] - r["non_2xx"] for r in figures["event"])
         exact_acknowledged, exact_lost = exact_loss_check(base_url, store)
-        workers = children(server.pid)
+        processes = children(server.pid)
+        writers = [pid for pid in processes if b"writer.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = [pid for pid in processes if pid not in writers]
         rss = max((peak_rss_mib(pid) for pid in workers), default=0.0)
+        writer_rss = max((peak_rss_mib(pid) for pid in writers), default=0.0)
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -237,7 +240,8 @@ def main() -> int:
                      f"{median(anchor_figures['event'], 'rps'):,.0f} | | | | |")
     lines += [
         "",
-        f"- start-up: {startup:.2f} s to the first answer; peak RSS per worker: {rss:.0f} MiB ({len(workers)} workers)",
+        f"- start-up: {startup:.2f} s to the first answer; peak RSS per worker: {rss:.0f} MiB ({len(workers)} workers), "
+        f"call-log writer: {writer_rss:.0f} MiB",
         f"- events acknowledged under wrk: {acknowledged:,}; stored: {stored:,} "
         f"(up to {in_flight_allowance} more may be stored: requests in flight when wrk stops); lost: {lost}",
         f"- exact check: {exact_acknowledged:,} distinct signed events acknowledged, {exact_lost} of them not stored",

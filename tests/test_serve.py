@@ -45,6 +45,12 @@ def wait_until_listening(port: int, process: subprocess.Popen, seconds: float = 
     raise AssertionError("server did not start listening")
 
 
+class ServerURL(str):
+    """A running server's base URL, which also knows the server's process id."""
+
+    pid: int
+
+
 @contextlib.contextmanager
 def run_server(**settings):
     """The production server (serve.py, as `make run` starts it) on a free port; yields its base URL."""
@@ -58,7 +64,9 @@ def run_server(**settings):
     )
     try:
         wait_until_listening(port, process)
-        yield f"http://127.0.0.1:{port}"
+        url = ServerURL(f"http://127.0.0.1:{port}")
+        url.pid = process.pid
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=10)

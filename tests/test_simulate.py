@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,9 +65,15 @@ def signed_server(tmp_path_factory):
 
 
 def recorded(url, conversation):
-    response = requests.get(f"{url}/api/calls/{conversation}", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10)
-    assert response.status_code == 200
-    return response.json()
+    """The call as the call log holds it, once its answer decision (stored without delaying the NCCO) is in."""
+    deadline = time.monotonic() + 10
+    while True:
+        response = requests.get(f"{url}/api/calls/{conversation}", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10)
+        assert response.status_code == 200
+        call = response.json()
+        if call["answers"] or time.monotonic() > deadline:
+            return call
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])

@@ -1,0 +1,121 @@
+"""The call-log writer process: workers' writes committed by one process, and what happens when it is gone."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from app import create_app
+from conftest import CALL_LOG_TOKEN, SEED_EVENTS, load_fixture
+from events import event_key
+from ncco import parse_ncco
+from storage import Store, StorageError
+from test_serve import run_server
+from writer import RemoteWriter, WriterServer
+
+
+@pytest.fixture
+def writer_socket(tmp_path, database_url):
+    """A writer serving on a Unix socket, in a thread of this process, over the test's database."""
+    path = str(tmp_path / "writer.sock")
+    server = WriterServer(path, Store(database_url))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path
+
+
+def eventually(condition, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_remote_writer_commits_each_event_once(writer_socket, database_url):
+    remote = RemoteWriter(writer_socket)
+    event = load_fixture(SEED_EVENTS[0])
+    assert remote.record_event(event, "2026-11-24T09:00:00.000Z", True) is True
+    assert remote.record_event(event, "2026-11-24T09:00:01.000Z", True) is False
+    assert Store(database_url).count_events() == 1
+
+
+def test_remote_writer_stores_answer_decisions_in_batches(writer_socket, database_url):
+    remote = RemoteWriter(writer_socket)
+    for index in range(25):
+        remote.record_answer({"conversation_uuid": f"CON-{index}", "leg_uuid": None, "route": "answer", "caller": "Alice",
+                              "requested": "447700900000", "callee": "447700900000", "connected": True, "reason": None,
+                              "received_at": "2026-11-24T09:00:00.000Z", "verified": False})
+    store = Store(database_url)
+    eventually(lambda: len(store.list_calls(limit=100)[0]) == 25)
+
+
+def test_app_with_a_writer_answers_calls_and_stores_events(writer_socket, database_url):
+    app = create_app({"DATABASE_URL": database_url, "CALL_LOG_WRITER_SOCKET": writer_socket, "CALL_LOG_TOKEN": CALL_LOG_TOKEN})
+    client = app.test_client()
+    for path in SEED_EVENTS:
+        assert client.post("/voice/event", json=load_fixture(path)).status_code == 204
+    parse_ncco(client.get("/voice/answer?to=447700900000&conversation_uuid=CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77").get_json())
+    store = app.extensions["store"]
+    assert store.count_events() == 5
+    eventually(lambda: store.get_call("CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77")["answers"] != [])
+
+
+def test_without_its_writer_the_server_refuses_events_with_503_and_still_answers(tmp_path, database_url):
+    app = create_app({"DATABASE_URL": database_url, "CALL_LOG_WRITER_SOCKET": str(tmp_path / "nobody.sock")})
+    client = app.test_client()
+    response = client.post("/voice/event", json=load_fixture(SEED_EVENTS[0]))
+    assert response.status_code == 503
+    assert "writer is not running" in response.get_json()["error"]
+    assert parse_ncco(client.get("/voice/answer?to=447700900000").get_json())[1].endpoint[0].number == "447700900000"
+
+
+def test_remote_writer_raises_storage_error_when_the_writer_is_gone(tmp_path):
+    with pytest.raises(StorageError, match="not running"):
+        RemoteWriter(str(tmp_path / "nobody.sock")).record_event({"status": "started"}, "2026-11-24T09:00:00.000Z", False)
+
+
+def writer_pids(server_pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    arguments = cmdline.read().split(b"\0")
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if parent == server_pid and any(argument.endswith(b"writer.py") for argument in arguments):
+                found.append(int(entry))
+    return found
+
+
+def test_make_run_restarts_a_writer_that_dies_and_loses_nothing_acknowledged(tmp_path):
+    database = f"sqlite:///{tmp_path / 'calls.db'}"
+    with run_server(DATABASE_URL=database, CALL_LOG_TOKEN=CALL_LOG_TOKEN, WORKERS="2") as url:
+        (writer,) = writer_pids(url.pid)
+        acknowledged = []
+
+        def post(index):
+            payload = {"status": "started", "uuid": f"leg-{index}", "conversation_uuid": f"CON-{index}", "timestamp": f"t{index}"}
+            response = requests.post(f"{url}/voice/event", json=payload, timeout=10)
+            if response.status_code == 204:
+                acknowledged.append(payload)
+            return response.status_code
+
+        assert post(0) == 204
+        os.kill(writer, signal.SIGKILL)
+        statuses = [post(index) for index in range(1, 4)]
+        assert set(statuses) <= {204, 503}
+        eventually(lambda: post(len(acknowledged) + 100) == 204)
+        assert writer_pids(url.pid) not in ([], [writer])
+    stored = Store(database)
+    # A 503'd event may have been committed just before the writer died: only the acknowledged are owed.
+    assert stored.stored_event_keys([event_key(payload) for payload in acknowledged]) == {
+        event_key(payload) for payload in acknowledged
+    }

@@ -1,0 +1,187 @@
+"""The call-log writer: one process that commits the server workers' writes, grouped, before they are acknowledged.
+
+`make run` starts it beside the granian workers. Each worker sends its writes over a Unix socket and waits for
+the commit; the writer's own interpreter does the database work, so it neither waits for a worker's GIL nor
+takes turns with the other workers for SQLite's write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from storage import COMMIT_TIMEOUT_SECONDS, Store, StorageError
+
+log = logging.getLogger("voice.writer")
+REPLY_TIMEOUT_SECONDS = COMMIT_TIMEOUT_SECONDS + 1
+ANSWER_BATCH_SECONDS = 0.02
+ANSWER_BACKLOG_LIMIT = 10_000
+
+
+class RemoteWriter:
+    """The worker's side: sends writes to the writer process, one connection per request thread."""
+
+    def __init__(self, socket_path: str):
+        self.socket_path = socket_path
+        self._local = threading.local()
+        # Answer decisions go in batches, from one thread, so answering a call costs only an append.
+        self._answers: list[dict] = []
+        self._answers_ready = threading.Condition()
+        self._sender: threading.Thread | None = None
+
+    def _channel(self):
+        channel = getattr(self._local, "channel", None)
+        if channel is None:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.settimeout(REPLY_TIMEOUT_SECONDS)
+            try:
+                connection.connect(self.socket_path)
+            except OSError as error:
+                connection.close()
+                raise StorageError(f"the call-log writer is not running ({error.strerror})") from None
+            channel = self._local.channel = connection.makefile("rwb")
+        return channel
+
+    def _drop(self) -> None:
+        channel = getattr(self._local, "channel", None)
+        self._local.channel = None
+        if channel is not None:
+            try:
+                channel.close()
+            except OSError:
+                pass
+
+    def _send(self, message: dict, reply: bool) -> dict | None:
+        channel = self._channel()
+        try:
+            channel.write(json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n")
+            channel.flush()
+            if not reply:
+                return None
+            line = channel.readline()
+        except OSError as error:
+            self._drop()
+            raise StorageError(f"the call-log writer did not answer ({type(error).__name__})") from None
+        if not line:
+            self._drop()
+            raise StorageError("the call-log writer closed the connection")
+        return json.loads(line)
+
+    def record_event(self, payload: dict, received_at: str, verified: bool) -> bool:
+        answer = self._send({"op": "event", "payload": payload, "received_at": received_at, "verified": verified}, True)
+        if not answer["ok"]:
+            raise StorageError(answer["error"])
+        return answer["new"]
+
+    def record_answer(self, row: dict) -> None:
+        with self._answers_ready:
+            if len(self._answers) >= ANSWER_BACKLOG_LIMIT:
+                log.error("answer decision not recorded: %s are already waiting for the writer", ANSWER_BACKLOG_LIMIT)
+                return
+            self._answers.append(row)
+            if self._sender is None or not self._sender.is_alive():
+                self._sender = threading.Thread(target=self._send_answers_forever, name="answer-sender", daemon=True)
+                self._sender.start()
+            self._answers_ready.notify()
+
+    def _send_answers_forever(self) -> None:
+        while True:
+            with self._answers_ready:
+                while not self._answers:
+                    self._answers_ready.wait()
+                rows, self._answers = self._answers, []
+            try:
+                self._send({"op": "answers", "rows": rows}, False)
+            except StorageError as error:
+                log.error("%d answer decisions not recorded: %s", len(rows), error)
+            time.sleep(ANSWER_BATCH_SECONDS)
+
+
+
+class WriterServer:
+    """The writer's side: a thread per worker connection, all feeding one Store's grouped commits."""
+
+    def __init__(self, socket_path: str, store: Store):
+        self.socket_path = socket_path
+        self.store = store
+
+    def serve_forever(self) -> None:
+        path = Path(self.socket_path)
+        path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        os.chmod(path, 0o600)
+        listener.listen(512)
+        while True:
+            connection, _ = listener.accept()
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rwb") as channel:
+            for line in channel:
+                message = json.loads(line)
+                if message["op"] == "answers":
+                    for row in message["rows"]:
+                        self.store.record_answer(row)
+                    continue
+                try:
+                    new = self.store.record_event(message["payload"], message["received_at"], message["verified"])
+                    reply = {"ok": True, "new": new}
+                except StorageError as error:
+                    reply = {"ok": False, "error": str(error)}
+                channel.write(json.dumps(reply).encode() + b"\n")
+                channel.flush()
+
+
+def wait_until_ready(socket_path: str, process, timeout: float = 30) -> None:
+    """Block until the writer accepts connections; raise RuntimeError if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the call-log writer exited with {process.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(socket_path)
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("the call-log writer did not start")
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def main(socket_path: str) -> int:
+    from config import ConfigError, load_settings
+    from logs import configure_logging
+
+    # Ctrl-C reaches the whole process group; serve.py stops the writer itself, after the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    store = Store(settings.database_url)
+    try:
+        store.ensure_schema()
+    except StorageError as error:
+        log.error("call log unavailable at start-up: %s", error)
+    WriterServer(socket_path, store).serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
