@@ -165,3 +165,26 @@ def test_logged_events_reach_standard_output_before_the_process_exits(tmp_path, 
     else:
         entries = [json.loads(line) for line in result.stdout.splitlines()]
         assert [entry["payload"]["uuid"] for entry in entries if entry.get("event")] == ["leg-0", "leg-1", "leg-2"]
+
+
+@pytest.mark.parametrize(
+    "epoch, text",
+    [(1615372581.285, "2021-03-10T10:36:21.285Z"), (0.0, "1970-01-01T00:00:00.000Z"), (1615372581.9999, "2021-03-10T10:36:21.999Z")],
+)
+def test_utc_timestamps_are_written_as_vonage_writes_them(epoch, text):
+    from logs import utc_timestamp
+
+    assert utc_timestamp(epoch) == text
+
+
+def test_utc_timestamps_agree_with_datetime():
+    import random
+    from datetime import datetime, timezone
+
+    from logs import utc_timestamp
+
+    chooser = random.Random(7)
+    for _ in range(5000):
+        epoch = round(chooser.uniform(1.6e9, 1.8e9), chooser.choice([0, 3, 6, 9]))
+        moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+        assert utc_timestamp(epoch) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
