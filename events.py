@@ -59,13 +59,8 @@ def log_event(logger: logging.Logger, payload: dict, received_at: float, verifie
     leg = leg_uuid(payload) or "no uuid"
     signature = "signature verified" if verified else "unverified"
     headline = f"VOICE EVENT {kind}" + (f" ({direction})" if direction else "") + f" leg {leg} [{signature}]"
+    details = {"event": kind, "received_at": utc_timestamp(received_at), "verified": verified}
     if duplicate:
-        logger.info(
-            f"{headline}: a repeated delivery, already stored",
-            extra={"event": kind, "duplicate": True, "received_at": utc_timestamp(received_at), "verified": verified},
-        )
-        return
-    logger.info(
-        headline,
-        extra={"event": kind, "received_at": utc_timestamp(received_at), "verified": verified, "payload": payload},
-    )
+        logger.info(f"{headline}: a repeated delivery, already stored", extra={**details, "duplicate": True})
+    else:
+        logger.info(headline, extra={**details, "payload": payload})

@@ -213,6 +213,9 @@ class Store:
         self._migrated = False
         self._pending_answers = 0
         self._lock_file: int | None = None
+        database = self.engine.url.database
+        # The SQLite database's file, or None for PostgreSQL and in-memory SQLite.
+        self._sqlite_file = database if self.backend == "sqlite" and database and database != ":memory:" else None
 
     @contextlib.contextmanager
     def _exclusive_writer(self):
@@ -221,12 +224,11 @@ class Store:
         SQLite's own busy handler sleeps and polls while another process writes; a blocking file lock
         wakes the next writer the moment the lock is free, and meanwhile its batch grows.
         """
-        database = self.engine.url.database
-        if self.backend != "sqlite" or not database or database == ":memory:":
+        if self._sqlite_file is None:
             yield
             return
         if self._lock_file is None:
-            self._lock_file = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_file = os.open(f"{self._sqlite_file}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         try:
             yield
@@ -242,9 +244,8 @@ class Store:
         if self._migrated:
             return
         try:
-            database = self.engine.url.database
-            if self.backend == "sqlite" and database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if self._sqlite_file is not None:
+                Path(self._sqlite_file).parent.mkdir(parents=True, exist_ok=True)
             with self._exclusive_writer():
                 migrate(self.engine)
         except StorageError:
