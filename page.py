@@ -7,14 +7,14 @@ import json
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from api import request_token, store, token_matches
-from legs import IN_PROGRESS
+from legs import IN_PROGRESS, STATUS_RANK
 from storage import StorageError
 
 bp = Blueprint("page", __name__)
 COOKIE = "call_log_token"
 PAGE_SIZE = 50
-STATUSES = ("in_progress", "refused", "started", "ringing", "answered", "completed", "busy", "cancelled",
-            "unanswered", "rejected", "failed", "timeout")
+# The filter's choices: the two summaries the call log offers, then every status a leg can end up in.
+STATUSES = ("in_progress", "refused", *STATUS_RANK)
 
 
 def badge_class(status: str | None) -> str:
