@@ -104,7 +104,6 @@ class RemoteWriter:
             time.sleep(ANSWER_BATCH_SECONDS)
 
 
-
 class WriterServer:
     """The writer's side: a thread per worker connection, all feeding one Store's grouped commits."""
 
