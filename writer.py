@@ -113,11 +113,14 @@ class WriterServer:
 
     def serve_forever(self) -> None:
         path = Path(self.socket_path)
-        path.unlink(missing_ok=True)
+        # Bind under another name and move it into place once listening: whoever finds the socket can connect.
+        pending = path.with_name(path.name + ".starting")
+        pending.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
-        os.chmod(path, 0o600)
+        listener.bind(str(pending))
+        os.chmod(pending, 0o600)
         listener.listen(512)
+        os.replace(pending, path)
         while True:
             connection, _ = listener.accept()
             threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
