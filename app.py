@@ -6,11 +6,11 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from urllib.parse import parse_qsl
 
 import click
 from flask import Flask, Request, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.utils import cached_property
 
 import api
 import calls
@@ -19,7 +19,7 @@ from config import Settings, load_settings, settings_from
 from events import log_event
 from logs import configure_logging, utc_timestamp
 from ncco import NUMBER_TYPE_NAMES, AnswerDecision, decide_answer, refusal_ncco
-from payloads import MAX_BODY_BYTES, PayloadError, read_payload
+from payloads import MAX_BODY_BYTES, PayloadError, first_values, parse_query, read_payload
 from signatures import SignatureError, verify_webhook
 from simulate import simulate_command
 from storage import StorageError, Store
@@ -39,10 +39,28 @@ ROUTES = {
 }
 
 
+class WebhookRequest(Request):
+    """A Flask request that parses its query string once (the signature check and the fields both need it)
+    and never waits on the input stream for a request that has no body."""
+
+    @cached_property
+    def query_pairs(self) -> list[tuple[str, str]]:
+        return parse_query(self.query_string)
+
+    @property
+    def body(self) -> bytes:
+        # HTTP/1.1: a request with neither Content-Length nor chunked encoding has no body.
+        chunked = "chunked" in self.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if not self.content_length and not chunked:
+            return b""
+        return self.get_data(cache=True)
+
+
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     """Build the server. `test_config` replaces the environment and .env (for tests) when given."""
     settings = settings_from(test_config) if test_config is not None else load_settings()
     app = Flask(__name__)
+    app.request_class = WebhookRequest
     # Flask refuses larger bodies with 413 before a route reads them.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SETTINGS"] = settings
@@ -87,8 +105,8 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
             verify_webhook(
                 request.headers.get("Authorization"),
                 request.method,
-                request.get_data(cache=True),
-                parse_qsl(request.query_string.decode("utf-8", "replace"), keep_blank_values=True),
+                request.body,
+                request.query_pairs,
                 settings.signature_secrets,
                 time.time(),
                 settings.signature_max_age,
@@ -204,19 +222,18 @@ def signatures_health(settings: Settings) -> dict:
     return {"status": "on", "secrets": len(settings.signature_secrets), "max_age": settings.signature_max_age}
 
 
-def read_request_payload(req: Request) -> dict:
+def read_request_payload(req: WebhookRequest) -> dict:
     """The webhook fields of a Flask request; raises PayloadError."""
-    body = req.get_data(cache=True)
     form = req.form.to_dict() if req.mimetype == "multipart/form-data" else None
-    return read_payload(req.method, req.headers.get("Content-Type"), body, req.args.to_dict(), form)
+    return read_payload(req.method, req.headers.get("Content-Type"), req.body, first_values(req.query_pairs), form)
 
 
-def answer_fields(req: Request) -> tuple[dict | None, str | None]:
+def answer_fields(req: WebhookRequest) -> tuple[dict | None, str | None]:
     """The answer request's fields, or None and the problem; an answer request with no fields has no callee."""
     try:
         return read_request_payload(req), None
     except PayloadError as error:
-        if error.status == 400 and not req.get_data(cache=True).strip():
+        if error.status == 400 and not req.body.strip():
             return {}, None
         return None, error.message
 
