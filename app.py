@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 
 import click
-from flask import Flask, Request, g, jsonify, request
+from flask import Flask, Request, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import cached_property
 
@@ -42,6 +42,8 @@ ROUTES = {
 class WebhookRequest(Request):
     """A Flask request that parses its query string once (the signature check and the fields both need it)
     and never waits on the input stream for a request that has no body."""
+
+    signature_verified = False  # set by the signature check when the request carried a valid one
 
     @cached_property
     def query_pairs(self) -> list[tuple[str, str]]:
@@ -89,7 +91,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
             decision = decide_answer(fields, policy, plan)
         log_answer(log, route, decision)
         try:
-            writer.record_answer(answer_row(route, decision, g.get("verified", False)))
+            writer.record_answer(answer_row(route, decision, request.signature_verified))
         except Exception:
             log.exception("answer decision not recorded")
         return app.response_class(decision.body, mimetype="application/json")
@@ -98,15 +100,15 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 
     @app.before_request
     def check_signature():
-        g.verified = False
-        if request.path not in signed_paths or not settings.signature_secrets:
+        req = request._get_current_object()  # one context lookup, not one per attribute
+        if req.path not in signed_paths or not settings.signature_secrets:
             return None
         try:
             verify_webhook(
-                request.headers.get("Authorization"),
-                request.method,
-                request.body,
-                request.query_pairs,
+                req.headers.get("Authorization"),
+                req.method,
+                req.body,
+                req.query_pairs,
                 settings.signature_secrets,
                 time.time(),
                 settings.signature_max_age,
@@ -114,22 +116,22 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         except SignatureError as refusal:
             log.warning(
                 "signature refused on %s (%s): %s",
-                request.path,
+                req.path,
                 refusal.status,
                 refusal.reason,
-                extra={"path": request.path, "status": refusal.status},
+                extra={"path": req.path, "status": refusal.status},
             )
             response = jsonify(error=f"webhook signature check failed: {refusal.reason}")
             response.status_code = refusal.status
             if refusal.status == 503:
                 response.headers["Retry-After"] = str(SIGNATURE_RETRY_AFTER_SECONDS)
             return response
-        g.verified = True
+        req.signature_verified = True
         return None
 
     @app.route(ROUTES["answer_url"], methods=["GET", "POST"])
     def answer():
-        fields, problem = answer_fields(request)
+        fields, problem = answer_fields(request._get_current_object())
         return answer_with(fields, problem, "answer")
 
     @app.route(ROUTES["fallback_answer_url"], methods=["GET", "POST"])
@@ -146,18 +148,19 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
 
     @app.route(ROUTES["event_url"], methods=["GET", "POST"])
     def event():
+        req = request._get_current_object()
         try:
-            payload = read_request_payload(request)
+            payload = read_request_payload(req)
         except PayloadError as error:
             log.warning("event refused (%s): %s", error.status, error.message, extra={"path": request.path})
             return jsonify(error=error.message), error.status
         received_at = time.time()
         try:
-            new = writer.record_event(payload, utc_timestamp(received_at), g.verified)
+            new = writer.record_event(payload, utc_timestamp(received_at), req.signature_verified)
         except StorageError as error:
             log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": request.path})
             return jsonify(error=f"the event could not be stored ({error}); it was not accepted, send it again"), 503
-        log_event(log, payload, received_at, g.verified, duplicate=not new)
+        log_event(log, payload, received_at, req.signature_verified, duplicate=not new)
         return "", 204
 
     @app.get(ROUTES["health"])

@@ -109,6 +109,10 @@ def configure_logging(log_format: str) -> logging.Logger:
     or on another request's write.
     """
     _output.setFormatter(JsonFormatter() if log_format == "json" else PrettyFormatter())
+    # Neither format shows the caller's file, thread or process: skip looking them up for every record
+    # (the logging documentation's "Optimization" section lists these switches).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(handler, _RecordQueueHandler) for handler in logger.handlers):
         records: queue.SimpleQueue = queue.SimpleQueue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -73,7 +74,7 @@ def verify_webhook(
         raise SignatureError(401, "the Authorization header is not 'Bearer <JWT>'")
     if len(token) > MAX_TOKEN_LENGTH:
         raise SignatureError(401, f"the token is over {MAX_TOKEN_LENGTH} characters")
-    _, claims = _verified_hs256(token, secrets)
+    claims = _verified_hs256(token, secrets)
     expected_hash = payload_hash(method, body, query_pairs)
     claimed_hash = claims.get("payload_hash")
     if not isinstance(claimed_hash, str):
@@ -102,23 +103,21 @@ def _segment(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _verified_hs256(token: str, secrets: Sequence[str]) -> tuple[dict, dict]:
-    """The header and claims of an HS256 JWT whose signature matches one of `secrets`; raise SignatureError."""
+def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
+    """The claims of an HS256 JWT whose signature matches one of `secrets`; raise SignatureError."""
     parts = token.split(".")
     if len(parts) != 3:
         raise SignatureError(401, "the token is not a JWT")
+    algorithm = _header_algorithm(parts[0])
+    if algorithm != ALGORITHM:
+        raise SignatureError(401, f"the token's algorithm is {algorithm!r}, not {ALGORITHM}")
     try:
-        header = json.loads(_segment(parts[0]))
         signature = _segment(parts[2])
     except (ValueError, binascii.Error):
         raise SignatureError(401, "the token is not a JWT") from None
-    algorithm = header.get("alg") if isinstance(header, dict) else None
-    if algorithm != ALGORITHM:
-        raise SignatureError(401, f"the token's algorithm is {algorithm!r}, not {ALGORITHM}")
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii", "replace")
     if not any(
-        hmac.compare_digest(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature)
-        for secret in secrets
+        hmac.compare_digest(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature) for secret in secrets
     ):
         raise SignatureError(401, "the signature matches no VONAGE_SIGNATURE_SECRET")
     try:
@@ -127,7 +126,17 @@ def _verified_hs256(token: str, secrets: Sequence[str]) -> tuple[dict, dict]:
         raise SignatureError(401, "the token's claims are not JSON") from None
     if not isinstance(claims, dict):
         raise SignatureError(401, "the token's claims are not a JSON object")
-    return header, claims
+    return claims
+
+
+@functools.lru_cache(maxsize=64)
+def _header_algorithm(segment: str) -> str | None:
+    """The `alg` of a JWT header segment, or None. Cached: Vonage sends the same header on every webhook."""
+    try:
+        header = json.loads(_segment(segment))
+    except (ValueError, binascii.Error):
+        raise SignatureError(401, "the token is not a JWT") from None
+    return header.get("alg") if isinstance(header, dict) else None
 
 
 def sign_webhook(

@@ -7,6 +7,7 @@ takes turns with the other workers for SQLite's write lock.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -31,10 +32,11 @@ class RemoteWriter:
     def __init__(self, socket_path: str):
         self.socket_path = socket_path
         self._local = threading.local()
-        # Answer decisions go in batches, from one thread, so answering a call costs only an append.
-        self._answers: list[dict] = []
-        self._answers_ready = threading.Condition()
+        # Answer decisions go in batches, from one thread, so answering a call costs only an append:
+        # deque.append and popleft need no lock.
+        self._answers: collections.deque[dict] = collections.deque()
         self._sender: threading.Thread | None = None
+        self._sender_lock = threading.Lock()
 
     def _channel(self):
         channel = getattr(self._local, "channel", None)
@@ -81,26 +83,35 @@ class RemoteWriter:
         return answer["new"]
 
     def record_answer(self, row: dict) -> None:
-        with self._answers_ready:
-            if len(self._answers) >= ANSWER_BACKLOG_LIMIT:
-                log.error("answer decision not recorded: %s are already waiting for the writer", ANSWER_BACKLOG_LIMIT)
-                return
-            self._answers.append(row)
-            if self._sender is None or not self._sender.is_alive():
+        if len(self._answers) >= ANSWER_BACKLOG_LIMIT:
+            log.error("answer decision not recorded: %s are already waiting for the writer", ANSWER_BACKLOG_LIMIT)
+            return
+        self._answers.append(row)
+        if self._sender is None:
+            self._start_sender()
+
+    def _start_sender(self) -> None:
+        with self._sender_lock:
+            if self._sender is None:
                 self._sender = threading.Thread(target=self._send_answers_forever, name="answer-sender", daemon=True)
                 self._sender.start()
-            self._answers_ready.notify()
 
     def _send_answers_forever(self) -> None:
         while True:
-            with self._answers_ready:
-                while not self._answers:
-                    self._answers_ready.wait()
-                rows, self._answers = self._answers, []
+            rows = []
             try:
-                self._send({"op": "answers", "rows": rows}, False)
-            except StorageError as error:
-                log.error("%d answer decisions not recorded: %s", len(rows), error)
+                while True:
+                    rows.append(self._answers.popleft())
+            except IndexError:
+                pass
+            if rows:
+                try:
+                    self._send({"op": "answers", "rows": rows}, False)
+                except StorageError as error:
+                    log.error("%d answer decisions not recorded: %s", len(rows), error)
+                except Exception:
+                    # The sender must outlive any one batch, or no later answer would be recorded.
+                    log.exception("%d answer decisions not recorded", len(rows))
             time.sleep(ANSWER_BATCH_SECONDS)
 
 
