@@ -194,10 +194,39 @@ def migrate(engine: Engine) -> int:
 
 
 @dataclass
-class _Write:
+class Write:
     kind: str  # "event", "answer", or "flush" (a barrier that writes nothing)
     row: dict
     future: Future = field(default_factory=Future)
+
+    def outcome(self, timeout: float | None = None) -> bool:
+        """For an event: True if it was new, False for a duplicate; raises StorageError if not committed."""
+        try:
+            return self.future.result(timeout=timeout)
+        except TimeoutError:
+            raise StorageError(f"the database did not commit within {COMMIT_TIMEOUT_SECONDS:g} s") from None
+
+
+def event_write(payload: dict, received_at: str, verified: bool) -> Write:
+    """The write that stores one event."""
+    return Write(
+        "event",
+        _fit(events, {
+            "event_key": event_key(payload),
+            "conversation_uuid": event_conversation(payload),
+            "leg_uuid": leg_uuid(payload),
+            "kind": event_kind(payload),
+            "timestamp": None if payload.get("timestamp") is None else str(payload["timestamp"]),
+            "received_at": received_at,
+            "verified": verified,
+            "payload": json.dumps(payload, ensure_ascii=False, default=str),
+        }),
+    )
+
+
+def answer_write(row: dict) -> Write:
+    """The write that stores one answer decision (see app.answer_row)."""
+    return Write("answer", row)
 
 
 class Store:
@@ -207,7 +236,7 @@ class Store:
         self.url = url
         self.engine = database_engine(url)
         self._statements = _Statements(self.engine.dialect.name)
-        self._queue: queue.Queue[_Write] = queue.Queue()
+        self._queue: queue.Queue[Write] = queue.Queue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._migrated = False
@@ -261,24 +290,9 @@ class Store:
 
         Raises StorageError if it could not be committed (the caller answers 503 so Vonage retries).
         """
-        write = _Write(
-            "event",
-            _fit(events, {
-                "event_key": event_key(payload),
-                "conversation_uuid": event_conversation(payload),
-                "leg_uuid": leg_uuid(payload),
-                "kind": event_kind(payload),
-                "timestamp": None if payload.get("timestamp") is None else str(payload["timestamp"]),
-                "received_at": received_at,
-                "verified": verified,
-                "payload": json.dumps(payload, ensure_ascii=False, default=str),
-            }),
-        )
+        write = event_write(payload, received_at, verified)
         self._submit(write)
-        try:
-            return write.future.result(timeout=COMMIT_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise StorageError(f"the database did not commit within {COMMIT_TIMEOUT_SECONDS:g} s") from None
+        return write.outcome(COMMIT_TIMEOUT_SECONDS)
 
     def record_answer(self, row: dict) -> None:
         """Queue one answer decision for storage without waiting; a failure is logged, never raised."""
@@ -287,15 +301,15 @@ class Store:
                 log.error("answer decision not recorded: %s are already waiting for the database", ANSWER_QUEUE_LIMIT)
                 return
             self._pending_answers += 1
-        self._submit(_Write("answer", row))
+        self._submit(answer_write(row))
 
     def flush(self, timeout: float = COMMIT_TIMEOUT_SECONDS) -> None:
         """Wait until every write queued before this call has been committed (or has failed)."""
-        barrier = _Write("flush", {})
+        barrier = Write("flush", {})
         self._submit(barrier)
         barrier.future.result(timeout=timeout)
 
-    def _submit(self, write: _Write) -> None:
+    def _submit(self, write: Write) -> None:
         if self._writer is None or not self._writer.is_alive():
             with self._lock:
                 if self._writer is None or not self._writer.is_alive():
@@ -311,26 +325,34 @@ class Store:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                self._commit(batch)
-            except Exception:
-                # One bad write must not fail the others: retry each alone, reporting only its own error.
-                for write in batch:
-                    if not write.future.done():
-                        try:
-                            self._commit([write])
-                        except Exception as error:
-                            self._fail(write, error)
+            self.commit_batch(batch)
+            answered = sum(write.kind == "answer" for write in batch)
+            if answered:
+                with self._lock:
+                    self._pending_answers -= answered
 
-    def _fail(self, write: _Write, error: Exception) -> None:
+    def commit_batch(self, batch: list[Write]) -> None:
+        """Commit these writes in one transaction and settle each one's future; never raises.
+
+        If the transaction fails, each write is retried alone, so one bad write fails only itself.
+        """
+        try:
+            self._commit(batch)
+        except Exception:
+            for write in batch:
+                if not write.future.done():
+                    try:
+                        self._commit([write])
+                    except Exception as error:
+                        self._fail(write, error)
+
+    def _fail(self, write: Write, error: Exception) -> None:
         message = _brief(error)
         if write.kind == "answer":
-            with self._lock:
-                self._pending_answers -= 1
             log.error("answer decision not recorded: %s", message)
         write.future.set_exception(StorageError(f"the {self.backend} database failed: {message}"))
 
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, batch: list[Write]) -> None:
         if all(write.kind == "flush" for write in batch):
             for write in batch:
                 write.future.set_result(None)
@@ -349,14 +371,11 @@ class Store:
                     touched[uuid] = (min(first, at), max(last, at))
             self._touch_conversations(connection, touched)
         for write in batch:
-            if write.kind == "answer":
-                with self._lock:
-                    self._pending_answers -= 1
             write.future.set_result(outcomes.get(id(write)))
 
-    def _write_events(self, connection: Connection, writes: list[_Write]) -> dict[int, bool]:
+    def _write_events(self, connection: Connection, writes: list[Write]) -> dict[int, bool]:
         outcomes: dict[int, bool] = {}
-        first_by_key: dict[str, _Write] = {}
+        first_by_key: dict[str, Write] = {}
         for write in writes:
             key = write.row["event_key"]
             outcomes[id(write)] = key not in first_by_key

@@ -11,6 +11,7 @@ import collections
 import json
 import logging
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -18,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from storage import COMMIT_TIMEOUT_SECONDS, Store, StorageError
+from storage import BATCH_LIMIT, COMMIT_TIMEOUT_SECONDS, Store, StorageError, Write, answer_write, event_write
 
 log = logging.getLogger("voice.writer")
 REPLY_TIMEOUT_SECONDS = COMMIT_TIMEOUT_SECONDS + 1
@@ -116,13 +117,37 @@ class RemoteWriter:
 
 
 class WriterServer:
-    """The writer's side: a thread per worker connection, all feeding one Store's grouped commits."""
+    """The writer's side: one thread reads every worker's connection, commits all that has arrived as one
+    transaction, then replies to each waiting worker. Whatever arrives during a commit is the next batch."""
 
     def __init__(self, socket_path: str, store: Store):
         self.socket_path = socket_path
         self.store = store
+        self._selector = selectors.DefaultSelector()
+        self._unread: dict[socket.socket, bytes] = {}
 
     def serve_forever(self) -> None:
+        listener = self._listen()
+        self._selector.register(listener, selectors.EVENT_READ)
+        while True:
+            writes: list[Write] = []
+            waiting: list[tuple[socket.socket, Write]] = []
+            for key, _ in self._selector.select():
+                if key.fileobj is listener:
+                    self._accept(listener)
+                    continue
+                for message in self._read(key.fileobj):
+                    if message["op"] == "answers":
+                        writes.extend(answer_write(row) for row in message["rows"])
+                    else:
+                        write = event_write(message["payload"], message["received_at"], message["verified"])
+                        writes.append(write)
+                        waiting.append((key.fileobj, write))
+            for start in range(0, len(writes), BATCH_LIMIT):
+                self.store.commit_batch(writes[start : start + BATCH_LIMIT])
+            self._reply(waiting)
+
+    def _listen(self) -> socket.socket:
         path = Path(self.socket_path)
         # Bind under another name and move it into place once listening: whoever finds the socket can connect.
         pending = path.with_name(path.name + ".starting")
@@ -132,25 +157,46 @@ class WriterServer:
         os.chmod(pending, 0o600)
         listener.listen(512)
         os.replace(pending, path)
-        while True:
-            connection, _ = listener.accept()
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+        return listener
 
-    def _serve(self, connection: socket.socket) -> None:
-        with connection, connection.makefile("rwb") as channel:
-            for line in channel:
-                message = json.loads(line)
-                if message["op"] == "answers":
-                    for row in message["rows"]:
-                        self.store.record_answer(row)
-                    continue
+    def _accept(self, listener: socket.socket) -> None:
+        connection, _ = listener.accept()
+        # Reads wait for the selector; a reply that cannot be sent in time drops the connection.
+        connection.settimeout(REPLY_TIMEOUT_SECONDS)
+        self._selector.register(connection, selectors.EVENT_READ)
+        self._unread[connection] = b""
+
+    def _read(self, connection: socket.socket) -> list[dict]:
+        """The complete messages that have arrived on a readable connection (none if it closed)."""
+        try:
+            data = connection.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self._close(connection)
+            return []
+        *lines, self._unread[connection] = (self._unread[connection] + data).split(b"\n")
+        return [json.loads(line) for line in lines]
+
+    def _reply(self, waiting: list[tuple[socket.socket, Write]]) -> None:
+        replies: dict[socket.socket, list[bytes]] = {}
+        for connection, write in waiting:
+            try:
+                reply = {"ok": True, "new": write.outcome()}
+            except StorageError as error:
+                reply = {"ok": False, "error": str(error)}
+            replies.setdefault(connection, []).append(json.dumps(reply).encode() + b"\n")
+        for connection, lines in replies.items():
+            if connection in self._unread:
                 try:
-                    new = self.store.record_event(message["payload"], message["received_at"], message["verified"])
-                    reply = {"ok": True, "new": new}
-                except StorageError as error:
-                    reply = {"ok": False, "error": str(error)}
-                channel.write(json.dumps(reply).encode() + b"\n")
-                channel.flush()
+                    connection.sendall(b"".join(lines))
+                except OSError:
+                    self._close(connection)
+
+    def _close(self, connection: socket.socket) -> None:
+        self._selector.unregister(connection)
+        self._unread.pop(connection, None)
+        connection.close()
 
 
 def wait_until_ready(socket_path: str, process, timeout: float = 30) -> None:
