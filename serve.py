@@ -21,7 +21,7 @@ from granian.constants import Interfaces
 from config import ConfigError, Settings, load_settings
 from writer import wait_until_ready
 
-BLOCKING_THREADS = int(os.environ.get("PROBE_THREADS", 16))
+BLOCKING_THREADS = 16
 
 
 def startup_notes(settings: Settings) -> list[str]:
