@@ -136,13 +136,18 @@ class WriterServer:
                 if key.fileobj is listener:
                     self._accept(listener)
                     continue
-                for message in self._read(key.fileobj):
-                    if message["op"] == "answers":
-                        writes.extend(answer_write(row) for row in message["rows"])
-                    else:
-                        write = event_write(message["payload"], message["received_at"], message["verified"])
-                        writes.append(write)
-                        waiting.append((key.fileobj, write))
+                try:
+                    for message in self._read(key.fileobj):
+                        if message["op"] == "answers":
+                            writes.extend(answer_write(row) for row in message["rows"])
+                        else:
+                            write = event_write(message["payload"], message["received_at"], message["verified"])
+                            writes.append(write)
+                            waiting.append((key.fileobj, write))
+                except Exception:
+                    # Only this connection's worker is affected: it answers 503 and Vonage sends the event again.
+                    log.exception("unreadable message from a worker; closing its connection")
+                    self._close(key.fileobj)
             for start in range(0, len(writes), BATCH_LIMIT):
                 self.store.commit_batch(writes[start : start + BATCH_LIMIT])
             self._reply(waiting)
@@ -187,7 +192,7 @@ class WriterServer:
                 reply = {"ok": False, "error": str(error)}
             replies.setdefault(connection, []).append(json.dumps(reply).encode() + b"\n")
         for connection, lines in replies.items():
-            if connection in self._unread:
+            if connection in self._unread:  # still open
                 try:
                     connection.sendall(b"".join(lines))
                 except OSError:

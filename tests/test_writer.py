@@ -44,6 +44,42 @@ def test_remote_writer_commits_each_event_once(writer_socket, database_url):
     assert Store(database_url).count_events() == 1
 
 
+def test_writer_answers_each_of_many_concurrent_workers_with_its_own_outcome(writer_socket, database_url):
+    """Events from 16 connections at once share commits; each connection gets the reply for its own event."""
+    remote = RemoteWriter(writer_socket)  # one connection per thread, as in a worker
+    payloads = [{"status": "started", "uuid": f"leg-{index}", "conversation_uuid": f"CON-{index // 2}",
+                 "timestamp": f"2026-11-24T09:00:00.{index:03d}Z"} for index in range(160)]
+    outcomes: dict[int, list[bool]] = {}
+
+    def deliver(index: int) -> None:
+        # Each event twice from the same thread: new, then a duplicate.
+        outcomes[index] = [remote.record_event(payloads[index], "2026-11-24T09:00:01.000Z", True) for _ in range(2)]
+
+    threads = [threading.Thread(target=lambda first=first: [deliver(i) for i in range(first, 160, 16)]) for first in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {index: [True, False] for index in range(160)}
+    store = Store(database_url)
+    assert store.stored_event_keys([event_key(p) for p in payloads]) == {event_key(p) for p in payloads}
+    assert store.count_events() == 160
+
+
+def test_an_unreadable_message_closes_only_its_own_connection(writer_socket, database_url):
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as garbage:
+        garbage.connect(writer_socket)
+        garbage.sendall(b"this is not json\n")
+        garbage.settimeout(5)
+        assert garbage.recv(100) == b""  # the writer closed it
+    remote = RemoteWriter(writer_socket)
+    event = load_fixture(SEED_EVENTS[0])
+    assert remote.record_event(event, "2026-11-24T09:00:00.000Z", True) is True
+    assert Store(database_url).count_events() == 1
+
+
 def test_remote_writer_stores_answer_decisions_in_batches(writer_socket, database_url):
     remote = RemoteWriter(writer_socket)
     for index in range(25):
