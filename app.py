@@ -49,7 +49,7 @@ class WebhookRequest(Request):
     def query_pairs(self) -> list[tuple[str, str]]:
         return parse_query(self.query_string)
 
-    @property
+    @cached_property
     def body(self) -> bytes:
         # HTTP/1.1: a request with neither Content-Length nor chunked encoding has no body.
         chunked = "chunked" in self.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
@@ -152,13 +152,13 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         try:
             payload = read_request_payload(req)
         except PayloadError as error:
-            log.warning("event refused (%s): %s", error.status, error.message, extra={"path": request.path})
+            log.warning("event refused (%s): %s", error.status, error.message, extra={"path": req.path})
             return jsonify(error=error.message), error.status
         received_at = time.time()
         try:
             new = writer.record_event(payload, utc_timestamp(received_at), req.signature_verified)
         except StorageError as error:
-            log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": request.path})
+            log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": req.path})
             return jsonify(error=f"the event could not be stored ({error}); it was not accepted, send it again"), 503
         log_event(log, payload, received_at, req.signature_verified, duplicate=not new)
         return "", 204

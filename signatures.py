@@ -117,7 +117,8 @@ def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
         raise SignatureError(401, "the token is not a JWT") from None
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii", "replace")
     if not any(
-        hmac.compare_digest(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature) for secret in secrets
+        hmac.compare_digest(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature)
+        for secret in secrets
     ):
         raise SignatureError(401, "the signature matches no VONAGE_SIGNATURE_SECRET")
     try:

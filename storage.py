@@ -24,7 +24,6 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    bindparam,
     create_engine,
     event,
     exists,
@@ -33,7 +32,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from events import event_conversation, event_key, event_kind, leg_uuid
@@ -159,15 +157,14 @@ class _Statements:
         self.insert_legs = f'INSERT INTO legs (uuid) VALUES ({self.mark}) ON CONFLICT (uuid) DO NOTHING'
         # Lock the legs (in one order, against deadlocks) so that two servers folding the same leg at
         # once cannot lose an event. SQLite needs none: a writer there holds the whole database.
-        self.lock_legs = (
-            "SELECT uuid FROM legs WHERE uuid = ANY(%s) ORDER BY uuid FOR UPDATE" if dialect_name == "postgresql" else None
-        )
-        self.update_legs = (
-            "UPDATE legs SET " + ", ".join(f'"{name}" = {self.mark}' for name in LEG_FIELDS) + f" WHERE uuid = {self.mark}"
-        )
+        self.lock_legs = None
+        if dialect_name == "postgresql":
+            self.lock_legs = "SELECT uuid FROM legs WHERE uuid = ANY(%s) ORDER BY uuid FOR UPDATE"
+        assignments = ", ".join(f'"{name}" = {self.mark}' for name in LEG_FIELDS)
+        self.update_legs = f"UPDATE legs SET {assignments} WHERE uuid = {self.mark}"
         self.touch_conversations = (
-            f"INSERT INTO conversations (conversation_uuid, started_at, updated_at) VALUES ({self.mark}, {self.mark}, {self.mark}) "
-            f"ON CONFLICT (conversation_uuid) DO UPDATE SET "
+            f"INSERT INTO conversations (conversation_uuid, started_at, updated_at) "
+            f"VALUES ({self.mark}, {self.mark}, {self.mark}) ON CONFLICT (conversation_uuid) DO UPDATE SET "
             f"started_at = {smaller}(conversations.started_at, excluded.started_at), "
             f"updated_at = {larger}(conversations.updated_at, excluded.updated_at)"
         )
@@ -184,10 +181,12 @@ class _Statements:
         return self._insert("events", EVENT_COLUMNS, rows) + " ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
 
     @functools.lru_cache(maxsize=BATCH_LIMIT)
-    def leg_payloads(self, legs: int) -> str:
-        """The stored payloads of `legs` legs, in the order they were stored."""
-        marks = ", ".join([self.mark] * legs)
-        return f"SELECT events.leg_uuid, events.payload FROM events WHERE events.leg_uuid IN ({marks}) ORDER BY events.id"
+    def leg_payloads(self, count: int) -> str:
+        """The stored payloads of `count` legs, in the order they were stored."""
+        marks = ", ".join([self.mark] * count)
+        return (
+            f"SELECT events.leg_uuid, events.payload FROM events WHERE events.leg_uuid IN ({marks}) ORDER BY events.id"
+        )
 
 
 def migrate(engine: Engine) -> int:
@@ -221,7 +220,7 @@ class Write:
         try:
             return self.future.result(timeout=timeout)
         except TimeoutError:
-            raise StorageError(f"the database did not commit within {COMMIT_TIMEOUT_SECONDS:g} s") from None
+            raise StorageError(f"the database did not commit within {timeout:g} s") from None
 
 
 def event_write(payload: dict, received_at: str, verified: bool) -> Write:
@@ -380,7 +379,8 @@ class Store:
             outcomes = self._write_events(run, [w for w in batch if w.kind == "event"])
             answer_rows = [_fit(answers, w.row) for w in batch if w.kind == "answer"]
             if answer_rows:
-                run(self._statements.insert_answers, [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in answer_rows])
+                values = [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in answer_rows]
+                run(self._statements.insert_answers, values)
             touched: dict[str, tuple[str, str]] = {}
             for write in batch:
                 uuid, at = write.row.get("conversation_uuid"), write.row.get("received_at")

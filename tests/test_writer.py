@@ -55,7 +55,11 @@ def test_writer_answers_each_of_many_concurrent_workers_with_its_own_outcome(wri
         # Each event twice from the same thread: new, then a duplicate.
         outcomes[index] = [remote.record_event(payloads[index], "2026-11-24T09:00:01.000Z", True) for _ in range(2)]
 
-    threads = [threading.Thread(target=lambda first=first: [deliver(i) for i in range(first, 160, 16)]) for first in range(16)]
+    def deliver_every_sixteenth(first: int) -> None:
+        for index in range(first, 160, 16):
+            deliver(index)
+
+    threads = [threading.Thread(target=deliver_every_sixteenth, args=(first,)) for first in range(16)]
     for thread in threads:
         thread.start()
     for thread in threads:
