@@ -20,10 +20,11 @@ def postgres_url() -> str:
 
 
 def fresh_postgres_url() -> str:
-    """The test database, emptied of this project's tables."""
+    """The test database, emptied: every table, index and sequence in it is dropped."""
     url = postgres_url()
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS answers, legs, events, conversations, schema_version CASCADE"))
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url

@@ -1,15 +1,16 @@
 """The call log: every acknowledged event stored once, leg records in step, answer decisions, the API."""
 
+import contextlib
 import json
 import logging
+import threading
 
 import pytest
-from sqlalchemy import event as sa_event
-from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, select, text
 
 from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, load_fixture
 from pg import fresh_postgres_url
+import storage
 from storage import SCHEMA_VERSION, Store, StorageError, migrate, schema_version
 
 CONVERSATION = "CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77"
@@ -99,31 +100,56 @@ def test_event_without_conversation_uuid_is_stored(client, store):
     assert store.count_events() == 1
 
 
+def move_table(store, table, to):
+    """Rename a table behind the server's back: its writes fail as they would on a broken database."""
+    with store.engine.begin() as connection:
+        connection.execute(text(f"ALTER TABLE {table} RENAME TO {to}"))
+
+
 def test_storage_failure_answers_503_and_loses_nothing_acknowledged(client, store, caplog):
     payloads = [load_fixture(path) for path in SEED_EVENTS]
-    failing = {"on": False}
-
-    @sa_event.listens_for(store.engine, "before_cursor_execute")
-    def break_database(conn, cursor, statement, parameters, context, executemany):
-        if failing["on"] and statement.lstrip().upper().startswith("INSERT"):
-            raise OperationalError(statement, parameters, Exception("disk I/O error"))
-
     acknowledged = []
     for index, payload in enumerate(payloads):
-        failing["on"] = index in (2, 3)
+        failing = index in (2, 3)
+        if index == 2:
+            move_table(store, "events", "events_away")
+        if index == 4:
+            move_table(store, "events_away", "events")
         status = client.post("/voice/event", json=payload).status_code
-        assert status == (503 if failing["on"] else 204)
+        assert status == (503 if failing else 204)
         if status == 204:
             acknowledged.append(payload)
     assert "event not stored, answering 503" in caplog.text
-    failing["on"] = False
     stored = [event["payload"] for leg in call_log(client)["legs"] for event in leg["events"]]
+
     def canonical(payloads):
         return sorted(json.dumps(payload, sort_keys=True) for payload in payloads)
 
     assert canonical(stored) == canonical(acknowledged)
     # Vonage retries the refused ones, and then they are stored too.
     assert post_events(client, payloads[2:4]) == [204, 204]
+    assert store.count_events() == 5
+
+
+def drop_the_writers_connection(store):
+    """End the connection the store writes with, as a database restart or a network cut would."""
+    if store.backend == "postgresql":
+        engine = create_engine(store.url)
+        with engine.begin() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ))
+        engine.dispose()
+    else:
+        store._write_connection.driver_connection.close()
+
+
+def test_events_are_stored_after_the_writers_connection_is_lost(client, store):
+    payloads = [load_fixture(path) for path in SEED_EVENTS]
+    assert post_events(client, payloads[:2]) == [204, 204]
+    drop_the_writers_connection(store)
+    assert post_events(client, payloads[2:]) == [204, 204, 204]
     assert store.count_events() == 5
 
 
@@ -141,13 +167,13 @@ def test_answer_decisions_are_recorded_with_their_conversation(client, store):
 def test_failing_to_record_an_answer_does_not_change_the_ncco(client, store, caplog):
     expected = client.get("/voice/answer?to=447700900000").get_json()
 
-    @sa_event.listens_for(store.engine, "before_cursor_execute")
-    def break_database(conn, cursor, statement, parameters, context, executemany):
-        raise OperationalError(statement, parameters, Exception("database is locked"))
+    move_table(store, "answers", "answers_away")
 
     assert client.get("/voice/answer?to=447700900000").get_json() == expected
     store.flush()
-    assert "answer decision not recorded: OperationalError" in caplog.text
+    assert "answer decision not recorded:" in caplog.text
+    assert "answers" in caplog.text.split("answer decision not recorded:")[1]
+    move_table(store, "answers_away", "answers")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -275,24 +301,28 @@ def test_duplicate_delivery_is_logged_without_repeating_the_block(client, caplog
     assert "already stored" in records[1].getMessage()
 
 
-def test_two_servers_updating_one_leg_at_once_lose_no_event(database_url):
+def test_two_servers_updating_one_leg_at_once_lose_no_event(database_url, monkeypatch):
     """Two stores (as two server processes) fold the same leg at the same moment; neither update is lost."""
-    import threading
-
     first, second = Store(database_url), Store(database_url)
     first.record_event(load_fixture(FIXTURES / "events" / "started.json"), "2026-11-24T09:00:00.000Z", True)
-    folding = {"first": threading.Event(), "second": threading.Event()}
+    # Each fold, once it has read the leg's events, waits up to 1 s for the other to read them too. With the
+    # leg locked the other cannot read until the first commits, and the wait runs out.
+    both_read = threading.Barrier(2, timeout=1.0)
+    driver_runner = storage._runner
 
-    def pause_after_reading_the_legs_events(name, other):
-        def after_cursor_execute(conn, cursor, statement, parameters, context, executemany):
-            if statement.lstrip().startswith("SELECT") and "events.payload" in statement and "leg_uuid IN" in statement:
-                folding[name].set()
-                folding[other].wait(1.0)  # with the leg locked, the other cannot get here until we commit
+    def runner_pausing_after_reading_the_legs_events(cursor):
+        run = driver_runner(cursor)
 
-        return after_cursor_execute
+        def run_then_pause(statement, parameters=()):
+            result = run(statement, parameters)
+            if statement.startswith("SELECT events.leg_uuid, events.payload"):
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    both_read.wait()
+            return result
 
-    sa_event.listen(first.engine, "after_cursor_execute", pause_after_reading_the_legs_events("first", "second"))
-    sa_event.listen(second.engine, "after_cursor_execute", pause_after_reading_the_legs_events("second", "first"))
+        return run_then_pause
+
+    monkeypatch.setattr(storage, "_runner", runner_pausing_after_reading_the_legs_events)
     answered = load_fixture(FIXTURES / "events" / "answered.json")
     completed = load_fixture(FIXTURES / "events" / "completed.json")
     threads = [
