@@ -57,6 +57,11 @@ def test_callee_from_custom_data_json_string_in_query(client):
     assert connected_number(ncco_of(client.get("/voice/answer", query_string=query))) == "447700900000"
 
 
+def test_multipart_form_answer_connects(client):
+    response = client.post("/voice/answer", data={"to": "447700900000"}, content_type="multipart/form-data")
+    assert connected_number(ncco_of(response)) == "447700900000"
+
+
 def test_callee_from_custom_data_object_in_json_body(client):
     body = {"from_user": "Alice", "custom_data": {"to": "+44 7700 900000", "note": "hi"}}
     assert connected_number(ncco_of(client.post("/voice/answer", json=body))) == "447700900000"
@@ -133,6 +138,15 @@ def test_unreadable_post_gets_spoken_error_not_4xx(client, body, content_type):
 def test_oversized_answer_gets_spoken_error_not_413(client):
     ncco = ncco_of(client.post("/voice/answer", data=b"x" * (65 * 1024), content_type="application/json"))
     assert "could not be read" in spoken(ncco)
+
+
+def test_answer_whose_body_ends_early_gets_spoken_error_not_400(client):
+    body = json.dumps({"to": "447700900000"}).encode()
+    response = client.post(
+        "/voice/answer", data=body, content_type="application/json",
+        environ_overrides={"CONTENT_LENGTH": str(len(body) + 10)},
+    )
+    assert "could not be read" in spoken(ncco_of(response))
 
 
 def test_non_text_callee_gets_spoken_error(client):

@@ -73,6 +73,23 @@ def test_event_over_64_kib_gets_413(client):
     assert "64" in response.get_json()["error"] or "65536" in response.get_json()["error"]
 
 
+def test_event_whose_body_ends_early_gets_400_and_is_not_stored(client, app):
+    body = json.dumps({"status": "started", "uuid": "leg-cut", "timestamp": "2026-11-24T10:00:00.000Z"}).encode()
+    response = client.post(
+        "/voice/event", data=body, content_type="application/json",
+        environ_overrides={"CONTENT_LENGTH": str(len(body) + 10)},
+    )
+    assert response.status_code == 400
+    assert f"ended after {len(body)} of the {len(body) + 10} bytes" in response.get_json()["error"]
+    assert app.extensions["store"].count_events() == 0
+
+
+def test_multipart_form_event_is_accepted(client, app):
+    response = client.post("/voice/event", data={"status": "started", "uuid": "leg-form"}, content_type="multipart/form-data")
+    assert response.status_code == 204
+    assert app.extensions["store"].count_events() == 1
+
+
 def test_event_just_under_the_limit_is_accepted(client):
     body = json.dumps({"status": "started", "padding": "x" * (60 * 1024)})
     assert client.post("/voice/event", data=body, content_type="application/json").status_code == 204
