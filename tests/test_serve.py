@@ -98,6 +98,19 @@ def test_production_server_accepts_events(server):
         assert response.status == 204
 
 
+def test_production_server_reads_a_body_that_arrives_in_pieces_whole(server):
+    # The body is read with one call of its announced length; granian must wait for all of it.
+    body = json.dumps({"status": "started", "uuid": "slow-leg", "timestamp": "2026-11-24T10:00:00.000Z", "pad": "x" * 60000})
+    head = f"POST /voice/event HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1])), timeout=10) as connection:
+        connection.sendall(head.encode())
+        for start in range(0, len(body), 8000):
+            connection.sendall(body[start : start + 8000].encode())
+            time.sleep(0.02)  # each piece arrives on its own
+        status_line = connection.recv(4096).split(b"\r\n")[0]
+    assert status_line == b"HTTP/1.1 204 No Content"
+
+
 def test_bad_setting_stops_start_up_with_one_line():
     result = subprocess.run(
         [sys.executable, "serve.py"], cwd=ROOT, env=run_env(RINGING_TIMEOUT="500"), capture_output=True, text=True, timeout=30
