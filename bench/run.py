@@ -72,6 +72,18 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time these processes have used so far (from /proc; a process gone counts 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -107,9 +119,12 @@ def event_lines(run: str, count: int, signed: bool) -> list[str]:
     return lines
 
 
-def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS) -> dict:
+def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS, roles: dict | None = None) -> dict:
+    """One wrk run's figures; with `roles` ({"workers": [pid, ...], ...}) also each role's CPU µs per request."""
+    roles = roles or {}
     requests_file = workdir / "requests.tsv"
     requests_file.write_text("\n".join(lines) + "\n")
+    cpu_before = {role: cpu_seconds(pids) for role, pids in roles.items()}
     result = subprocess.run(
         ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(ROOT / "bench" / "requests.lua"), base_url],
         env={**os.environ, "BENCH_REQUESTS": str(requests_file)}, capture_output=True, text=True,
@@ -118,6 +133,9 @@ def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS) 
         raise SystemExit(f"bench: wrk failed: {result.stderr.strip() or result.stdout.strip()}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    for role, pids in roles.items():
+        used = max(0.0, cpu_seconds(pids) - cpu_before[role])  # 0 if a process was replaced meanwhile
+        figures[f"{role}_cpu_us"] = used / max(figures["requests"], 1) * 1e6
     return figures
 
 
@@ -152,16 +170,34 @@ def median(rounds: list[dict], key: str) -> float:
     return statistics.median(round_[key] for round_ in rounds)
 
 
-def measure(base_url: str, workdir: Path, signed: bool, cheapest: str | None) -> dict:
+def measure(base_url: str, workdir: Path, signed: bool, cheapest: str | None, roles: dict) -> dict:
     count = MAX_RATE * SECONDS
     figures: dict[str, list[dict]] = {"cheapest": [], "answer": [], "event": []}
     wrk(base_url, answer_lines(MAX_RATE, signed), workdir, seconds=1)  # warm up
     for round_index in range(ROUNDS):
         if cheapest:
-            figures["cheapest"].append(wrk(base_url, [f"GET\t{cheapest}\t\t"] * count, workdir))
-        figures["answer"].append(wrk(base_url, answer_lines(count, signed), workdir))
-        figures["event"].append(wrk(base_url, event_lines(f"r{round_index}-{time.time_ns()}", count, signed), workdir))
+            figures["cheapest"].append(wrk(base_url, [f"GET\t{cheapest}\t\t"] * count, workdir, roles=roles))
+        figures["answer"].append(wrk(base_url, answer_lines(count, signed), workdir, roles=roles))
+        run = f"r{round_index}-{time.time_ns()}"
+        figures["event"].append(wrk(base_url, event_lines(run, count, signed), workdir, roles=roles))
     return figures
+
+
+def server_roles(server_pid: int) -> dict[str, list[int]]:
+    """The server's processes by role: granian's workers (with granian's main process) and the call-log writer."""
+    processes = children(server_pid)
+    writers = [pid for pid in processes if b"writer.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return {"workers": [server_pid, *(pid for pid in processes if pid not in writers)], "writer": writers}
+
+
+def cpu_summary(figures: dict, roles: list[str]) -> str:
+    """Median CPU µs per request of each role, per figure: 'answer: workers 180, writer 16'."""
+    parts = []
+    for name in ("cheapest", "answer", "event"):
+        if figures[name]:
+            shares = ", ".join(f"{role} {median(figures[name], f'{role}_cpu_us'):.0f}" for role in roles)
+            parts.append(f"{name}: {shares}")
+    return "; ".join(parts)
 
 
 def start_node_anchor(anchor: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
@@ -193,16 +229,15 @@ def main() -> int:
         server = subprocess.Popen([sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         startup = wait_for(f"{base_url}/", server)
-        figures = measure(base_url, workdir, signed=True, cheapest="/")
+        roles = server_roles(server.pid)
+        figures = measure(base_url, workdir, signed=True, cheapest="/", roles=roles)
         store = Store(database_url)
         stored = store.count_events() - stored_before
         acknowledged = sum(r["requests"] - r["non_2xx"] for r in figures["event"])
         exact_acknowledged, exact_lost = exact_loss_check(base_url, store)
-        processes = children(server.pid)
-        writers = [pid for pid in processes if b"writer.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        workers = [pid for pid in processes if pid not in writers]
+        workers = [pid for pid in roles["workers"] if pid != server.pid]
         rss = max((peak_rss_mib(pid) for pid in workers), default=0.0)
-        writer_rss = max((peak_rss_mib(pid) for pid in writers), default=0.0)
+        writer_rss = max((peak_rss_mib(pid) for pid in roles["writer"]), default=0.0)
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -211,7 +246,7 @@ def main() -> int:
     if os.environ.get("ANCHOR"):
         anchor, anchor_url = start_node_anchor(Path(os.environ["ANCHOR"]).resolve(), workdir)
         try:
-            anchor_figures = measure(anchor_url, workdir, signed=False, cheapest=None)
+            anchor_figures = measure(anchor_url, workdir, signed=False, cheapest=None, roles={"node": [anchor.pid]})
         finally:
             anchor.terminate()
 
@@ -245,6 +280,9 @@ def main() -> int:
         f"- events acknowledged under wrk: {acknowledged:,}; stored: {stored:,} "
         f"(up to {in_flight_allowance} more may be stored: requests in flight when wrk stops); lost: {lost}",
         f"- exact check: {exact_acknowledged:,} distinct signed events acknowledged, {exact_lost} of them not stored",
+        f"- CPU µs per request (from /proc, medians): {cpu_summary(figures, ['workers', 'writer'])}"
+        + (f"; tutorial server: answer {median(anchor_figures['answer'], 'node_cpu_us'):.0f}, "
+           f"event {median(anchor_figures['event'], 'node_cpu_us'):.0f}" if anchor_figures else ""),
     ]
     print("\n".join(lines))
     failed = lost or exact_lost or stored - acknowledged > in_flight_allowance
