@@ -42,6 +42,9 @@ SCHEMA_VERSION = 1
 COMMIT_TIMEOUT_SECONDS = 4.0
 BATCH_LIMIT = 256
 ANSWER_QUEUE_LIMIT = 10_000
+# How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
+# upgrading their read locks.
+SQLITE_BEGIN = "BEGIN IMMEDIATE"
 
 log = logging.getLogger(f"{LOGGER_NAME}.storage")
 metadata = MetaData()
@@ -120,7 +123,8 @@ def database_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection, _record):
-        # Let SQLAlchemy's BEGIN below be the only transaction control, so writers lock up front.
+        # Transactions begin only with SQLITE_BEGIN (SQLAlchemy's below, the writer's in _Statements), so
+        # every writer locks up front.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -130,7 +134,7 @@ def database_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def begin_immediate(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(SQLITE_BEGIN)
 
     return engine
 
@@ -155,7 +159,7 @@ class _Statements:
         self.mark = "?" if paramstyle == "qmark" else "%s"
         # SQLite's connections run with the driver's own transactions off (see database_engine), so a
         # batch opens its own, taking the write lock up front; PostgreSQL's driver opens one itself.
-        self.begin = "BEGIN IMMEDIATE" if dialect_name == "sqlite" else None
+        self.begin = SQLITE_BEGIN if dialect_name == "sqlite" else None
         smaller, larger = ("MIN", "MAX") if dialect_name == "sqlite" else ("LEAST", "GREATEST")
         self.insert_legs = f'INSERT INTO legs (uuid) VALUES ({self.mark}) ON CONFLICT (uuid) DO NOTHING'
         # Lock the legs (in one order, against deadlocks) so that two servers folding the same leg at
