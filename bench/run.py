@@ -1,7 +1,8 @@
 """`make bench`: the production server under wrk on loopback, signatures on, a fresh database; prints the table.
 
 Each figure is the median of ROUNDS rounds. With ANCHOR=path/to/node-tutorial the tutorial's Express server is
-measured in the same run and the ratios are printed.
+measured in the same run and the ratios are printed. bench/inprocess.py adds what the request path costs with no
+server at all: the bound no server can lift.
 """
 
 from __future__ import annotations
@@ -200,6 +201,15 @@ def cpu_summary(figures: dict, roles: list[str]) -> str:
     return "; ".join(parts)
 
 
+def inprocess_costs(workdir: Path) -> dict:
+    """CPU µs per request of the request path alone (bench/inprocess.py, run in its own process)."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "inprocess.py"), str(workdir)], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"bench: the in-process measurement failed: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def start_node_anchor(anchor: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
     copy = workdir / "anchor"
     shutil.copytree(anchor, copy, ignore=shutil.ignore_patterns("node_modules"))
@@ -242,6 +252,7 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=20)
 
+    python_costs = inprocess_costs(workdir)
     anchor_figures = None
     if os.environ.get("ANCHOR"):
         anchor, anchor_url = start_node_anchor(Path(os.environ["ANCHOR"]).resolve(), workdir)
@@ -284,6 +295,14 @@ def main() -> int:
         + (f"; tutorial server: answer {median(anchor_figures['answer'], 'node_cpu_us'):.0f}, "
            f"event {median(anchor_figures['event'], 'node_cpu_us'):.0f}" if anchor_figures else ""),
     ]
+    cores = os.cpu_count() or 1
+    lines.append(
+        f"- in one process with no HTTP server (the Flask app called directly, one thread), CPU µs per request: "
+        f"cheapest {python_costs['cheapest']:.0f}, answer {python_costs['answer']:.0f}, event "
+        f"{python_costs['event']:.0f} (the writer's commit not counted); so whatever served it, {cores} cores could "
+        f"run at most {cores * 1e6 / python_costs['answer']:,.0f} answers/s and "
+        f"{cores * 1e6 / python_costs['event']:,.0f} events/s of this code"
+    )
     print("\n".join(lines))
     failed = lost or exact_lost or stored - acknowledged > in_flight_allowance
     if failed:

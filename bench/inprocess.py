@@ -1,0 +1,101 @@
+"""The request path's own CPU cost: the Flask app called directly, on one thread, with no HTTP server at all.
+
+`make bench` runs this beside the wrk rounds. What a request costs here is what no server can take away, so
+cores / cost is the most requests per second this code could serve on this machine whatever runs it.
+It prints one JSON line: CPU µs per request for the cheapest route, a signed answer and a signed event.
+
+    python bench/inprocess.py WORKDIR [REQUESTS]
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+from werkzeug.test import EnvironBuilder
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import ANSWER_QUERY, SECRET, TOKEN, event_payload  # noqa: E402
+from signatures import sign_webhook  # noqa: E402
+
+WARM_UP = 300
+
+
+def environs(kind: str, count: int) -> list[dict]:
+    """`count` distinct WSGI environs for one kind of request, signed as the wrk rounds sign theirs."""
+    now = time.time()
+    built = []
+    for index in range(count):
+        if kind == "cheapest":
+            builder = EnvironBuilder(path="/")
+        elif kind == "answer":
+            pairs = list({**ANSWER_QUERY, "uuid": f"in-{index}", "conversation_uuid": f"CON-inproc-{index}"}.items())
+            builder = EnvironBuilder(path="/voice/answer", query_string=urlencode(pairs),
+                                     headers={"Authorization": sign_webhook(SECRET, "GET", b"", pairs, now)})
+        else:
+            body = json.dumps(event_payload(f"inproc-{now}", index), separators=(",", ":")).encode()
+            builder = EnvironBuilder(path="/voice/event", method="POST", data=body, content_type="application/json",
+                                     headers={"Authorization": sign_webhook(SECRET, "POST", body, [], now)})
+        built.append(builder.get_environ())
+    return built
+
+
+def cpu_per_request(wsgi, batch: list[dict]) -> float:
+    """CPU µs per request over `batch` (every thread of this process: the log thread's share counts too)."""
+    statuses = []
+
+    def start_response(status, headers, exc_info=None):
+        statuses.append(status)
+
+    started = time.process_time()
+    for environ in batch:
+        for _ in wsgi(environ, start_response):
+            pass
+    time.sleep(0.05)  # let the log thread write what these requests queued, inside the measurement
+    used = time.process_time() - started
+    refused = [status for status in statuses if not status.startswith("2")]
+    if refused:
+        raise SystemExit(f"inprocess: {len(refused)} requests were refused (first: {refused[0]}); nothing measured")
+    return used / len(batch) * 1e6
+
+
+def main(workdir: Path, count: int) -> dict:
+    from app import create_app
+    from logs import output_handler
+    from serve import WriterProcess
+
+    writer = WriterProcess(str(workdir / "inprocess-writer.sock"))
+    database_url = f"sqlite:///{workdir / 'inprocess.db'}"
+    os.environ["DATABASE_URL"] = database_url  # the writer process reads its settings from the environment
+    writer.start()
+    # Lines are still formatted and written, as under wrk, but not onto the bench's table.
+    devnull = open(os.devnull, "w")
+    stream = output_handler().setStream(devnull)
+    try:
+        app = create_app({"DATABASE_URL": database_url, "VONAGE_SIGNATURE_SECRET": SECRET, "CALL_LOG_TOKEN": TOKEN,
+                          "CALL_LOG_WRITER_SOCKET": writer.socket_path})
+        gc.collect()
+        gc.freeze()  # as serve.production_app does
+        costs = {}
+        for kind in ("cheapest", "answer", "event"):
+            batch = environs(kind, WARM_UP + count)
+            cpu_per_request(app.wsgi_app, batch[:WARM_UP])
+            costs[kind] = cpu_per_request(app.wsgi_app, batch[WARM_UP:])
+        return costs
+    finally:
+        gc.unfreeze()
+        output_handler().setStream(stream)
+        devnull.close()
+        writer.stop()
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 5000)))
