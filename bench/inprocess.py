@@ -15,7 +15,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 from werkzeug.test import EnvironBuilder
 
@@ -23,8 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import ANSWER_QUERY, SECRET, TOKEN, event_payload  # noqa: E402
-from signatures import sign_webhook  # noqa: E402
+from run import SECRET, TOKEN, answer_request, event_request  # noqa: E402
 
 WARM_UP = 300
 
@@ -37,13 +35,12 @@ def environs(kind: str, count: int) -> list[dict]:
         if kind == "cheapest":
             builder = EnvironBuilder(path="/")
         elif kind == "answer":
-            pairs = list({**ANSWER_QUERY, "uuid": f"in-{index}", "conversation_uuid": f"CON-inproc-{index}"}.items())
-            builder = EnvironBuilder(path="/voice/answer", query_string=urlencode(pairs),
-                                     headers={"Authorization": sign_webhook(SECRET, "GET", b"", pairs, now)})
+            query, auth = answer_request(index, True, now)
+            builder = EnvironBuilder(path="/voice/answer", query_string=query, headers={"Authorization": auth})
         else:
-            body = json.dumps(event_payload(f"inproc-{now}", index), separators=(",", ":")).encode()
-            builder = EnvironBuilder(path="/voice/event", method="POST", data=body, content_type="application/json",
-                                     headers={"Authorization": sign_webhook(SECRET, "POST", body, [], now)})
+            body, auth = event_request(f"inproc-{now}", index, True, now)
+            builder = EnvironBuilder(path="/voice/event", method="POST", data=body.encode(),
+                                     content_type="application/json", headers={"Authorization": auth})
         built.append(builder.get_environ())
     return built
 

@@ -92,14 +92,16 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def answer_request(index: int, signed: bool, now: float) -> tuple[str, str]:
+    """One distinct answer request: its query string and its Authorization header ("" when unsigned)."""
+    pairs = list({**ANSWER_QUERY, "uuid": f"in-{index}", "conversation_uuid": f"CON-bench-{index}"}.items())
+    return urlencode(pairs), sign_webhook(SECRET, "GET", b"", pairs, now) if signed else ""
+
+
 def answer_lines(count: int, signed: bool) -> list[str]:
     now = time.time()
-    lines = []
-    for index in range(count):
-        pairs = list({**ANSWER_QUERY, "uuid": f"in-{index}", "conversation_uuid": f"CON-bench-{index}"}.items())
-        auth = sign_webhook(SECRET, "GET", b"", pairs, now) if signed else ""
-        lines.append(f"GET\t/voice/answer?{urlencode(pairs)}\t{auth}\t")
-    return lines
+    requests = (answer_request(index, signed, now) for index in range(count))
+    return [f"GET\t/voice/answer?{query}\t{auth}\t" for query, auth in requests]
 
 
 def event_payload(run: str, index: int) -> dict:
@@ -110,14 +112,16 @@ def event_payload(run: str, index: int) -> dict:
     }
 
 
+def event_request(run: str, index: int, signed: bool, now: float) -> tuple[str, str]:
+    """One distinct event: its JSON body and its Authorization header ("" when unsigned)."""
+    body = json.dumps(event_payload(run, index), separators=(",", ":"))
+    return body, sign_webhook(SECRET, "POST", body.encode(), [], now) if signed else ""
+
+
 def event_lines(run: str, count: int, signed: bool) -> list[str]:
     now = time.time()
-    lines = []
-    for index in range(count):
-        body = json.dumps(event_payload(run, index), separators=(",", ":"))
-        auth = sign_webhook(SECRET, "POST", body.encode(), [], now) if signed else ""
-        lines.append(f"POST\t/voice/event\t{auth}\t{body}")
-    return lines
+    requests = (event_request(run, index, signed, now) for index in range(count))
+    return [f"POST\t/voice/event\t{auth}\t{body}" for body, auth in requests]
 
 
 def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS, roles: dict | None = None) -> dict:
