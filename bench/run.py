@@ -150,11 +150,10 @@ def exact_loss_check(base_url: str, store: Store) -> tuple[int, int]:
     lock = threading.Lock()
 
     def post(index: int) -> None:
-        payload = event_payload("exact", index)
-        body = json.dumps(payload).encode()
+        body, auth = event_request("exact", index, True, time.time())
         request = urllib.request.Request(
-            f"{base_url}/voice/event", data=body,
-            headers={"Content-Type": "application/json", "Authorization": sign_webhook(SECRET, "POST", body, [], time.time())},
+            f"{base_url}/voice/event", data=body.encode(),
+            headers={"Content-Type": "application/json", "Authorization": auth},
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -163,7 +162,7 @@ def exact_loss_check(base_url: str, store: Store) -> tuple[int, int]:
             ok = False
         if ok:
             with lock:
-                acknowledged.append(event_key(payload))
+                acknowledged.append(event_key(event_payload("exact", index)))
 
     with ThreadPoolExecutor(CONNECTIONS) as pool:
         list(pool.map(post, range(EXACT_LOSS_EVENTS)))
