@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,14 +13,23 @@ import phonenumbers
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from vonage_voice.models import TtsLanguageCode
 
-from ncco import DEFAULT_BLOCKED_TYPES, NUMBER_TYPE_NAMES, CallPlan, DestinationPolicy, NumberError, normalize_number
+from ncco import (
+    DEFAULT_BLOCKED_TYPES,
+    NUMBER_TYPE_NAMES,
+    TTS_LANGUAGES,
+    CallPlan,
+    DestinationPolicy,
+    NumberError,
+    normalize_number,
+)
 
 LOG_FORMATS = ("pretty", "json")
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(__file__).resolve().parent / 'instance' / 'calls.db'}"
 _TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
-_LANGUAGES = {code.value.lower(): code.value for code in TtsLanguageCode}
+_LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
+# Settings that are secrets: never shown, in a repr, a log line or `flask settings`.
+SECRET_FIELDS = ("signature_secrets", "call_log_token", "private_key", "api_secret")
 
 
 class ConfigError(Exception):
@@ -43,17 +52,33 @@ class Settings:
     ringing_timeout: int = 60
     call_limit: int = 7200
     log_format: str = "pretty"
-    signature_secrets: tuple[str, ...] = ()
+    signature_secrets: tuple[str, ...] = field(default=(), repr=False)
     signature_max_age: int = 300
     database_url: str = DEFAULT_DATABASE_URL
-    call_log_token: str | None = None
+    call_log_token: str | None = field(default=None, repr=False)
     application_id: str | None = None
-    private_key: str | None = None
+    private_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
     api_host: str | None = None
     api_key: str | None = None
-    api_secret: str | None = None
+    api_secret: str | None = field(default=None, repr=False)
     writer_socket: str | None = None
+
+    def described(self) -> dict[str, str]:
+        """Every setting as text for people: secrets say only whether they are set."""
+        shown = {}
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            if setting.name == "signature_secrets":
+                value = f"({len(value)} set)" if value else "(not set: signatures are not checked)"
+            elif setting.name in SECRET_FIELDS:
+                value = "(set)" if value else "(not set)"
+            elif setting.name == "blocked_number_types":
+                value = ",".join(sorted(NUMBER_TYPE_NAMES[item] for item in value)) or "(none)"
+            elif setting.name == "allowed_countries":
+                value = ",".join(sorted(value)) or "(all)"
+            shown[setting.name] = str(value)
+        return shown
 
     @property
     def destination_policy(self) -> DestinationPolicy:

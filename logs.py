@@ -43,6 +43,8 @@ class PrettyFormatter(logging.Formatter):
         extras = _extras(record)
         payload = extras.pop("payload", None)
         line = f"{utc_timestamp(record.created)} {record.levelname.lower():7} {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
         if payload is None:
             return line
         block = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
@@ -64,42 +66,81 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class _OutputHandler(logging.StreamHandler):
+    """Writes each record's line without flushing (the log thread flushes when it has caught up), and never
+    fails on a character the output's encoding cannot hold: such a line is written with escapes instead."""
+
+    terminator = "\n"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            try:
+                self.stream.write(line)
+            except UnicodeEncodeError:
+                encoding = getattr(self.stream, "encoding", None) or "utf-8"
+                self.stream.write(line.encode(encoding, "backslashreplace").decode(encoding))
+        except Exception:
+            self.handleError(record)
+
+
 class _RecordQueueHandler(logging.handlers.QueueHandler):
-    """Hands records to the writer thread as they are: the output formatter reads their extra fields."""
+    """Hands records to the log thread as they are (the formatter reads their extra fields), and drops them
+    rather than grow without bound when the output cannot keep up."""
+
+    def __init__(self, records: queue.SimpleQueue, limit: int):
+        super().__init__(records)
+        self.limit = limit
+        self.dropped = 0
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record
 
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self.queue.qsize() >= self.limit:
+            self.dropped += 1
+            return
+        self.queue.put_nowait(record)
 
-class _BatchingListener(logging.handlers.QueueListener):
-    """Writes every record waiting in the queue with one write and one flush, not one of each per record."""
 
-    batch_limit = 512
-    # After each write the thread rests this long, so requests logging meanwhile only append to the queue:
-    # waking a waiting thread for every record costs a request more than formatting its line.
+class _LogThread(logging.handlers.QueueListener):
+    """The one thread that writes the log: it flushes the output only once it has caught up, then rests
+    briefly, so requests logging meanwhile only append to the queue instead of waking it for every record."""
+
     pause_seconds = 0.005
 
-    def _monitor(self):
-        records = self.queue
-        while True:
-            batch = [records.get()]
-            while len(batch) < self.batch_limit:
-                try:
-                    batch.append(records.get_nowait())
-                except queue.Empty:
-                    break
-            stop = self._sentinel in batch
-            lines = [_output.format(record) for record in batch if record is not self._sentinel]
-            if lines:
-                with _output.lock:
-                    _output.stream.write("\n".join(lines) + "\n")
-                    _output.flush()
-            if stop:
-                return
-            time.sleep(self.pause_seconds)
+    def __init__(self, records: queue.SimpleQueue, handler: logging.Handler, source: _RecordQueueHandler):
+        super().__init__(records, handler)
+        self.source = source
+
+    def dequeue(self, block: bool) -> logging.LogRecord:
+        try:
+            return self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._caught_up()
+        time.sleep(self.pause_seconds)
+        return self.queue.get(block)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        # Whatever goes wrong with one record, the thread must go on writing the others.
+        try:
+            super().handle(record)
+        except Exception:
+            _output.handleError(record)
+
+    def _caught_up(self) -> None:
+        dropped, self.source.dropped = self.source.dropped, 0
+        try:
+            if dropped:
+                _output.stream.write(f"{dropped} log records were dropped: the output could not keep up\n")
+            _output.flush()
+        except Exception:
+            pass
 
 
-_output = logging.StreamHandler(sys.stdout)
+_output = _OutputHandler(sys.stdout)
+QUEUE_LIMIT = 100_000
 
 
 def output_handler() -> logging.Handler:
@@ -114,16 +155,16 @@ def configure_logging(log_format: str) -> logging.Logger:
     or on another request's write.
     """
     _output.setFormatter(JsonFormatter() if log_format == "json" else PrettyFormatter())
-    # Neither format shows the caller's file, thread or process: skip looking them up for every record
+    # Neither format shows the thread or process: skip looking them up for every record
     # (the logging documentation's "Optimization" section lists these switches).
-    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(handler, _RecordQueueHandler) for handler in logger.handlers):
         records: queue.SimpleQueue = queue.SimpleQueue()
-        listener = _BatchingListener(records, _output)
+        source = _RecordQueueHandler(records, QUEUE_LIMIT)
+        listener = _LogThread(records, _output, source)
         listener.start()
         atexit.register(listener.stop)
-        logger.addHandler(_RecordQueueHandler(records))
+        logger.addHandler(source)
     logger.setLevel(logging.INFO)
     return logger

@@ -1,4 +1,9 @@
-"""Call control: callee normalisation, the destination policy, and the NCCOs the answer URL returns."""
+"""Call control: callee normalisation, the destination policy, and the NCCOs the answer URL returns.
+
+NCCOs are built here as the JSON Vonage reads. The Vonage SDK's pydantic models check them (`parse_ncco`, used by
+the tests, the simulator and `flask call`), but the server does not build with them: importing the models loads
+the SDK's REST client and pydantic into every worker, for nothing a request needs.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +15,21 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
-from pydantic import ValidationError
-from vonage_voice.models import (
-    AnswerWebhook,
-    Connect,
-    Conversation,
-    Input,
-    NccoAction,
-    Notify,
-    PhoneEndpoint,
-    Record,
-    Stream,
-    Talk,
-    Transfer,
-    Wait,
-)
 
 # Vonage's number format (and the SDK's PhoneNumber pattern): E.164 digits, no '+' or '00'.
 VONAGE_NUMBER_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
 MAX_RAW_NUMBER_LENGTH = 64
 _SEPARATORS = re.compile(r"[\s\-.()/]")
+# The languages Vonage's text-to-speech speaks (the SDK's TtsLanguageCode; a test keeps the two in step).
+TTS_LANGUAGES = (
+    "ar ca-ES cmn-CN cmn-TW cs-CZ cy-GB da-DK de-DE el-GR en-AU en-GB en-GB-WLS en-IN en-US en-ZA es-ES es-MX es-US "
+    "eu-ES fi-FI fil-PH fr-CA fr-FR he-IL hi-IN hu-HU id-ID is-IS it-IT ja-JP ko-KR nb-NO nl-NL no-NO pl-PL pt-BR "
+    "pt-PT ro-RO ru-RU sk-SK sv-SE th-TH tr-TR uk-UA vi-VN yue-CN"
+).split()
+# The answer request's fields that are text when present (the SDK's AnswerWebhook model); custom_data is an object.
+ANSWER_TEXT_FIELDS = (
+    "to", "from", "from_user", "endpoint_type", "uuid", "conversation_uuid", "region_url", "SipHeader_User-to-User"
+)
 
 DEFAULT_BLOCKED_TYPES = frozenset({PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST})
 NUMBER_TYPE_NAMES = {
@@ -164,31 +164,27 @@ class CallPlan:
     call_limit: int = 7200
 
 
+def talk(text: str, language: str) -> dict:
+    """A `talk` action: `text` spoken in `language`."""
+    return {"action": "talk", "text": text, "language": language}
+
+
 def connect_ncco(callee: str, plan: CallPlan) -> list[dict]:
     """The NCCO that greets the caller and connects them to `callee` (Vonage digits)."""
-    caller_id = {"from_": plan.from_number} if plan.from_number else {"randomFromNumber": True}
-    actions = [
-        Talk(text=plan.greeting, language=plan.language),
-        Connect(
-            endpoint=[PhoneEndpoint(number=callee)],
-            timeout=plan.ringing_timeout,
-            limit=plan.call_limit,
-            **caller_id,
-        ),
-    ]
-    return [action_json(action) for action in actions]
+    caller_id = {"from": plan.from_number} if plan.from_number else {"randomFromNumber": True}
+    connect = {
+        "action": "connect",
+        "endpoint": [{"type": "phone", "number": callee}],
+        **caller_id,
+        "timeout": plan.ringing_timeout,
+        "limit": plan.call_limit,
+    }
+    return [talk(plan.greeting, plan.language), connect]
 
 
 def refusal_ncco(spoken_reason: str, language: str = "en-US") -> list[dict]:
     """The NCCO that tells the caller, in one sentence, why their call cannot be connected."""
-    text = f"Sorry, this call cannot be connected: {spoken_reason}."
-    return [action_json(Talk(text=text, language=language))]
-
-
-def action_json(action: NccoAction) -> dict:
-    """An NCCO action as Vonage reads it (aliases, no empty fields), its `action` first for people reading it."""
-    fields = action.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {"action": fields.pop("action"), **fields}
+    return [talk(f"Sorry, this call cannot be connected: {spoken_reason}.", language)]
 
 
 @dataclass(frozen=True)
@@ -222,28 +218,22 @@ def callee_from_answer(fields: Mapping) -> str | None:
     `fields` are the request's parameters as received (query string, form or JSON body);
     `custom_data` may be an object or a JSON string. Raises NumberError if the request is unreadable.
     """
-    values = {key: _as_text(value) for key, value in fields.items() if key != "custom_data"}
+    for name in ANSWER_TEXT_FIELDS:
+        if not isinstance(_as_text(fields.get(name)), (str, type(None))):
+            raise NumberError(
+                f"the answer request could not be read: {name}: not text", "the call request could not be read"
+            )
+    to = _as_text(fields.get("to"))
+    if to:
+        return to
     custom_data = fields.get("custom_data")
     if isinstance(custom_data, str):
         try:
             custom_data = json.loads(custom_data)
         except ValueError:
             custom_data = None
-    if isinstance(custom_data, dict):
-        values["custom_data"] = custom_data
-    try:
-        webhook = AnswerWebhook.model_validate(values)
-    except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        raise NumberError(
-            f"the answer request could not be read: {where}: {problem['msg']}",
-            "the call request could not be read",
-        ) from None
-    if webhook.to:
-        return webhook.to
-    if webhook.custom_data and webhook.custom_data.get("to") not in (None, ""):
-        callee = _as_text(webhook.custom_data["to"])
+    if isinstance(custom_data, dict) and custom_data.get("to") not in (None, ""):
+        callee = _as_text(custom_data["to"])
         if not isinstance(callee, str):
             raise NumberError("custom_data.to is not text", "the call request could not be read")
         return callee
@@ -251,7 +241,7 @@ def callee_from_answer(fields: Mapping) -> str | None:
 
 
 def _as_text(value):
-    # JSON bodies may carry numbers as numbers; the webhook model wants text.
+    # JSON bodies may carry numbers as numbers; they are read as text.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return value
@@ -293,31 +283,24 @@ def callee_decision(
     return ncco, ncco_body(ncco), number, None
 
 
-NCCO_MODELS: dict[str, type[NccoAction]] = {
-    "talk": Talk,
-    "connect": Connect,
-    "stream": Stream,
-    "input": Input,
-    "record": Record,
-    "conversation": Conversation,
-    "notify": Notify,
-    "wait": Wait,
-    "transfer": Transfer,
-}
-
-
-def parse_ncco(actions) -> list[NccoAction]:
-    """Check an NCCO with the SDK's models and return them; raise ValueError saying what is wrong.
+def parse_ncco(actions) -> list:
+    """Check an NCCO with the Vonage SDK's models and return them; raise ValueError saying what is wrong.
 
     Every key must be one the model knows: an action is valid only if it survives a round trip.
     """
+    # Imported here: the models load the SDK's REST client, which the server itself never needs.
+    from pydantic import ValidationError
+    from vonage_voice.models import Connect, Conversation, Input, Notify, Record, Stream, Talk, Transfer, Wait
+
+    models = {"talk": Talk, "connect": Connect, "stream": Stream, "input": Input, "record": Record,
+              "conversation": Conversation, "notify": Notify, "wait": Wait, "transfer": Transfer}
     if not isinstance(actions, list) or not actions:
         raise ValueError("an NCCO must be a non-empty JSON array of actions")
-    models = []
+    parsed_actions = []
     for index, action in enumerate(actions):
         if not isinstance(action, dict):
             raise ValueError(f"action {index} is not an object")
-        model = NCCO_MODELS.get(action.get("action"))
+        model = models.get(action.get("action"))
         if model is None:
             raise ValueError(f"action {index} has unknown action {action.get('action')!r}")
         fields = {("from_" if key == "from" else key): value for key, value in action.items()}
@@ -327,5 +310,5 @@ def parse_ncco(actions) -> list[NccoAction]:
             raise ValueError(f"action {index} ({action['action']}) is invalid: {error}") from None
         if parsed.model_dump(mode="json", by_alias=True, exclude_none=True) != action:
             raise ValueError(f"action {index} ({action['action']}) has fields the SDK's model does not know")
-        models.append(parsed)
-    return models
+        parsed_actions.append(parsed)
+    return parsed_actions

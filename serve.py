@@ -19,7 +19,7 @@ from granian import Granian
 from granian.constants import Interfaces
 
 from config import ConfigError, Settings, load_settings
-from writer import wait_until_ready
+from calllog.writer import wait_until_ready
 
 BLOCKING_THREADS = 16
 
@@ -64,7 +64,7 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 class WriterProcess:
-    """The call-log writer process (writer.py), restarted if it ever exits while the server runs."""
+    """The call-log writer process (calllog/writer.py), restarted if it ever exits while the server runs."""
 
     def __init__(self, socket_path: str):
         self.socket_path = socket_path
@@ -72,7 +72,7 @@ class WriterProcess:
         self.stopping = threading.Event()
 
     def _spawn(self) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(Path(__file__).with_name("writer.py")), self.socket_path])
+        return subprocess.Popen([sys.executable, "-m", "calllog.writer", self.socket_path], cwd=Path(__file__).parent)
 
     def start(self) -> None:
         self.process = self._spawn()

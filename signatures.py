@@ -17,6 +17,7 @@ import jwt
 ALGORITHM = "HS256"
 ISSUER = "Vonage"
 MAX_TOKEN_LENGTH = 4096
+UNSIGNED = "no Authorization header (Vonage retries an unsigned callback after a 5xx)"
 
 
 class SignatureError(Exception):
@@ -67,7 +68,7 @@ def verify_webhook(
     current Unix time; `max_age` is how far `iat` may be from `now`, either way, in seconds.
     """
     if authorization is None:
-        raise SignatureError(503, "no Authorization header (Vonage retries an unsigned callback after a 5xx)")
+        raise SignatureError(503, UNSIGNED)
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

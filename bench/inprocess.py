@@ -4,7 +4,7 @@
 cores / cost is the most requests per second this code could serve on this machine whatever runs it.
 It prints one JSON line: CPU µs per request for the cheapest route, a signed answer and a signed event.
 
-    python bench/inprocess.py WORKDIR [REQUESTS]
+    python -m bench.inprocess WORKDIR [REQUESTS]
 """
 
 from __future__ import annotations
@@ -18,11 +18,7 @@ from pathlib import Path
 
 from werkzeug.test import EnvironBuilder
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from run import SECRET, TOKEN, answer_request, event_request  # noqa: E402
+from bench.run import SECRET, TOKEN, answer_request, event_request
 
 WARM_UP = 300
 
@@ -76,6 +72,7 @@ def main(workdir: Path, count: int) -> dict:
     # Lines are still formatted and written, as under wrk, but not onto the bench's table.
     devnull = open(os.devnull, "w")
     stream = output_handler().setStream(devnull)
+    app = None
     try:
         app = create_app({"DATABASE_URL": database_url, "VONAGE_SIGNATURE_SECRET": SECRET, "CALL_LOG_TOKEN": TOKEN,
                           "CALL_LOG_WRITER_SOCKET": writer.socket_path})
@@ -88,6 +85,8 @@ def main(workdir: Path, count: int) -> dict:
             costs[kind] = cpu_per_request(app.wsgi_app, batch[WARM_UP:])
         return costs
     finally:
+        if app is not None:
+            app.extensions["call_log"].close()
         gc.unfreeze()
         output_handler().setStream(stream)
         devnull.close()

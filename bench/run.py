@@ -23,12 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from calllog.queries import CallLogReader
+from calllog.schema import Database
+from events import event_key
+from signatures import sign_webhook
 
-from events import event_key  # noqa: E402
-from signatures import sign_webhook  # noqa: E402
-from storage import Store  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5))
@@ -144,7 +144,7 @@ def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS, 
     return figures
 
 
-def exact_loss_check(base_url: str, store: Store) -> tuple[int, int]:
+def exact_loss_check(base_url: str, store: CallLogReader) -> tuple[int, int]:
     """Post distinct signed events from CONNECTIONS threads; return (acknowledged, acknowledged but not stored)."""
     acknowledged: list[str] = []
     lock = threading.Lock()
@@ -190,7 +190,7 @@ def measure(base_url: str, workdir: Path, signed: bool, cheapest: str | None, ro
 def server_roles(server_pid: int) -> dict[str, list[int]]:
     """The server's processes by role: granian's workers (with granian's main process) and the call-log writer."""
     processes = children(server_pid)
-    writers = [pid for pid in processes if b"writer.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    writers = [pid for pid in processes if b"calllog.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     return {"workers": [server_pid, *(pid for pid in processes if pid not in writers)], "writer": writers}
 
 
@@ -206,7 +206,7 @@ def cpu_summary(figures: dict, roles: list[str]) -> str:
 
 def inprocess_costs(workdir: Path) -> dict:
     """CPU µs per request of the request path alone (bench/inprocess.py, run in its own process)."""
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "inprocess.py"), str(workdir)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "bench.inprocess", str(workdir)], cwd=ROOT,
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"bench: the in-process measurement failed: {result.stderr.strip()[-2000:]}")
@@ -233,7 +233,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="voice-bench-"))
     # BENCH_DATABASE_URL measures another database (a PostgreSQL one, say); events already in it are not counted.
     database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'calls.db'}"
-    stored_before = Store(database_url).count_events()
+    store = CallLogReader(Database(database_url))
+    stored_before = store.count_events()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PORT": str(port), "DATABASE_URL": database_url, "VONAGE_SIGNATURE_SECRET": SECRET,
@@ -244,7 +245,6 @@ def main() -> int:
         startup = wait_for(f"{base_url}/", server)
         roles = server_roles(server.pid)
         figures = measure(base_url, workdir, signed=True, cheapest="/", roles=roles)
-        store = Store(database_url)
         stored = store.count_events() - stored_before
         acknowledged = sum(r["requests"] - r["non_2xx"] for r in figures["event"])
         exact_acknowledged, exact_lost = exact_loss_check(base_url, store)

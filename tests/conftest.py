@@ -1,17 +1,21 @@
-"""Shared fixtures: the app built from explicit settings, its test client and CLI runner, and payloads."""
+"""Shared fixtures: the app built from explicit settings, its test client and CLI runner, and payloads.
 
+The app's call log writes as the production server's does: over a socket to a call-log writer (here a thread
+the app starts), which commits with the one committer.
+"""
+
+import contextlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from app import create_app
+from calllog.queries import CallLogReader
+from calllog.schema import Database
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-sys.path.insert(0, str(ROOT))
-
-from app import create_app  # noqa: E402
-
 CALL_LOG_TOKEN = "test-call-log-token-0123456789"
 SEED_EVENTS = sorted((FIXTURES / "seed").glob("*.json"))
 STATUS_EVENTS = sorted((FIXTURES / "events").glob("*.json"))
@@ -19,6 +23,26 @@ STATUS_EVENTS = sorted((FIXTURES / "events").glob("*.json"))
 
 def load_fixture(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+@contextlib.contextmanager
+def call_log_reader(database_url: str):
+    """Queries over a database, as a second process would read it; its connections closed afterwards."""
+    database = Database(database_url)
+    try:
+        yield CallLogReader(database)
+    finally:
+        database.close()
+
+
+@contextlib.contextmanager
+def built_app(config: dict):
+    """An app built from `config`, its call log closed afterwards."""
+    application = create_app(config)
+    try:
+        yield application
+    finally:
+        application.extensions["call_log"].close()
 
 
 @pytest.fixture
@@ -34,7 +58,13 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def app(settings_env, database_url):
-    return create_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN, **settings_env})
+    with built_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN, **settings_env}) as application:
+        yield application
+
+
+@pytest.fixture
+def call_log(app):
+    return app.extensions["call_log"]
 
 
 @pytest.fixture

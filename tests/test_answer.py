@@ -169,12 +169,12 @@ def test_answer_log_line_names_caller_and_callee(client, caplog):
 
 
 def test_unexpected_failure_still_answers_with_an_ncco(app, client, monkeypatch):
-    import app as app_module
+    import voice
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(app_module, "decide_answer", broken)
+    monkeypatch.setattr(voice, "decide_answer", broken)
     ncco = ncco_of(client.get("/voice/answer?to=447700900000"))
     assert "could not be read" in spoken(ncco)
 

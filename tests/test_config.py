@@ -84,8 +84,34 @@ def test_environment_overrides_env_file(tmp_path, monkeypatch):
     assert settings.greeting == "From the file"
 
 
-def test_missing_env_file_is_fine(tmp_path):
-    assert load_settings(tmp_path / "absent.env").port in range(1, 65536)
+def test_without_an_env_file_the_environment_alone_is_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("PORT", "4321")
+    monkeypatch.setenv("GREETING", "From the environment")
+    settings = load_settings(tmp_path / "absent.env")
+    assert (settings.port, settings.greeting) == (4321, "From the environment")
+
+
+def test_secrets_never_show_in_the_settings_repr_or_description():
+    secrets = {
+        "VONAGE_SIGNATURE_SECRET": "sig-secret-value-0123456789",
+        "CALL_LOG_TOKEN": "call-log-token-value-0123456789",
+        "VONAGE_PRIVATE_KEY": "/keys/private-key-path.key",
+        "VONAGE_API_SECRET": "api-secret-value-0123",
+    }
+    settings = settings_from(secrets)
+    shown = repr(settings) + str(settings) + repr(settings.described())
+    for value in secrets.values():
+        assert value not in shown
+    assert settings.described()["signature_secrets"] == "(1 set)"
+    assert settings.described()["api_secret"] == "(set)"
+
+
+def test_tts_languages_are_the_ones_the_vonage_sdk_knows():
+    from vonage_voice.models import TtsLanguageCode
+
+    from ncco import TTS_LANGUAGES
+
+    assert sorted(TTS_LANGUAGES) == sorted(code.value for code in TtsLanguageCode)
 
 
 def test_env_example_lists_every_variable():

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from pg import fresh_postgres_url
-from storage import Store
+from conftest import call_log_reader
 from test_serve import run_server
 
 CONVERSATIONS = 30
@@ -61,13 +61,13 @@ def test_two_servers_store_every_acknowledged_event_exactly_once(shared_database
         acknowledged = {json.dumps(payload, sort_keys=True) for (_, payload), status in zip(deliveries, statuses) if status == 204}
 
     assert set(statuses) == {204}
-    store = Store(shared_database)
-    assert store.count_events() == CONVERSATIONS * 5 == len(acknowledged)
-    calls, _ = store.list_calls(limit=CONVERSATIONS)
+    with call_log_reader(shared_database) as reader:
+        assert reader.count_events() == CONVERSATIONS * 5 == len(acknowledged)
+        calls, _ = reader.list_calls(limit=CONVERSATIONS)
+        details = [reader.get_call(call["conversation_uuid"]) for call in calls]
     assert len(calls) == CONVERSATIONS
     stored = set()
-    for call in calls:
-        detail = store.get_call(call["conversation_uuid"])
+    for call, detail in zip(calls, details):
         index = int(call["conversation_uuid"][4:12])
         legs = {leg["direction"]: leg for leg in detail["legs"]}
         assert (legs["outbound"]["status"], legs["inbound"]["status"]) == ("completed", "completed")

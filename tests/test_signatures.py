@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from vonage_jwt import verify_signature
 
-from conftest import SEED_EVENTS, load_fixture
+from conftest import SEED_EVENTS, built_app, load_fixture
 from ncco import parse_ncco
 from signatures import SignatureError, payload_for_hash, sign_webhook, verify_webhook
 
@@ -165,21 +165,19 @@ def settings_env():
 
 
 @pytest.fixture
-def stored(app, client, caplog):
+def stored(call_log, client, caplog):
     """What the server processed, in order: events (logged as VOICE EVENT) and answer decisions logged,
     and the conversations the call log holds (events and answer decisions stored)."""
     caplog.set_level(logging.INFO, logger="voice")
-    store = app.extensions["store"]
-
     def processed():
-        store.flush()
+        call_log.client.flush()
         logged = [
             record.payload if hasattr(record, "payload") else record.getMessage()
             for record in caplog.records
             if hasattr(record, "event") or hasattr(record, "connected")
         ]
-        return logged + [call["conversation_uuid"] for call in store.list_calls(limit=200)[0]] + (
-            ["an event stored"] * store.count_events()
+        return logged + [call["conversation_uuid"] for call in call_log.reader.list_calls(limit=200)[0]] + (
+            ["an event stored"] * call_log.reader.count_events()
         )
 
     return processed
@@ -328,13 +326,11 @@ def test_proxy_host_does_not_matter(client):
 
 
 def test_without_secret_requests_are_accepted_as_unverified(caplog, database_url):
-    from app import create_app
-
-    app = create_app({"DATABASE_URL": database_url})
     caplog.set_level(logging.INFO, logger="voice")
-    assert app.test_client().post("/voice/event", json={"status": "started"}).status_code == 204
+    with built_app({"DATABASE_URL": database_url}) as app:
+        assert app.test_client().post("/voice/event", json={"status": "started"}).status_code == 204
+        assert app.test_client().get("/health").get_json()["parts"]["signatures"]["status"] == "off"
     assert [record.verified for record in caplog.records if getattr(record, "event", None)] == [False]
-    assert app.test_client().get("/health").get_json()["parts"]["signatures"]["status"] == "off"
 
 
 def test_expired_exp_claim_is_refused():

@@ -1,17 +1,14 @@
 """The call log: every acknowledged event stored once, leg records in step, answer decisions, the API."""
 
-import contextlib
 import json
 import logging
-import threading
 
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, load_fixture
+from calllog.schema import SCHEMA_VERSION, Database, StorageError, migrate, schema_version
+from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, call_log_reader, load_fixture
 from pg import fresh_postgres_url
-import storage
-from storage import SCHEMA_VERSION, Store, StorageError, migrate, schema_version
 
 CONVERSATION = "CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77"
 AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
@@ -25,16 +22,11 @@ def database_url(request, tmp_path):
     return f"sqlite:///{tmp_path / 'calls.db'}"
 
 
-@pytest.fixture
-def store(app):
-    return app.extensions["store"]
-
-
 def post_events(client, payloads):
     return [client.post("/voice/event", json=payload).status_code for payload in payloads]
 
 
-def call_log(client, conversation=CONVERSATION):
+def call_record(client, conversation=CONVERSATION):
     response = client.get(f"/api/calls/{conversation}", headers=AUTH)
     assert response.status_code == 200
     return response.get_json()
@@ -44,9 +36,9 @@ def legs_by_direction(call):
     return {leg["direction"]: leg for leg in call["legs"]}
 
 
-def test_seed_events_make_one_conversation_with_two_completed_legs(client, store):
+def test_seed_events_make_one_conversation_with_two_completed_legs(client, call_log):
     assert post_events(client, [load_fixture(path) for path in SEED_EVENTS]) == [204] * 5
-    call = call_log(client)
+    call = call_record(client)
     legs = legs_by_direction(call)
     assert len(call["legs"]) == 2
     assert legs["outbound"]["status"] == "completed"
@@ -56,19 +48,19 @@ def test_seed_events_make_one_conversation_with_two_completed_legs(client, store
     assert call["in_progress"] is False
     assert [event["status"] for event in legs["outbound"]["events"]] == ["started", "answered", "completed"]
     assert legs["outbound"]["events"][0]["payload"] == load_fixture(SEED_EVENTS[1])
-    assert store.count_events() == 5
+    assert call_log.reader.count_events() == 5
 
 
-def test_retried_deliveries_are_stored_once(client, store):
+def test_retried_deliveries_are_stored_once(client, call_log):
     payloads = [load_fixture(path) for path in SEED_EVENTS]
     assert post_events(client, payloads + payloads + payloads[::-1]) == [204] * 15
-    assert store.count_events() == 5
-    assert len(call_log(client)["legs"][0]["events"]) + len(call_log(client)["legs"][1]["events"]) == 5
+    assert call_log.reader.count_events() == 5
+    assert len(call_record(client)["legs"][0]["events"]) + len(call_record(client)["legs"][1]["events"]) == 5
 
 
 def test_out_of_order_delivery_gives_the_same_legs(client):
     post_events(client, [load_fixture(path) for path in reversed(SEED_EVENTS)])
-    legs = legs_by_direction(call_log(client))
+    legs = legs_by_direction(call_record(client))
     assert legs["outbound"]["status"] == "completed" and legs["outbound"]["price"] == "0.00833333"
     assert legs["inbound"]["status"] == "completed"
 
@@ -77,50 +69,50 @@ def test_late_ringing_after_completed_does_not_regress_the_leg(client):
     completed = load_fixture(FIXTURES / "events" / "completed.json")
     ringing = dict(load_fixture(FIXTURES / "events" / "ringing.json"), timestamp="2026-11-24T09:02:00.000Z")
     post_events(client, [completed, ringing])
-    (leg,) = call_log(client, completed["conversation_uuid"])["legs"]
+    (leg,) = call_record(client, completed["conversation_uuid"])["legs"]
     assert leg["status"] == "completed"
     assert len(leg["events"]) == 2
 
 
 def test_call_in_progress_is_marked(client):
     post_events(client, [load_fixture(SEED_EVENTS[0])])
-    assert call_log(client)["in_progress"] is True
+    assert call_record(client)["in_progress"] is True
 
 
-def test_every_status_fixture_and_unknown_statuses_are_stored(client, store):
+def test_every_status_fixture_and_unknown_statuses_are_stored(client, call_log):
     fixtures = sorted((FIXTURES / "events").glob("*.json"))
     unknown = {"status": "teleported", "uuid": "leg-x", "conversation_uuid": "CON-x", "timestamp": "2026-11-24T10:00:00Z"}
     assert post_events(client, [load_fixture(path) for path in fixtures] + [unknown]) == [204] * (len(fixtures) + 1)
-    assert store.count_events() == len(fixtures) + 1
-    assert call_log(client, "CON-x")["legs"][0]["status"] == "teleported"
+    assert call_log.reader.count_events() == len(fixtures) + 1
+    assert call_record(client, "CON-x")["legs"][0]["status"] == "teleported"
 
 
-def test_event_without_conversation_uuid_is_stored(client, store):
+def test_event_without_conversation_uuid_is_stored(client, call_log):
     assert post_events(client, [{"status": "started", "uuid": "lonely", "timestamp": "2026-11-24T10:00:00Z"}]) == [204]
-    assert store.count_events() == 1
+    assert call_log.reader.count_events() == 1
 
 
-def move_table(store, table, to):
+def move_table(call_log, table, to):
     """Rename a table behind the server's back: its writes fail as they would on a broken database."""
-    with store.engine.begin() as connection:
+    with call_log.database.engine.begin() as connection:
         connection.execute(text(f"ALTER TABLE {table} RENAME TO {to}"))
 
 
-def test_storage_failure_answers_503_and_loses_nothing_acknowledged(client, store, caplog):
+def test_storage_failure_answers_503_and_loses_nothing_acknowledged(client, call_log, caplog):
     payloads = [load_fixture(path) for path in SEED_EVENTS]
     acknowledged = []
     for index, payload in enumerate(payloads):
         failing = index in (2, 3)
         if index == 2:
-            move_table(store, "events", "events_away")
+            move_table(call_log, "events", "events_away")
         if index == 4:
-            move_table(store, "events_away", "events")
+            move_table(call_log, "events_away", "events")
         status = client.post("/voice/event", json=payload).status_code
         assert status == (503 if failing else 204)
         if status == 204:
             acknowledged.append(payload)
     assert "event not stored, answering 503" in caplog.text
-    stored = [event["payload"] for leg in call_log(client)["legs"] for event in leg["events"]]
+    stored = [event["payload"] for leg in call_record(client)["legs"] for event in leg["events"]]
 
     def canonical(payloads):
         return sorted(json.dumps(payload, sort_keys=True) for payload in payloads)
@@ -128,65 +120,62 @@ def test_storage_failure_answers_503_and_loses_nothing_acknowledged(client, stor
     assert canonical(stored) == canonical(acknowledged)
     # Vonage retries the refused ones, and then they are stored too.
     assert post_events(client, payloads[2:4]) == [204, 204]
-    assert store.count_events() == 5
+    assert call_log.reader.count_events() == 5
 
 
-def drop_the_writers_connection(store):
-    """End the connection the store writes with, as a database restart or a network cut would."""
-    if store.backend == "postgresql":
-        engine = create_engine(store.url)
-        with engine.begin() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ))
-        engine.dispose()
-    else:
-        store._write_connection.driver_connection.close()
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_events_are_stored_after_the_writers_connection_is_lost(client, call_log, database_url):
+    """The database ends the writer's connection (a restart, a network cut); the next events are stored.
 
-
-def test_events_are_stored_after_the_writers_connection_is_lost(client, store):
+    PostgreSQL only: nothing outside a process can cut its connection to an SQLite file.
+    """
     payloads = [load_fixture(path) for path in SEED_EVENTS]
     assert post_events(client, payloads[:2]) == [204, 204]
-    drop_the_writers_connection(store)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    engine.dispose()
     assert post_events(client, payloads[2:]) == [204, 204, 204]
-    assert store.count_events() == 5
+    assert call_log.reader.count_events() == 5
 
 
-def test_answer_decisions_are_recorded_with_their_conversation(client, store):
+def test_answer_decisions_are_recorded_with_their_conversation(client, call_log):
     client.get("/voice/answer", query_string={"to": "447700900000", "from_user": "Alice", "conversation_uuid": CONVERSATION})
     client.get("/voice/answer", query_string={"to": "+44 909 879 0000", "from_user": "Bob", "conversation_uuid": "CON-refused"})
-    store.flush()
-    (connected,) = call_log(client)["answers"]
+    call_log.client.flush()
+    (connected,) = call_record(client)["answers"]
     assert connected["connected"] is True and connected["callee"] == "447700900000" and connected["caller"] == "Alice"
-    (refused,) = call_log(client, "CON-refused")["answers"]
+    (refused,) = call_record(client, "CON-refused")["answers"]
     assert refused["connected"] is False and "PREMIUM_RATE" in refused["reason"]
     assert refused["requested"] == "+44 909 879 0000"
 
 
-def test_failing_to_record_an_answer_does_not_change_the_ncco(client, store, caplog):
+def test_failing_to_record_an_answer_does_not_change_the_ncco(client, call_log, caplog):
     expected = client.get("/voice/answer?to=447700900000").get_json()
 
-    move_table(store, "answers", "answers_away")
+    move_table(call_log, "answers", "answers_away")
 
     assert client.get("/voice/answer?to=447700900000").get_json() == expected
-    store.flush()
+    call_log.client.flush()
     assert "answer decision not recorded:" in caplog.text
     assert "answers" in caplog.text.split("answer decision not recorded:")[1]
-    move_table(store, "answers_away", "answers")
+    move_table(call_log, "answers_away", "answers")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_answer_keeps_answering_when_the_database_is_unreachable(tmp_path, database_url):
-    from app import create_app
-
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the database's folder should be")
-    app = create_app({"DATABASE_URL": f"sqlite:///{blocked / 'calls.db'}"})
-    client = app.test_client()
-    assert client.get("/voice/answer?to=447700900000").get_json()[1]["action"] == "connect"
-    assert client.post("/voice/event", json={"status": "started"}).status_code == 503
-    health = client.get("/health")
+    with built_app({"DATABASE_URL": f"sqlite:///{blocked / 'calls.db'}"}) as app:
+        client = app.test_client()
+        assert client.get("/voice/answer?to=447700900000").get_json()[1]["action"] == "connect"
+        assert client.post("/voice/event", json={"status": "started"}).status_code == 503
+        health = client.get("/health")
     assert health.status_code == 200
     assert health.get_json()["status"] == "degraded"
     assert health.get_json()["parts"]["storage"]["status"] == "error"
@@ -241,10 +230,10 @@ def test_calls_filter_by_status_and_number(client):
     assert [call["conversation_uuid"] for call in by_number] == ["CON-003"]
 
 
-def test_refused_filter_lists_refused_answers(client, store):
+def test_refused_filter_lists_refused_answers(client, call_log):
     client.get("/voice/answer", query_string={"to": "+44 909 879 0000", "conversation_uuid": "CON-refused"})
     client.get("/voice/answer", query_string={"to": "447700900000", "conversation_uuid": "CON-ok"})
-    store.flush()
+    call_log.client.flush()
     refused = client.get("/api/calls?status=refused", headers=AUTH).get_json()["calls"]
     assert [call["conversation_uuid"] for call in refused] == ["CON-refused"]
 
@@ -269,27 +258,32 @@ def test_flask_calls_on_an_empty_log_says_how_to_start(runner):
     assert "No calls yet" in runner.invoke(args=["calls"]).output
 
 
-def test_schema_is_versioned_and_migration_is_idempotent(store):
-    assert migrate(store.engine) == SCHEMA_VERSION
-    assert migrate(store.engine) == SCHEMA_VERSION
-    with store.engine.connect() as connection:
+def test_schema_is_versioned_and_migration_is_idempotent(call_log):
+    engine = call_log.database.engine
+    assert migrate(engine) == SCHEMA_VERSION
+    assert migrate(engine) == SCHEMA_VERSION
+    with engine.connect() as connection:
         assert connection.execute(select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
 
 
 def test_a_database_from_a_newer_release_is_refused(database_url):
-    store = Store(database_url)
-    store.ensure_schema()
-    with store.engine.begin() as connection:
+    database = Database(database_url)
+    database.ensure_schema()
+    with database.engine.begin() as connection:
         connection.execute(schema_version.update().values(version=SCHEMA_VERSION + 1))
+    database.close()
+    newer = Database(database_url)
     with pytest.raises(StorageError, match="newer than this server"):
-        Store(database_url).ensure_schema()
+        newer.ensure_schema()
+    newer.close()
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'calls.db'}")
-    store.ensure_schema()
-    with store.engine.connect() as connection:
+    database = Database(f"sqlite:///{tmp_path / 'calls.db'}")
+    database.ensure_schema()
+    with database.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    database.close()
 
 
 def test_duplicate_delivery_is_logged_without_repeating_the_block(client, caplog):
@@ -299,40 +293,3 @@ def test_duplicate_delivery_is_logged_without_repeating_the_block(client, caplog
     records = [record for record in caplog.records if getattr(record, "event", None)]
     assert [getattr(record, "duplicate", False) for record in records] == [False, True]
     assert "already stored" in records[1].getMessage()
-
-
-def test_two_servers_updating_one_leg_at_once_lose_no_event(database_url, monkeypatch):
-    """Two stores (as two server processes) fold the same leg at the same moment; neither update is lost."""
-    first, second = Store(database_url), Store(database_url)
-    first.record_event(load_fixture(FIXTURES / "events" / "started.json"), "2026-11-24T09:00:00.000Z", True)
-    # Each fold, once it has read the leg's events, waits up to 1 s for the other to read them too. With the
-    # leg locked the other cannot read until the first commits, and the wait runs out.
-    both_read = threading.Barrier(2, timeout=1.0)
-    driver_runner = storage._runner
-
-    def runner_pausing_after_reading_the_legs_events(cursor):
-        run = driver_runner(cursor)
-
-        def run_then_pause(statement, parameters=()):
-            result = run(statement, parameters)
-            if statement.startswith("SELECT events.leg_uuid, events.payload"):
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    both_read.wait()
-            return result
-
-        return run_then_pause
-
-    monkeypatch.setattr(storage, "_runner", runner_pausing_after_reading_the_legs_events)
-    answered = load_fixture(FIXTURES / "events" / "answered.json")
-    completed = load_fixture(FIXTURES / "events" / "completed.json")
-    threads = [
-        threading.Thread(target=first.record_event, args=(answered, "2026-11-24T09:00:02.000Z", True)),
-        threading.Thread(target=second.record_event, args=(completed, "2026-11-24T09:01:00.000Z", True)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    (leg,) = Store(database_url).get_call(answered["conversation_uuid"])["legs"]
-    assert leg["answer_time"] == answered["timestamp"]
-    assert (leg["status"], leg["price"]) == ("completed", completed["price"])

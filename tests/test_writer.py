@@ -1,32 +1,38 @@
-"""The call-log writer process: workers' writes committed by one process, and what happens when it is gone."""
+"""The call-log writer: workers' writes committed by one writer, and what happens when it is gone."""
 
 import os
 import signal
+import socket
 import threading
 import time
 
 import pytest
 import requests
 
-from app import create_app
-from conftest import CALL_LOG_TOKEN, SEED_EVENTS, load_fixture
+from calllog.client import WriterClient
+from calllog.schema import StorageError
+from calllog.writer import WriterThread
+from conftest import CALL_LOG_TOKEN, SEED_EVENTS, built_app, call_log_reader, load_fixture
 from events import event_key
 from ncco import parse_ncco
-from storage import Store, StorageError
 from test_serve import run_server
-from writer import RemoteWriter, WriterServer
 
 
 @pytest.fixture
 def writer_socket(tmp_path, database_url):
     """A writer serving on a Unix socket, in a thread of this process, over the test's database."""
-    path = str(tmp_path / "writer.sock")
-    server = WriterServer(path, Store(database_url))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    deadline = time.monotonic() + 10
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return path
+    writer = WriterThread(database_url, str(tmp_path / "writer.sock"))
+    writer.start()
+    yield writer.socket_path
+    writer.stop()
+
+
+@pytest.fixture
+def remote(writer_socket):
+    """A worker's side of the writer."""
+    client = WriterClient(writer_socket)
+    yield client
+    client.close()
 
 
 def eventually(condition, seconds=10):
@@ -36,17 +42,16 @@ def eventually(condition, seconds=10):
         time.sleep(0.02)
 
 
-def test_remote_writer_commits_each_event_once(writer_socket, database_url):
-    remote = RemoteWriter(writer_socket)
+def test_remote_writer_commits_each_event_once(remote, database_url):
     event = load_fixture(SEED_EVENTS[0])
     assert remote.record_event(event, "2026-11-24T09:00:00.000Z", True) is True
     assert remote.record_event(event, "2026-11-24T09:00:01.000Z", True) is False
-    assert Store(database_url).count_events() == 1
+    with call_log_reader(database_url) as reader:
+        assert reader.count_events() == 1
 
 
-def test_writer_answers_each_of_many_concurrent_workers_with_its_own_outcome(writer_socket, database_url):
+def test_writer_answers_each_of_many_concurrent_workers_with_its_own_outcome(remote, database_url):
     """Events from 16 connections at once share commits; each connection gets the reply for its own event."""
-    remote = RemoteWriter(writer_socket)  # one connection per thread, as in a worker
     payloads = [{"status": "started", "uuid": f"leg-{index}", "conversation_uuid": f"CON-{index // 2}",
                  "timestamp": f"2026-11-24T09:00:00.{index:03d}Z"} for index in range(160)]
     outcomes: dict[int, list[bool]] = {}
@@ -65,58 +70,62 @@ def test_writer_answers_each_of_many_concurrent_workers_with_its_own_outcome(wri
     for thread in threads:
         thread.join()
     assert outcomes == {index: [True, False] for index in range(160)}
-    store = Store(database_url)
-    assert store.stored_event_keys([event_key(p) for p in payloads]) == {event_key(p) for p in payloads}
-    assert store.count_events() == 160
+    with call_log_reader(database_url) as reader:
+        assert reader.stored_event_keys([event_key(p) for p in payloads]) == {event_key(p) for p in payloads}
+        assert reader.count_events() == 160
 
 
-def test_an_unreadable_message_closes_only_its_own_connection(writer_socket, database_url):
-    import socket
-
+def test_an_unreadable_message_closes_only_its_own_connection(writer_socket, remote, database_url):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as garbage:
         garbage.connect(writer_socket)
         garbage.sendall(b"this is not json\n")
         garbage.settimeout(5)
         assert garbage.recv(100) == b""  # the writer closed it
-    remote = RemoteWriter(writer_socket)
     event = load_fixture(SEED_EVENTS[0])
     assert remote.record_event(event, "2026-11-24T09:00:00.000Z", True) is True
-    assert Store(database_url).count_events() == 1
+    with call_log_reader(database_url) as reader:
+        assert reader.count_events() == 1
 
 
-def test_remote_writer_stores_answer_decisions_in_batches(writer_socket, database_url):
-    remote = RemoteWriter(writer_socket)
+def test_remote_writer_stores_answer_decisions_in_batches(remote, database_url):
     for index in range(25):
         remote.record_answer({"conversation_uuid": f"CON-{index}", "leg_uuid": None, "route": "answer", "caller": "Alice",
                               "requested": "447700900000", "callee": "447700900000", "connected": True, "reason": None,
                               "received_at": "2026-11-24T09:00:00.000Z", "verified": False})
-    store = Store(database_url)
-    eventually(lambda: len(store.list_calls(limit=100)[0]) == 25)
+    remote.flush()
+    with call_log_reader(database_url) as reader:
+        assert len(reader.list_calls(limit=100)[0]) == 25
 
 
 def test_app_with_a_writer_answers_calls_and_stores_events(writer_socket, database_url):
-    app = create_app({"DATABASE_URL": database_url, "CALL_LOG_WRITER_SOCKET": writer_socket, "CALL_LOG_TOKEN": CALL_LOG_TOKEN})
-    client = app.test_client()
-    for path in SEED_EVENTS:
-        assert client.post("/voice/event", json=load_fixture(path)).status_code == 204
-    parse_ncco(client.get("/voice/answer?to=447700900000&conversation_uuid=CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77").get_json())
-    store = app.extensions["store"]
-    assert store.count_events() == 5
-    eventually(lambda: store.get_call("CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77")["answers"] != [])
+    config = {"DATABASE_URL": database_url, "CALL_LOG_WRITER_SOCKET": writer_socket, "CALL_LOG_TOKEN": CALL_LOG_TOKEN}
+    with built_app(config) as app:
+        client = app.test_client()
+        for path in SEED_EVENTS:
+            assert client.post("/voice/event", json=load_fixture(path)).status_code == 204
+        conversation = "CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77"
+        parse_ncco(client.get(f"/voice/answer?to=447700900000&conversation_uuid={conversation}").get_json())
+        call_log = app.extensions["call_log"]
+        call_log.client.flush()
+        assert call_log.reader.count_events() == 5
+        assert call_log.reader.get_call(conversation)["answers"] != []
 
 
 def test_without_its_writer_the_server_refuses_events_with_503_and_still_answers(tmp_path, database_url):
-    app = create_app({"DATABASE_URL": database_url, "CALL_LOG_WRITER_SOCKET": str(tmp_path / "nobody.sock")})
-    client = app.test_client()
-    response = client.post("/voice/event", json=load_fixture(SEED_EVENTS[0]))
-    assert response.status_code == 503
-    assert "writer is not running" in response.get_json()["error"]
-    assert parse_ncco(client.get("/voice/answer?to=447700900000").get_json())[1].endpoint[0].number == "447700900000"
+    with built_app({"DATABASE_URL": database_url, "CALL_LOG_WRITER_SOCKET": str(tmp_path / "nobody.sock")}) as app:
+        client = app.test_client()
+        response = client.post("/voice/event", json=load_fixture(SEED_EVENTS[0]))
+        assert response.status_code == 503
+        assert "writer is not running" in response.get_json()["error"]
+        ncco = client.get("/voice/answer?to=447700900000").get_json()
+    assert parse_ncco(ncco)[1].endpoint[0].number == "447700900000"
 
 
 def test_remote_writer_raises_storage_error_when_the_writer_is_gone(tmp_path):
+    client = WriterClient(str(tmp_path / "nobody.sock"))
     with pytest.raises(StorageError, match="not running"):
-        RemoteWriter(str(tmp_path / "nobody.sock")).record_event({"status": "started"}, "2026-11-24T09:00:00.000Z", False)
+        client.record_event({"status": "started"}, "2026-11-24T09:00:00.000Z", False)
+    client.close()
 
 
 def writer_pids(server_pid: int) -> list[int]:
@@ -130,7 +139,7 @@ def writer_pids(server_pid: int) -> list[int]:
                     parent = int(stat.read().rsplit(")", 1)[1].split()[1])
             except OSError:
                 continue
-            if parent == server_pid and any(argument.endswith(b"writer.py") for argument in arguments):
+            if parent == server_pid and b"calllog.writer" in arguments:
                 found.append(int(entry))
     return found
 
@@ -154,8 +163,7 @@ def test_make_run_restarts_a_writer_that_dies_and_loses_nothing_acknowledged(tmp
         assert set(statuses) <= {204, 503}
         eventually(lambda: post(len(acknowledged) + 100) == 204)
         assert writer_pids(url.pid) not in ([], [writer])
-    stored = Store(database)
     # A 503'd event may have been committed just before the writer died: only the acknowledged are owed.
-    assert stored.stored_event_keys([event_key(payload) for payload in acknowledged]) == {
-        event_key(payload) for payload in acknowledged
-    }
+    with call_log_reader(database) as reader:
+        stored = reader.stored_event_keys([event_key(payload) for payload in acknowledged])
+    assert stored == {event_key(payload) for payload in acknowledged}

@@ -7,15 +7,17 @@ import json
 
 import click
 from flask import Blueprint, current_app, jsonify, request
+from flask.cli import with_appcontext
 
-from storage import StorageError, Store
+from calllog.queries import CallLogReader
+from calllog.schema import StorageError
 
-bp = Blueprint("api", __name__, cli_group=None)
+bp = Blueprint("api", __name__)
 MAX_PAGE = 200
 
 
-def store() -> Store:
-    return current_app.extensions["store"]
+def reader() -> CallLogReader:
+    return current_app.extensions["call_log"].reader
 
 
 def token_matches(given: str | None, expected: str) -> bool:
@@ -55,7 +57,7 @@ def list_calls():
     if not 1 <= limit <= MAX_PAGE:
         return jsonify(error=f"limit must be a whole number from 1 to {MAX_PAGE}, e.g. ?limit=20"), 400
     try:
-        calls, next_cursor = store().list_calls(
+        calls, next_cursor = reader().list_calls(
             limit=limit,
             cursor=request.args.get("cursor") or None,
             status=request.args.get("status") or None,
@@ -68,21 +70,22 @@ def list_calls():
 
 @bp.get("/api/calls/<conversation_uuid>")
 def get_call(conversation_uuid: str):
-    call = store().get_call(conversation_uuid)
+    call = reader().get_call(conversation_uuid)
     if call is None:
         return jsonify(error=f"no conversation {conversation_uuid} in the call log"), 404
     return call
 
 
-@bp.cli.command("calls")
+@click.command("calls")
 @click.option("--limit", default=20, show_default=True, help="How many conversations to show.")
 @click.option("--status", default=None, help="Only conversations with a leg in this status (or 'refused').")
 @click.option("--number", default=None, help="Only conversations to or from this number.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@with_appcontext
 def calls_command(limit: int, status: str | None, number: str | None, as_json: bool):
     """Show the recent call log."""
     try:
-        calls, _ = store().list_calls(limit=limit, status=status, number=number)
+        calls, _ = reader().list_calls(limit=limit, status=status, number=number)
     except StorageError as error:
         raise click.ClickException(f"the call log is unavailable: {error}") from None
     if as_json:

@@ -6,11 +6,11 @@ import json
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from api import request_token, store, token_matches
-from legs import IN_PROGRESS, STATUS_RANK
-from storage import StorageError
+from calllog.api import reader, request_token, token_matches
+from calllog.legs import IN_PROGRESS, STATUS_RANK
+from calllog.schema import StorageError
 
-bp = Blueprint("page", __name__)
+bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 COOKIE = "call_log_token"
 PAGE_SIZE = 50
 # The filter's choices: the two summaries the call log offers, then every status a leg can end up in.
@@ -40,7 +40,8 @@ def _pretty(payload) -> str:
 
 @bp.before_request
 def require_token():
-    if token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
+    # The stylesheet and script are public: the 401 page uses them too.
+    if request.endpoint == "page.static" or token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
         return None
     return render_template("unauthorized.html"), 401
 
@@ -58,7 +59,7 @@ def calls_page():
         return response
     filters = _filters()
     try:
-        calls, _ = store().list_calls(limit=PAGE_SIZE, status=filters["status"] or None, number=filters["number"] or None)
+        calls, _ = reader().list_calls(limit=PAGE_SIZE, status=filters["status"] or None, number=filters["number"] or None)
         problem = None
     except (StorageError, ValueError) as error:
         calls, problem = [], str(error)
@@ -69,7 +70,7 @@ def calls_page():
 @bp.get("/calls/<conversation_uuid>/timeline")
 def timeline(conversation_uuid: str):
     try:
-        call = store().get_call(conversation_uuid)
+        call = reader().get_call(conversation_uuid)
     except StorageError as error:
         return render_template("timeline.html", call=None, problem=str(error)), 503
     if call is None:

@@ -11,8 +11,11 @@ import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from calls import (
-    CLIENT_SDK_ACL,
+from config import settings_from
+from conftest import built_app
+from ncco import parse_ncco
+from vonage_helper.calls import place_call
+from vonage_helper.clients import (
     EXIT_AUTH,
     EXIT_NOT_FOUND,
     EXIT_OTHER,
@@ -21,13 +24,9 @@ from calls import (
     EXIT_SETTINGS,
     EXIT_VONAGE_DOWN,
     HelperError,
-    client_token,
-    parse_ttl,
-    place_call,
-    point_webhooks,
 )
-from config import settings_from
-from ncco import parse_ncco
+from vonage_helper.tokens import CLIENT_SDK_ACL, client_token, parse_ttl
+from vonage_helper.webhooks import point_webhooks
 
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 CALLS_URL = "https://api.nexmo.com/v1/calls"
@@ -251,5 +250,34 @@ def test_flask_webhooks_prints_what_changed(runner):
     assert "->  POST https://new.ngrok.app/voice/event" in result.output
 
 
-def test_the_server_starts_without_any_credentials(client):
-    assert client.get("/voice/answer?to=447700900000").status_code == 200
+def test_the_server_starts_and_connects_calls_without_any_vonage_credentials(database_url):
+    with built_app({"DATABASE_URL": database_url}) as app:
+        settings = app.config["SETTINGS"]
+        assert (settings.application_id, settings.private_key, settings.api_key) == (None, None, None)
+        response = app.test_client().get("/voice/answer?to=447700900000")
+    assert response.status_code == 200
+    assert parse_ncco(response.get_json())[1].endpoint[0].number == "447700900000"
+
+
+def test_a_worker_serving_calls_has_not_loaded_the_sdks_rest_client_nor_the_helper():
+    """The answer and event paths never need the Vonage SDK's client: a worker must not pay for importing it."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = (
+        "import sys, tempfile\n"
+        "from app import create_app\n"
+        "app = create_app({'DATABASE_URL': f'sqlite:///{tempfile.mkdtemp()}/calls.db'})\n"
+        "client = app.test_client()\n"
+        "assert client.get('/voice/answer?to=447700900000').status_code == 200\n"
+        "assert client.post('/voice/event', json={'status': 'started', 'uuid': 'u1'}).status_code == 204\n"
+        "loaded = [name for name in sys.modules if name.split('.')[0] in\n"
+        "          ('vonage', 'vonage_http_client', 'vonage_voice', 'vonage_helper', 'simulate', 'pydantic', 'requests')]\n"
+        "print('LOADED=' + ','.join(sorted(loaded)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (loaded,) = [line for line in result.stdout.splitlines() if line.startswith("LOADED=")]
+    assert loaded == "LOADED="

@@ -1,0 +1,58 @@
+"""The call log: every event and answer decision, stored by the call-log writer and read back by queries.
+
+    schema      tables, migrations, the database
+    committer   the one group commit: a batch of writes in one transaction
+    writer      the call-log writer (a process under `make run`, else a thread) that runs the committer
+    client      how a worker hands its writes to the writer
+    queries     reading conversations, legs, answers and events
+    legs        folding a leg's events into its record
+    api, page   /api/calls with `flask calls`, and the /calls page
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+from calllog.client import WriterClient
+from calllog.queries import CallLogReader
+from calllog.schema import Database, StorageError
+from calllog.writer import WriterThread
+
+__all__ = ["CallLog", "StorageError"]
+
+
+class CallLog:
+    """The call log as one app process uses it: writes through the writer, reads from the database.
+
+    With `writer_socket` (set by `make run` for its workers) it writes through that writer process; without,
+    it starts a writer thread of its own on a socket in a private folder. Either way every write takes the
+    same path: over a socket to the writer, committed by the committer. `close` releases all of it.
+    """
+
+    def __init__(self, database_url: str, writer_socket: str | None = None):
+        self.database = Database(database_url)
+        self.reader = CallLogReader(self.database)
+        self._folder: str | None = None
+        self._writer: WriterThread | None = None
+        if writer_socket is None:
+            self._folder = tempfile.mkdtemp(prefix="voice-writer-")
+            self._writer = WriterThread(database_url, str(Path(self._folder) / "writer.sock"))
+            self._writer.start()
+            writer_socket = self._writer.socket_path
+        self.client = WriterClient(writer_socket)
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Send what is queued, then close the client, the writer thread (if any), the database and the folder."""
+        atexit.unregister(self.close)
+        self.client.close()
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
+        self.database.close()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None

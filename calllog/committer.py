@@ -1,0 +1,220 @@
+"""The one group commit: a batch of the workers' writes stored in one transaction, before any is acknowledged."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+
+from calllog.legs import LEG_FIELDS, fold_leg
+from calllog.schema import SQLITE_BEGIN, Database, StorageError, answers, brief, events, fit, legs
+from events import event_conversation, event_key, event_kind, leg_uuid
+from logs import LOGGER_NAME
+
+BATCH_LIMIT = 256
+
+log = logging.getLogger(f"{LOGGER_NAME}.committer")
+
+
+def _columns(table) -> tuple[str, ...]:
+    return tuple(column.name for column in table.columns if column.name != "id")
+
+
+EVENT_COLUMNS = _columns(events)
+ANSWER_COLUMNS = _columns(answers)
+
+
+def event_row(payload: dict, received_at: str, verified: bool) -> dict:
+    """The events row that stores one event, keyed by its identity (see events.event_key)."""
+    return fit(
+        events,
+        {
+            "event_key": event_key(payload),
+            "conversation_uuid": event_conversation(payload),
+            "leg_uuid": leg_uuid(payload),
+            "kind": event_kind(payload),
+            "timestamp": None if payload.get("timestamp") is None else str(payload["timestamp"]),
+            "received_at": received_at,
+            "verified": verified,
+            "payload": json.dumps(payload, ensure_ascii=False, default=str),
+        },
+    )
+
+
+class _Statements:
+    """The write path's SQL, written once per database in its driver's parameter style.
+
+    It runs on the driver's own cursor, skipping SQLAlchemy's compiling, parameter processing and
+    result wrapping: for a batch of events that is several times cheaper than Core statements, and the
+    writer spends its time on little else.
+    """
+
+    def __init__(self, dialect_name: str, paramstyle: str):
+        self.mark = "?" if paramstyle == "qmark" else "%s"
+        # SQLite's connections run with the driver's own transactions off (see schema.database_engine), so a
+        # batch opens its own, taking the write lock up front; PostgreSQL's driver opens one itself.
+        self.begin = SQLITE_BEGIN if dialect_name == "sqlite" else None
+        smaller, larger = ("MIN", "MAX") if dialect_name == "sqlite" else ("LEAST", "GREATEST")
+        self.insert_legs = f"INSERT INTO legs (uuid) VALUES ({self.mark}) ON CONFLICT (uuid) DO NOTHING"
+        # Lock the legs (in one order, against deadlocks) so that two servers folding the same leg at
+        # once cannot lose an event. SQLite needs none: a writer there holds the whole database.
+        self.lock_legs = None
+        if dialect_name == "postgresql":
+            self.lock_legs = "SELECT uuid FROM legs WHERE uuid = ANY(%s) ORDER BY uuid FOR UPDATE"
+        assignments = ", ".join(f'"{name}" = {self.mark}' for name in LEG_FIELDS)
+        self.update_legs = f"UPDATE legs SET {assignments} WHERE uuid = {self.mark}"
+        self.touch_conversations = (
+            f"INSERT INTO conversations (conversation_uuid, started_at, updated_at) "
+            f"VALUES ({self.mark}, {self.mark}, {self.mark}) ON CONFLICT (conversation_uuid) DO UPDATE SET "
+            f"started_at = {smaller}(conversations.started_at, excluded.started_at), "
+            f"updated_at = {larger}(conversations.updated_at, excluded.updated_at)"
+        )
+        self.insert_answers = self._insert("answers", ANSWER_COLUMNS, 1)
+
+    def _insert(self, table: str, columns: tuple[str, ...], rows: int) -> str:
+        one_row = "(" + ", ".join([self.mark] * len(columns)) + ")"
+        names = ", ".join(f'"{name}"' for name in columns)
+        return f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one_row] * rows)
+
+    @functools.lru_cache(maxsize=BATCH_LIMIT)
+    def insert_events(self, rows: int) -> str:
+        """Insert `rows` events in one statement, returning the keys of those not stored before."""
+        return self._insert("events", EVENT_COLUMNS, rows) + " ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
+
+    @functools.lru_cache(maxsize=BATCH_LIMIT)
+    def leg_payloads(self, count: int) -> str:
+        """The stored payloads of `count` legs, in the order they were stored."""
+        marks = ", ".join([self.mark] * count)
+        return f"SELECT events.leg_uuid, events.payload FROM events WHERE events.leg_uuid IN ({marks}) ORDER BY events.id"
+
+
+def _runner(cursor):
+    """`run(statement, parameters)` on a driver cursor: a list of parameter tuples runs the statement once
+    per tuple; returns the cursor for its rows."""
+
+    def run(statement: str, parameters: tuple | list = ()):
+        if isinstance(parameters, list):
+            cursor.executemany(statement, parameters)
+        else:
+            cursor.execute(statement, parameters)
+        return cursor
+
+    return run
+
+
+Outcome = bool | StorageError  # for an event: True if new, False for a repeated delivery, or why it failed
+
+
+class Committer:
+    """Stores batches of event and answer rows, each batch in one transaction on one kept-open connection."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self._statements = _Statements(database.engine.dialect.name, database.engine.dialect.paramstyle)
+        # Kept open between batches; replaced after any failure.
+        self._connection = None
+
+    def commit(self, event_rows: list[dict], answer_rows: list[dict]) -> list[Outcome]:
+        """Store these rows, in one transaction if it succeeds; return each event's outcome. Never raises.
+
+        If the transaction fails, each row is tried alone, so one bad row fails only itself.
+        """
+        try:
+            return self._commit(event_rows, answer_rows)
+        except Exception as error:
+            log.warning("a batch of %d writes failed (%s); trying each alone", len(event_rows) + len(answer_rows), brief(error))
+        outcomes: list[Outcome] = []
+        for row in event_rows:
+            try:
+                outcomes += self._commit([row], [])
+            except Exception as error:
+                outcomes.append(StorageError(f"the {self.database.backend} database failed: {brief(error)}"))
+        for row in answer_rows:
+            try:
+                self._commit([], [row])
+            except Exception as error:
+                log.error("answer decision not recorded: %s", brief(error))
+        return outcomes
+
+    def close(self) -> None:
+        """Close the kept-open connection."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _commit(self, event_rows: list[dict], answer_rows: list[dict]) -> list[bool]:
+        if not event_rows and not answer_rows:
+            return []
+        self.database.ensure_schema()
+        if self._connection is None:
+            self._connection = self.database.engine.raw_connection()
+        connection, cursor = self._connection, None
+        try:
+            cursor = connection.cursor()
+            run = _runner(cursor)
+            if self._statements.begin:
+                run(self._statements.begin)
+            outcomes = self._write(run, event_rows, answer_rows)
+            connection.commit()
+        except BaseException:
+            # Whatever state the connection is in (mid-transaction, or lost), the next batch starts afresh
+            # on a new one; rolling back first releases SQLite's write lock even if closing is deferred.
+            self._connection = None
+            settle = [connection.rollback, connection.invalidate]
+            for step in settle if cursor is None else [cursor.close, *settle]:
+                with contextlib.suppress(Exception):
+                    step()
+            raise
+        cursor.close()
+        return outcomes
+
+    def _write(self, run, event_rows: list[dict], answer_rows: list[dict]) -> list[bool]:
+        outcomes = self._write_events(run, event_rows)
+        if answer_rows:
+            rows = [fit(answers, row) for row in answer_rows]
+            run(self._statements.insert_answers, [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in rows])
+        touched: dict[str, tuple[str, str]] = {}
+        for row in (*event_rows, *answer_rows):
+            uuid, at = row.get("conversation_uuid"), row.get("received_at")
+            if uuid:
+                first, last = touched.get(uuid, (at, at))
+                touched[uuid] = (min(first, at), max(last, at))
+        if touched:
+            run(self._statements.touch_conversations, [(uuid, *times) for uuid, times in sorted(touched.items())])
+        return outcomes
+
+    def _write_events(self, run, rows: list[dict]) -> list[bool]:
+        """Insert the rows not stored before; each is new only if it is the first of its key, here and ever."""
+        first_by_key: dict[str, dict] = {}
+        for row in rows:
+            first_by_key.setdefault(row["event_key"], row)
+        if not first_by_key:
+            return []
+        distinct = list(first_by_key.values())
+        values = tuple(row[name] for row in distinct for name in EVENT_COLUMNS)
+        inserted = {key for (key,) in run(self._statements.insert_events(len(distinct)), values).fetchall()}
+        changed_legs = sorted({row["leg_uuid"] for row in distinct if row["leg_uuid"] and row["event_key"] in inserted})
+        if changed_legs:
+            self._refresh_legs(run, changed_legs)
+        outcomes = []
+        for row in rows:
+            new = row["event_key"] in inserted and first_by_key[row["event_key"]] is row
+            outcomes.append(new)
+        return outcomes
+
+    def _refresh_legs(self, run, uuids: list[str]) -> None:
+        """Re-fold each leg from all its stored events, so arrival order never matters."""
+        statements = self._statements
+        run(statements.insert_legs, [(uuid,) for uuid in uuids])
+        if statements.lock_legs is not None:
+            run(statements.lock_legs, (uuids,)).fetchall()
+        payloads: dict[str, list[dict]] = {uuid: [] for uuid in uuids}
+        for uuid, payload in run(statements.leg_payloads(len(uuids)), tuple(uuids)).fetchall():
+            payloads[uuid].append(json.loads(payload))
+        updates = []
+        for uuid in uuids:
+            leg = fit(legs, fold_leg(payloads[uuid]))
+            updates.append((*(leg[name] for name in LEG_FIELDS), uuid))
+        run(statements.update_legs, updates)

@@ -1,0 +1,222 @@
+"""Reading the call log: conversations with their legs, answer decisions and events, newest first."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+
+from sqlalchemy import and_, exists, func, or_, select, text
+from sqlalchemy.engine import Connection
+
+from calllog.legs import IN_PROGRESS, total_price
+from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, brief, conversations, events, legs
+
+
+class CallLogReader:
+    """Queries over one call-log database. Every method raises StorageError when the database fails."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    @contextlib.contextmanager
+    def _connect(self):
+        """A connection; any database failure while it is used becomes StorageError, in one line."""
+        try:
+            self.database.ensure_schema()
+            with self.database.engine.connect() as connection:
+                yield connection
+        except StorageError:
+            raise
+        except Exception as error:
+            raise StorageError(f"the {self.database.backend} database failed: {brief(error)}") from None
+
+    def count_events(self) -> int:
+        with self._connect() as connection:
+            return connection.execute(select(func.count()).select_from(events)).scalar_one()
+
+    def stored_event_keys(self, keys: list[str]) -> set[str]:
+        """Which of these event identities (events.event_key) are stored."""
+        found: set[str] = set()
+        with self._connect() as connection:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                query = select(events.c.event_key).where(events.c.event_key.in_(chunk))
+                found.update(connection.execute(query).scalars())
+        return found
+
+    def health(self) -> dict:
+        """The database's state for /health: ok with the backend and schema version, or error with why."""
+        try:
+            with self._connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:
+            return {"status": "error", "backend": self.database.backend, "error": brief(error)}
+        return {"status": "ok", "backend": self.database.backend, "schema_version": SCHEMA_VERSION}
+
+    def list_calls(
+        self, limit: int = 20, cursor: str | None = None, status: str | None = None, number: str | None = None
+    ) -> tuple[list[dict], str | None]:
+        """Conversations, newest first, with their legs and answer decisions; and the cursor of the next page.
+
+        Raises ValueError for a cursor this server did not give out.
+        """
+        query = select(conversations).order_by(conversations.c.started_at.desc(), conversations.c.conversation_uuid.desc())
+        if cursor:
+            query = query.where(_after(*decode_cursor(cursor)))
+        if status:
+            query = query.where(_has_status(status))
+        if number:
+            query = query.where(_involves(number))
+        with self._connect() as connection:
+            rows = connection.execute(query.limit(limit + 1)).mappings().all()
+            page = rows[:limit]
+            calls = _assemble(connection, page, with_events=False)
+        next_cursor = encode_cursor(page[-1]["started_at"], page[-1]["conversation_uuid"]) if len(rows) > limit else None
+        return calls, next_cursor
+
+    def get_call(self, conversation_uuid: str) -> dict | None:
+        """One conversation with each leg's ordered events, or None if unknown."""
+        with self._connect() as connection:
+            query = select(conversations).where(conversations.c.conversation_uuid == conversation_uuid)
+            row = connection.execute(query).mappings().first()
+            if row is None:
+                return None
+            return _assemble(connection, [row], with_events=True)[0]
+
+
+def _after(started_at: str, uuid: str):
+    return or_(
+        conversations.c.started_at < started_at,
+        and_(conversations.c.started_at == started_at, conversations.c.conversation_uuid < uuid),
+    )
+
+
+def _has_status(status: str):
+    same_conversation = legs.c.conversation_uuid == conversations.c.conversation_uuid
+    if status == "refused":
+        return exists().where(
+            and_(answers.c.conversation_uuid == conversations.c.conversation_uuid, answers.c.connected.is_(False))
+        )
+    if status == "in_progress":
+        return exists().where(and_(same_conversation, legs.c.status.in_(IN_PROGRESS)))
+    return exists().where(and_(same_conversation, legs.c.status == status))
+
+
+def _involves(number: str):
+    pattern = f"%{_digits_or_text(number)}%"
+    leg_match = exists().where(
+        and_(
+            legs.c.conversation_uuid == conversations.c.conversation_uuid,
+            or_(legs.c.from_number.like(pattern), legs.c.to_number.like(pattern)),
+        )
+    )
+    answer_match = exists().where(
+        and_(
+            answers.c.conversation_uuid == conversations.c.conversation_uuid,
+            or_(answers.c.callee.like(pattern), answers.c.caller.like(pattern), answers.c.requested.like(pattern)),
+        )
+    )
+    return or_(leg_match, answer_match)
+
+
+def _assemble(connection: Connection, rows, with_events: bool) -> list[dict]:
+    uuids = [row["conversation_uuid"] for row in rows]
+    if not uuids:
+        return []
+    leg_query = select(legs).where(legs.c.conversation_uuid.in_(uuids)).order_by(legs.c.start_time, legs.c.uuid)
+    leg_rows = connection.execute(leg_query).mappings().all()
+    answer_query = select(answers).where(answers.c.conversation_uuid.in_(uuids)).order_by(answers.c.id)
+    answer_rows = connection.execute(answer_query).mappings().all()
+    events_by_leg = _events_by_leg(connection, uuids, [leg["uuid"] for leg in leg_rows]) if with_events else {}
+    calls = []
+    for row in rows:
+        uuid = row["conversation_uuid"]
+        call_legs = [_leg_json(leg) for leg in leg_rows if leg["conversation_uuid"] == uuid]
+        if with_events:
+            for leg in call_legs:
+                leg["events"] = events_by_leg.get(leg["uuid"], [])
+        call = {
+            "conversation_uuid": uuid,
+            "started_at": row["started_at"],
+            "updated_at": row["updated_at"],
+            "in_progress": any(leg["status"] in IN_PROGRESS for leg in call_legs),
+            "legs": call_legs,
+            "answers": [_answer_json(answer) for answer in answer_rows if answer["conversation_uuid"] == uuid],
+            "total_price": total_price(leg["price"] for leg in call_legs),
+        }
+        if with_events:
+            call["other_events"] = events_by_leg.get("", [])
+        calls.append(call)
+    return calls
+
+
+def _events_by_leg(connection: Connection, conversation_uuids: list[str], leg_uuids: list[str]) -> dict[str, list]:
+    """Each leg's events in order; events with no leg under ''."""
+    query = (
+        select(events)
+        .where(events.c.conversation_uuid.in_(conversation_uuids) | events.c.leg_uuid.in_(leg_uuids))
+        .order_by(events.c.timestamp, events.c.id)
+    )
+    found: dict[str, list[dict]] = {}
+    for row in connection.execute(query).mappings():
+        found.setdefault(row["leg_uuid"] or "", []).append(
+            {
+                "status": row["kind"],
+                "timestamp": row["timestamp"],
+                "received_at": row["received_at"],
+                "verified": row["verified"],
+                "payload": json.loads(row["payload"]),
+            }
+        )
+    return found
+
+
+def _leg_json(row) -> dict:
+    return {
+        "uuid": row["uuid"],
+        "direction": row["direction"],
+        "from": row["from_number"],
+        "to": row["to_number"],
+        "status": row["status"],
+        "duration": row["duration"],
+        "rate": row["rate"],
+        "price": row["price"],
+        "network": row["network"],
+        "start_time": row["start_time"],
+        "answer_time": row["answer_time"],
+        "end_time": row["end_time"],
+        "detail": row["detail"],
+        "reason": row["reason"],
+        "machine_detection": row["machine_detection"],
+    }
+
+
+def _answer_json(row) -> dict:
+    return {
+        "received_at": row["received_at"],
+        "route": row["route"],
+        "caller": row["caller"],
+        "requested": row["requested"],
+        "callee": row["callee"],
+        "connected": row["connected"],
+        "reason": row["reason"],
+        "verified": row["verified"],
+    }
+
+
+def _digits_or_text(number: str) -> str:
+    digits = "".join(character for character in number if character.isdigit())
+    return digits or number.strip()
+
+
+def encode_cursor(started_at: str, uuid: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([started_at, uuid]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        started_at, uuid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return str(started_at), str(uuid)
+    except (ValueError, TypeError):
+        raise ValueError("the cursor is not one this server gave out; use the 'next' value of a previous page") from None

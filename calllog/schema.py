@@ -1,0 +1,185 @@
+"""The call log's tables, their migrations, and the database they live in (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, create_engine, event, func, select, text
+from sqlalchemy.engine import Engine, make_url
+
+SCHEMA_VERSION = 1
+# How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
+# upgrading their read locks.
+SQLITE_BEGIN = "BEGIN IMMEDIATE"
+# Several servers may start at once against one PostgreSQL database: they migrate one at a time.
+MIGRATION_LOCK = 804210
+
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("conversation_uuid", String(100), primary_key=True),
+    Column("started_at", String(32), nullable=False, index=True),
+    Column("updated_at", String(32), nullable=False),
+)
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_key", String(64), nullable=False, unique=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("leg_uuid", String(100), index=True),
+    Column("kind", String(64), nullable=False),
+    Column("timestamp", String(64)),
+    Column("received_at", String(32), nullable=False),
+    Column("verified", Boolean, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+legs = Table(
+    "legs",
+    metadata,
+    Column("uuid", String(100), primary_key=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("direction", String(16)),
+    Column("from_number", String(100)),
+    Column("to_number", String(100)),
+    Column("status", String(64)),
+    Column("start_time", String(64)),
+    Column("answer_time", String(64)),
+    Column("end_time", String(64)),
+    Column("duration", Integer),
+    Column("rate", String(40)),
+    Column("price", String(40)),
+    Column("network", String(64)),
+    Column("detail", String(200)),
+    Column("reason", Text),
+    Column("machine_detection", String(16)),
+)
+answers = Table(
+    "answers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("leg_uuid", String(100)),
+    Column("route", String(16), nullable=False),
+    Column("caller", String(100)),
+    Column("requested", String(200)),
+    Column("callee", String(32)),
+    Column("connected", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("received_at", String(32), nullable=False),
+    Column("verified", Boolean, nullable=False),
+)
+
+# version -> the tables that version adds; a later version appends its own step.
+MIGRATIONS = {1: [conversations, events, legs, answers]}
+
+# Each table's text columns with a length, and that length: PostgreSQL refuses longer values.
+COLUMN_LENGTHS = {
+    table.name: {column.name: column.type.length for column in table.columns if getattr(column.type, "length", None)}
+    for table in metadata.tables.values()
+}
+
+
+class StorageError(Exception):
+    """The database could not store or read something; the message is safe to show."""
+
+
+def fit(table: Table, row: dict) -> dict:
+    """The row with text cut to its column's length: a webhook may send any length."""
+    limits = COLUMN_LENGTHS[table.name]
+    return {
+        key: (value[: limits[key]] if isinstance(value, str) and key in limits else value) for key, value in row.items()
+    }
+
+
+def brief(error: Exception) -> str:
+    """One line about a database error, without the SQL statement or parameters SQLAlchemy appends."""
+    message = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0] if message else ''}".strip()
+
+
+def database_engine(url: str) -> Engine:
+    """An engine for DATABASE_URL: SQLite in WAL mode with immediate write locks, or PostgreSQL via psycopg."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection, _record):
+        # Transactions begin only with SQLITE_BEGIN (SQLAlchemy's below, the committer's own), so every
+        # writer locks up front.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin_immediate(connection):
+        connection.exec_driver_sql(SQLITE_BEGIN)
+
+    return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the database's schema to SCHEMA_VERSION, one step at a time; return the version it is at."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        schema_version.create(connection, checkfirst=True)
+        current = connection.execute(select(func.max(schema_version.c.version))).scalar() or 0
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"the database is at schema version {current}, newer than this server's {SCHEMA_VERSION}; "
+                "upgrade the server"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for table in MIGRATIONS[version]:
+                table.create(connection, checkfirst=True)
+            connection.execute(schema_version.delete())
+            connection.execute(schema_version.insert().values(version=version))
+        return SCHEMA_VERSION
+
+
+class Database:
+    """One call-log database: its engine, and its schema brought up to date once per process."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = database_engine(url)
+        self._ready = False
+        self._lock = threading.Lock()
+        database = self.engine.url.database
+        # The SQLite database's file, or None for PostgreSQL and in-memory SQLite.
+        self.sqlite_file = database if self.backend == "sqlite" and database and database != ":memory:" else None
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def ensure_schema(self) -> None:
+        """Create or migrate the schema if not done yet; raise StorageError if the database is unreachable."""
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                if self.sqlite_file is not None:
+                    Path(self.sqlite_file).parent.mkdir(parents=True, exist_ok=True)
+                migrate(self.engine)
+            except StorageError:
+                raise
+            except Exception as error:
+                raise StorageError(f"cannot prepare the {self.backend} database: {brief(error)}") from None
+            self._ready = True
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

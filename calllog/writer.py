@@ -1,0 +1,244 @@
+"""The call-log writer: commits every worker's writes, grouped, before any of them is acknowledged.
+
+It listens on a Unix socket. Each worker sends its writes there (see calllog.client) and waits for the commit.
+One thread reads every connection, commits all that has arrived as one transaction, then replies to each
+waiting worker; whatever arrives during a commit is the next batch. `make run` runs it as a process of its
+own (`python -m calllog.writer SOCKET`), so the database work neither waits for a worker's GIL nor takes
+turns with the other workers; the app run any other way (tests, `flask` commands) runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from calllog.committer import BATCH_LIMIT, Committer, event_row
+from calllog.schema import Database, StorageError
+from logs import LOGGER_NAME
+
+REPLY_TIMEOUT_SECONDS = 5.0
+
+log = logging.getLogger(f"{LOGGER_NAME}.writer")
+
+
+class _Batch:
+    """What one pass over the ready connections read: rows to commit, and who waits for which reply."""
+
+    def __init__(self):
+        self.event_rows: list[dict] = []
+        self.answer_rows: list[dict] = []
+        # (connection, index into event_rows, or None for a flush that waits for the whole batch)
+        self.waiting: list[tuple[socket.socket, int | None]] = []
+
+    def add(self, connection: socket.socket, message: dict) -> None:
+        operation = message["op"]
+        if operation == "answers":
+            self.answer_rows.extend(message["rows"])
+        elif operation == "flush":
+            self.waiting.append((connection, None))
+        elif operation == "event":
+            row = event_row(message["payload"], message["received_at"], message["verified"])
+            self.waiting.append((connection, len(self.event_rows)))
+            self.event_rows.append(row)
+        else:
+            raise ValueError(f"unknown operation {operation!r}")
+
+
+class WriterServer:
+    """The writer's loop over its socket. `serve_forever` runs until `stop` is called from another thread."""
+
+    def __init__(self, socket_path: str, committer: Committer):
+        self.socket_path = socket_path
+        self.committer = committer
+        self._selector = selectors.DefaultSelector()
+        self._unread: dict[socket.socket, bytes] = {}
+        self._listener: socket.socket | None = None
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._stopping = threading.Event()
+
+    def listen(self) -> None:
+        """Start listening; the socket appears at `socket_path` only once connections to it are accepted."""
+        path = Path(self.socket_path)
+        pending = path.with_name(path.name + ".starting")
+        pending.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(pending))
+        os.chmod(pending, 0o600)
+        listener.listen(512)
+        os.replace(pending, path)
+        self._listener = listener
+        self._selector.register(listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ)
+
+    def serve_forever(self) -> None:
+        if self._listener is None:
+            self.listen()
+        try:
+            while not self._stopping.is_set():
+                self._commit_and_reply(self._read_ready())
+        finally:
+            self._close_everything()
+
+    def stop(self) -> None:
+        """Finish the batch in hand (commit it and reply), then close every connection and the socket."""
+        self._stopping.set()
+        try:
+            self._wake_writer.send(b"\0")
+        except OSError:
+            pass
+
+    def _read_ready(self) -> _Batch:
+        batch = _Batch()
+        for key, _ in self._selector.select():
+            if key.fileobj is self._listener:
+                self._accept()
+            elif key.fileobj is self._wake_reader:
+                self._wake_reader.recv(64)
+            else:
+                connection = key.fileobj
+                try:
+                    for message in self._read(connection):
+                        batch.add(connection, message)
+                except Exception:
+                    # Only this connection's worker is affected: it answers 503 and Vonage sends the event again.
+                    log.exception("unreadable message from a worker; closing its connection")
+                    self._close(connection)
+        return batch
+
+    def _commit_and_reply(self, batch: _Batch) -> None:
+        outcomes = []
+        answer_rows = batch.answer_rows
+        for start in range(0, max(len(batch.event_rows), 1), BATCH_LIMIT):
+            outcomes += self.committer.commit(batch.event_rows[start : start + BATCH_LIMIT], answer_rows)
+            answer_rows = []
+        replies: dict[socket.socket, list[bytes]] = {}
+        for connection, index in batch.waiting:
+            outcome = True if index is None else outcomes[index]
+            if isinstance(outcome, StorageError):
+                reply = {"ok": False, "error": str(outcome)}
+            else:
+                reply = {"ok": True, "new": outcome}
+            replies.setdefault(connection, []).append(json.dumps(reply).encode() + b"\n")
+        for connection, lines in replies.items():
+            if connection in self._unread:  # still open
+                try:
+                    connection.sendall(b"".join(lines))
+                except OSError:
+                    self._close(connection)
+
+    def _accept(self) -> None:
+        connection, _ = self._listener.accept()
+        # Reads wait for the selector; a reply that cannot be sent in time drops the connection.
+        connection.settimeout(REPLY_TIMEOUT_SECONDS)
+        self._selector.register(connection, selectors.EVENT_READ)
+        self._unread[connection] = b""
+
+    def _read(self, connection: socket.socket) -> list[dict]:
+        """The complete messages that have arrived on a readable connection (none if it closed)."""
+        try:
+            data = connection.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self._close(connection)
+            return []
+        *lines, self._unread[connection] = (self._unread[connection] + data).split(b"\n")
+        return [json.loads(line) for line in lines]
+
+    def _close(self, connection: socket.socket) -> None:
+        self._selector.unregister(connection)
+        self._unread.pop(connection, None)
+        connection.close()
+
+    def _close_everything(self) -> None:
+        for connection in list(self._unread):
+            self._close(connection)
+        if self._listener is not None:
+            self._selector.unregister(self._listener)
+            self._listener.close()
+            Path(self.socket_path).unlink(missing_ok=True)
+        self._selector.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+        self.committer.close()
+
+
+class WriterThread:
+    """The writer in a thread of this process, on its own database connection: for the app run outside `make run`."""
+
+    def __init__(self, database_url: str, socket_path: str):
+        self.database = Database(database_url)
+        self.server = WriterServer(socket_path, Committer(self.database))
+        self._thread = threading.Thread(target=self.server.serve_forever, name="call-log-writer", daemon=True)
+
+    @property
+    def socket_path(self) -> str:
+        return self.server.socket_path
+
+    def start(self) -> None:
+        self.server.listen()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self._thread.join(timeout=REPLY_TIMEOUT_SECONDS * 2)
+        self.database.close()
+
+
+def wait_until_ready(socket_path: str, process, timeout: float = 30) -> None:
+    """Block until the writer process accepts connections; raise RuntimeError if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the call-log writer exited with {process.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(socket_path)
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("the call-log writer did not start")
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def main(socket_path: str) -> int:
+    """The writer process: serve until SIGTERM, then finish the batch in hand and exit."""
+    from config import ConfigError, load_settings
+    from logs import configure_logging
+
+    # Ctrl-C reaches the whole process group; serve.py stops the writer itself, after the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    database = Database(settings.database_url)
+    try:
+        database.ensure_schema()
+    except StorageError as error:
+        log.error("call log unavailable at start-up: %s", error)
+    server = WriterServer(socket_path, Committer(database))
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    server.serve_forever()
+    database.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

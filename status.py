@@ -1,0 +1,54 @@
+"""What the server is and how it is: `/` lists the routes, `/health` reports each part's state."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from config import Settings
+from voice import ANSWER_URL, EVENT_URL, FALLBACK_URL
+
+__version__ = "0.1.0"
+
+bp = Blueprint("status", __name__)
+# The routes a person or a script starts from, by the names Vonage's application settings use.
+ROUTES = {
+    "answer_url": ANSWER_URL,
+    "event_url": EVENT_URL,
+    "fallback_answer_url": FALLBACK_URL,
+    "health": "/health",
+    "call_log": "/api/calls",
+    "call_log_page": "/calls",
+}
+
+
+@bp.get("/")
+def index():
+    return {"service": "Vonage voice webhook server", "version": __version__, "routes": ROUTES}
+
+
+@bp.get("/health")
+def health():
+    settings: Settings = current_app.config["SETTINGS"]
+    storage = current_app.extensions["call_log"].reader.health()
+    # Still 200 when the database is down: answering calls does not need it, and a load balancer
+    # that took this server out of rotation would drop calls it can still answer.
+    return {
+        "status": "ok" if storage["status"] == "ok" else "degraded",
+        "version": __version__,
+        "parts": {
+            "answer": {"status": "ok", "caller_id": settings.vonage_number or "randomFromNumber"},
+            "events": {"status": "ok", "log_format": settings.log_format},
+            "signatures": signatures_health(settings),
+            "storage": storage,
+        },
+    }
+
+
+def signatures_health(settings: Settings) -> dict:
+    """The signature check's state for /health: on (with how many secrets) or off, with a warning."""
+    if not settings.signature_secrets:
+        return {
+            "status": "off",
+            "warning": "VONAGE_SIGNATURE_SECRET is not set: webhooks are accepted without checking they come from Vonage",
+        }
+    return {"status": "on", "secrets": len(settings.signature_secrets), "max_age": settings.signature_max_age}

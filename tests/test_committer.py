@@ -1,0 +1,116 @@
+"""The one group commit: a batch's outcomes, one bad row failing only itself, and two servers on one leg."""
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from calllog.committer import Committer, event_row
+from calllog.schema import Database, StorageError
+from conftest import FIXTURES, call_log_reader, load_fixture
+from pg import fresh_postgres_url
+
+RECEIVED = "2026-11-24T09:00:00.000Z"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "postgresql":
+        return fresh_postgres_url()
+    return f"sqlite:///{tmp_path / 'calls.db'}"
+
+
+@pytest.fixture
+def committer(database_url):
+    database = Database(database_url)
+    committer = Committer(database)
+    yield committer
+    committer.close()
+    database.close()
+
+
+def row(status: str, leg: str = "leg-1", at: str = "2026-11-24T09:00:00.000Z") -> dict:
+    payload = {"status": status, "uuid": leg, "conversation_uuid": "CON-1", "timestamp": at}
+    return event_row(payload, RECEIVED, True)
+
+
+def test_each_event_is_new_once_whether_repeated_in_a_batch_or_across_batches(committer):
+    started, ringing = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
+    assert committer.commit([started, dict(started), ringing], []) == [True, False, True]
+    assert committer.commit([dict(ringing)], []) == [False]
+
+
+def test_a_row_the_database_refuses_fails_alone_and_the_rest_are_stored(committer, database_url):
+    good, bad = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
+    bad["verified"] = None  # NOT NULL: the database refuses this row
+    outcomes = committer.commit([good, bad], [])
+    assert outcomes[0] is True
+    assert isinstance(outcomes[1], StorageError)
+    with call_log_reader(database_url) as reader:
+        assert reader.count_events() == 1
+
+
+def test_answer_rows_are_stored_with_their_conversation(committer, database_url):
+    answer = {"conversation_uuid": "CON-9", "leg_uuid": None, "route": "answer", "caller": "Alice",
+              "requested": "447700900000", "callee": "447700900000", "connected": True, "reason": None,
+              "received_at": RECEIVED, "verified": False}
+    assert committer.commit([], [answer]) == []
+    with call_log_reader(database_url) as reader:
+        (call,) = reader.list_calls()[0]
+    assert call["conversation_uuid"] == "CON-9" and call["answers"][0]["callee"] == "447700900000"
+
+
+def wait_for_lock_waiters(engine, count: int, seconds: float = 20) -> None:
+    """Until `count` other sessions wait on a row lock; fails if they never do."""
+    deadline = time.monotonic() + seconds
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    while True:
+        with engine.connect() as connection:
+            if connection.execute(query).scalar() >= count:
+                return
+        assert time.monotonic() < deadline, f"{count} sessions never waited for the leg's lock"
+        time.sleep(0.01)
+
+
+def test_two_servers_folding_one_leg_at_once_lose_no_event():
+    """Two committers (as two servers) store an event of the same leg at the same moment; the leg keeps both.
+
+    PostgreSQL only: SQLite has one writer at a time, so the two cannot interleave there. The test holds the
+    leg's row until both have started: each must wait for it *before* reading the leg's events, or each
+    folds a leg missing the other's event and the last to write wins.
+    """
+    url = fresh_postgres_url()
+    databases = [Database(url), Database(url)]
+    first, second = (Committer(database) for database in databases)
+    started = load_fixture(FIXTURES / "events" / "started.json")
+    answered = load_fixture(FIXTURES / "events" / "answered.json")
+    completed = load_fixture(FIXTURES / "events" / "completed.json")
+    assert first.commit([event_row(started, RECEIVED, True)], []) == [True]
+    engine = create_engine(url)
+    holder = engine.connect()
+    holder.execute(text("SELECT uuid FROM legs WHERE uuid = :uuid FOR UPDATE"), {"uuid": started["uuid"]})
+    outcomes = {}
+    threads = [
+        threading.Thread(target=lambda: outcomes.update(a=first.commit([event_row(answered, RECEIVED, True)], []))),
+        threading.Thread(target=lambda: outcomes.update(b=second.commit([event_row(completed, RECEIVED, True)], []))),
+    ]
+    for thread in threads:
+        thread.start()
+    wait_for_lock_waiters(engine, 2)
+    holder.rollback()
+    holder.close()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {"a": [True], "b": [True]}
+    with call_log_reader(url) as reader:
+        (leg,) = reader.get_call(answered["conversation_uuid"])["legs"]
+    assert leg["answer_time"] == answered["timestamp"]
+    assert (leg["status"], leg["price"]) == ("completed", completed["price"])
+    for committer, database in zip((first, second), databases):
+        committer.close()
+        database.close()
+    engine.dispose()

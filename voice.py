@@ -1,0 +1,220 @@
+"""The voice webhooks Vonage calls: /voice/answer and /voice/fallback answer with an NCCO, /voice/event stores events.
+
+Every request to them passes the signature check first (when VONAGE_SIGNATURE_SECRET is set); then each route
+reads the fields, decides, records and responds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from calllog import CallLog, StorageError
+from config import Settings
+from events import log_event
+from http_errors import error_response
+from logs import utc_timestamp
+from ncco import AnswerDecision, decide_answer, refusal_ncco
+from payloads import PayloadError
+from signatures import UNSIGNED, SignatureError, verify_webhook
+
+ANSWER_URL = "/voice/answer"
+EVENT_URL = "/voice/event"
+FALLBACK_URL = "/voice/fallback"
+SIGNATURE_RETRY_AFTER_SECONDS = 5
+
+bp = Blueprint("voice", __name__)
+
+
+@dataclass(frozen=True)
+class Voice:
+    """What the voice routes work with, set up once by the app factory."""
+
+    settings: Settings
+    call_log: CallLog
+    log: logging.Logger
+
+
+def init_app(app: Flask, settings: Settings, call_log: CallLog, log: logging.Logger) -> None:
+    app.extensions["voice"] = Voice(settings, call_log, log)
+    app.register_blueprint(bp)
+
+
+def _voice() -> Voice:
+    return current_app.extensions["voice"]
+
+
+@bp.before_request
+def check_signature():
+    """Refuse a request that is not signed by Vonage, before anything of it is read, decided or stored."""
+    voice = _voice()
+    secrets = voice.settings.signature_secrets
+    if not secrets:
+        return None
+    # One proxy lookup instead of one per attribute (Flask's documented way to reach the request object).
+    req = request._get_current_object()
+    authorization = req.headers.get("Authorization")
+    if authorization is None:
+        # Not even its body is read: an unsigned request costs this server nothing.
+        return _refuse(voice.log, 503, UNSIGNED)
+    try:
+        body = req.body
+        verify_webhook(
+            authorization,
+            req.method,
+            body,
+            req.query_pairs,
+            secrets,
+            time.time(),
+            voice.settings.signature_max_age,
+        )
+    except SignatureError as refusal:
+        return _refuse(voice.log, refusal.status, refusal.reason)
+    except HTTPException as error:
+        # The body could not be read, so the request cannot be checked: refused like a bad signature.
+        return _refuse(voice.log, error.code or 400, error.description or "the request could not be read")
+    req.signature_verified = True
+    return None
+
+
+def _refuse(log: logging.Logger, status: int, reason: str):
+    path = request.path
+    log.warning("signature refused on %s (%s): %s", path, status, reason, extra={"path": path, "status": status})
+    response = jsonify(error=f"webhook signature check failed: {reason}")
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = str(SIGNATURE_RETRY_AFTER_SECONDS)
+    return response
+
+
+@bp.route(ANSWER_URL, methods=["GET", "POST"])
+def answer():
+    return _answer("answer")
+
+
+@bp.route(FALLBACK_URL, methods=["GET", "POST"])
+def fallback():
+    voice = _voice()
+    try:
+        fields = request.fields()
+    except (PayloadError, HTTPException):
+        fields = {}
+    voice.log.warning(
+        "fallback answer URL called: reason %s, original request %s",
+        fields.get("reason", "not given"),
+        json.dumps(fields.get("original_request"), default=str),
+        extra={"reason": fields.get("reason"), "original_request": fields.get("original_request")},
+    )
+    return _answer("fallback")
+
+
+@bp.route(EVENT_URL, methods=["GET", "POST"])
+def event():
+    voice = _voice()
+    req = request._get_current_object()
+    try:
+        payload = req.fields()
+    except PayloadError as error:
+        voice.log.warning("event refused (%s): %s", error.status, error.message, extra={"path": req.path})
+        return jsonify(error=error.message), error.status
+    received_at = time.time()
+    try:
+        new = voice.call_log.client.record_event(payload, utc_timestamp(received_at), req.signature_verified)
+    except StorageError as error:
+        voice.log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": req.path})
+        return jsonify(error=f"the event could not be stored ({error}); it was not accepted, send it again"), 503
+    log_event(voice.log, payload, received_at, req.signature_verified, duplicate=not new)
+    return "", 204
+
+
+@bp.errorhandler(Exception)
+def failed(error: Exception):
+    """Vonage drops a call silently on any error status from the answer URL: a trusted answer request that
+    fails anyway gets a spoken sentence instead. Everything else gets the server's usual error response."""
+    if request.endpoint not in ("voice.answer", "voice.fallback") or not _trusted():
+        return error_response(error)
+    if not isinstance(error, HTTPException):
+        _voice().log.exception("unexpected error on %s", request.path)
+    return _respond(request.endpoint.removeprefix("voice."), _unreadable("the server failed while reading it"))
+
+
+def _trusted() -> bool:
+    return request.signature_verified or not _voice().settings.signature_secrets
+
+
+def _answer(route: str):
+    voice = _voice()
+    req = request._get_current_object()
+    try:
+        fields = req.fields()
+    except PayloadError as error:
+        if error.status != 400 or req.body.strip():
+            return _respond(route, _unreadable(error.message))
+        fields = {}  # an answer request with no fields has no callee: refused with a spoken reason
+    except HTTPException as error:
+        return _respond(route, _unreadable(error.description))
+    return _respond(route, decide_answer(fields, voice.settings.destination_policy, voice.settings.call_plan))
+
+
+def _unreadable(problem: str) -> AnswerDecision:
+    return AnswerDecision(
+        ncco=refusal_ncco("the call request could not be read", _voice().settings.tts_language),
+        requested=None,
+        callee=None,
+        reason=f"the answer request could not be read: {problem}",
+    )
+
+
+def _respond(route: str, decision: AnswerDecision):
+    voice = _voice()
+    verified = request.signature_verified
+    log_answer(voice.log, route, decision)
+    try:
+        voice.call_log.client.record_answer(answer_row(route, decision, verified))
+    except Exception:
+        voice.log.exception("answer decision not recorded")
+    return current_app.response_class(decision.body, mimetype="application/json")
+
+
+def answer_row(route: str, decision: AnswerDecision, verified: bool) -> dict:
+    """The call-log record of one answer decision."""
+    fields = decision.request
+    return {
+        "conversation_uuid": _text_or_none(fields.get("conversation_uuid")),
+        "leg_uuid": _text_or_none(fields.get("uuid")),
+        "route": route,
+        "caller": _text_or_none(fields.get("from_user") or fields.get("from")),
+        "requested": decision.requested,
+        "callee": decision.callee,
+        "connected": decision.connected,
+        "reason": decision.reason,
+        "received_at": utc_timestamp(time.time()),
+        "verified": verified,
+    }
+
+
+def _text_or_none(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def log_answer(log: logging.Logger, route: str, decision: AnswerDecision) -> None:
+    """One log line per answer decision: who called whom, connected or refused and why."""
+    fields = decision.request
+    caller = fields.get("from_user") or fields.get("from") or "unknown caller"
+    details = {
+        "route": route,
+        "connected": decision.connected,
+        "caller": caller,
+        "requested": decision.requested,
+        "callee": decision.callee,
+        "conversation_uuid": fields.get("conversation_uuid"),
+    }
+    if decision.connected:
+        log.info("NCCO request: connecting %s to %s", caller, decision.callee, extra=details)
+    else:
+        log.warning("NCCO request: refused call from %s: %s", caller, decision.reason, extra=details)
