@@ -275,9 +275,9 @@ def test_a_worker_serving_calls_has_not_loaded_the_sdks_rest_client_nor_the_help
         "assert client.post('/voice/event', json={'status': 'started', 'uuid': 'u1'}).status_code == 204\n"
         "loaded = [name for name in sys.modules if name.split('.')[0] in\n"
         "          ('vonage', 'vonage_http_client', 'vonage_voice', 'vonage_helper', 'simulate', 'pydantic', 'requests')]\n"
-        "print('LOADED=' + ','.join(sorted(loaded)))\n"
+        "print('LOADED=' + ','.join(sorted(loaded)), file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    (loaded,) = [line for line in result.stdout.splitlines() if line.startswith("LOADED=")]
+    (loaded,) = [line for line in result.stderr.splitlines() if line.startswith("LOADED=")]
     assert loaded == "LOADED="
