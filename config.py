@@ -248,7 +248,11 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         _database_url,
         "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psycopg://user:password@localhost/calls",
     ),
-    "CALL_LOG_TOKEN": ("call_log_token", _token, "CALL_LOG_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe())')"),
+    "CALL_LOG_TOKEN": (
+        "call_log_token",
+        _token,
+        "CALL_LOG_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe())')",
+    ),
     "VONAGE_APPLICATION_ID": (
         "application_id",
         _application_id,

@@ -52,7 +52,9 @@ def event_key(payload: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def log_event(logger: logging.Logger, payload: dict, received_at: float, verified: bool, duplicate: bool = False) -> None:
+def log_event(
+    logger: logging.Logger, payload: dict, received_at: float, verified: bool, duplicate: bool = False
+) -> None:
     """Log one event: a headline (kind, direction, leg, signature) then, in pretty mode, the payload as a block."""
     kind = event_kind(payload)
     direction = payload.get("direction")

@@ -10,7 +10,7 @@ import logging.handlers
 import queue
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 LOGGER_NAME = "voice"
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -29,7 +29,7 @@ def utc_timestamp(epoch_seconds: float) -> str:
 @functools.lru_cache(maxsize=8)
 def _utc_second(whole_seconds: int) -> str:
     # Every log line and stored event needs one; formatting a date costs more than the rest of a log line.
-    return datetime.fromtimestamp(whole_seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.fromtimestamp(whole_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _extras(record: logging.LogRecord) -> dict:

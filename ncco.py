@@ -21,21 +21,69 @@ VONAGE_NUMBER_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
 MAX_RAW_NUMBER_LENGTH = 64
 _SEPARATORS = re.compile(r"[\s\-.()/]")
 # The languages Vonage's text-to-speech speaks (the SDK's TtsLanguageCode; a test keeps the two in step).
-TTS_LANGUAGES = (
-    "ar ca-ES cmn-CN cmn-TW cs-CZ cy-GB da-DK de-DE el-GR en-AU en-GB en-GB-WLS en-IN en-US en-ZA es-ES es-MX es-US "
-    "eu-ES fi-FI fil-PH fr-CA fr-FR he-IL hi-IN hu-HU id-ID is-IS it-IT ja-JP ko-KR nb-NO nl-NL no-NO pl-PL pt-BR "
-    "pt-PT ro-RO ru-RU sk-SK sv-SE th-TH tr-TR uk-UA vi-VN yue-CN"
-).split()
+TTS_LANGUAGES = [
+    "ar",
+    "ca-ES",
+    "cmn-CN",
+    "cmn-TW",
+    "cs-CZ",
+    "cy-GB",
+    "da-DK",
+    "de-DE",
+    "el-GR",
+    "en-AU",
+    "en-GB",
+    "en-GB-WLS",
+    "en-IN",
+    "en-US",
+    "en-ZA",
+    "es-ES",
+    "es-MX",
+    "es-US",
+    "eu-ES",
+    "fi-FI",
+    "fil-PH",
+    "fr-CA",
+    "fr-FR",
+    "he-IL",
+    "hi-IN",
+    "hu-HU",
+    "id-ID",
+    "is-IS",
+    "it-IT",
+    "ja-JP",
+    "ko-KR",
+    "nb-NO",
+    "nl-NL",
+    "no-NO",
+    "pl-PL",
+    "pt-BR",
+    "pt-PT",
+    "ro-RO",
+    "ru-RU",
+    "sk-SK",
+    "sv-SE",
+    "th-TH",
+    "tr-TR",
+    "uk-UA",
+    "vi-VN",
+    "yue-CN",
+]
 # The answer request's fields that are text when present (the SDK's AnswerWebhook model); custom_data is an object.
 ANSWER_TEXT_FIELDS = (
-    "to", "from", "from_user", "endpoint_type", "uuid", "conversation_uuid", "region_url", "SipHeader_User-to-User"
+    "to",
+    "from",
+    "from_user",
+    "endpoint_type",
+    "uuid",
+    "conversation_uuid",
+    "region_url",
+    "SipHeader_User-to-User",
 )
 
 DEFAULT_BLOCKED_TYPES = frozenset({PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST})
 NUMBER_TYPE_NAMES = {
-    value: name
-    for name, value in vars(PhoneNumberType).items()
-    if name.isupper() and isinstance(value, int)
+    value: name for name, value in vars(PhoneNumberType).items() if name.isupper() and isinstance(value, int)
 }
 
 
@@ -74,8 +122,7 @@ def _phone_number(raw: str, default_region: str | None) -> phonenumbers.PhoneNum
     elif text.startswith("0"):
         if not default_region:
             raise NumberError(
-                f"{raw!r} is in national format; write it in international format "
-                "(447700900000) or set DEFAULT_REGION",
+                f"{raw!r} is in national format; write it in international format (447700900000) or set DEFAULT_REGION",
                 "the number to call is not in international format",
             )
         candidates = [_parse(text, default_region)]
@@ -108,9 +155,7 @@ def _parse(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
 def _region(number: phonenumbers.PhoneNumber) -> str:
     # Numbers libphonenumber cannot place (such as the drama range 447700900xxx) count as
     # their calling code's main region, so ALLOWED_COUNTRIES=GB still admits the tutorial's number.
-    return phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(
-        number.country_code
-    )
+    return phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(number.country_code)
 
 
 @dataclass(frozen=True)
@@ -126,9 +171,7 @@ class DestinationPolicy:
 def normalize_callee(raw: str | None, policy: DestinationPolicy) -> str:
     """Return the callee as Vonage digits if the policy allows calling it; raise NumberError if not."""
     if raw is None or not str(raw).strip():
-        raise NumberError(
-            "the request has no 'to' (nor custom_data.to)", "no number to call was given"
-        )
+        raise NumberError("the request has no 'to' (nor custom_data.to)", "no number to call was given")
     number = _phone_number(raw, policy.default_region)
     digits = _digits(number)
     if policy.own_number and digits == policy.own_number:
@@ -292,8 +335,17 @@ def parse_ncco(actions) -> list:
     from pydantic import ValidationError
     from vonage_voice.models import Connect, Conversation, Input, Notify, Record, Stream, Talk, Transfer, Wait
 
-    models = {"talk": Talk, "connect": Connect, "stream": Stream, "input": Input, "record": Record,
-              "conversation": Conversation, "notify": Notify, "wait": Wait, "transfer": Transfer}
+    models = {
+        "talk": Talk,
+        "connect": Connect,
+        "stream": Stream,
+        "input": Input,
+        "record": Record,
+        "conversation": Conversation,
+        "notify": Notify,
+        "wait": Wait,
+        "transfer": Transfer,
+    }
     if not isinstance(actions, list) or not actions:
         raise ValueError("an NCCO must be a non-empty JSON array of actions")
     parsed_actions = []

@@ -18,8 +18,8 @@ from pathlib import Path
 from granian import Granian
 from granian.constants import Interfaces
 
-from config import ConfigError, Settings, load_settings
 from calllog.writer import wait_until_ready
+from config import ConfigError, Settings, load_settings
 
 BLOCKING_THREADS = 16
 

@@ -9,7 +9,7 @@ import time
 import uuid as uuids
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import urlencode
 
@@ -88,7 +88,9 @@ def describe_ncco(actions) -> str:
             endpoint = action.endpoint[0]
             target = getattr(endpoint, "number", None) or getattr(endpoint, "user", None) or endpoint.type
             caller = action.from_ or "a random application number"
-            steps.append(f"connect {endpoint.type.value} {target} from {caller}, ringing up to {action.timeout or 60} s")
+            steps.append(
+                f"connect {endpoint.type.value} {target} from {caller}, ringing up to {action.timeout or 60} s"
+            )
         else:
             steps.append(action.action.value)
     return "; then ".join(steps)
@@ -116,12 +118,29 @@ def call_events(
         return clock[0]
 
     def inbound(status: str, moment: datetime, **extra) -> dict:
-        return {"from": None, "to": user, "uuid": inbound_uuid, "conversation_uuid": conversation_uuid,
-                "status": status, "direction": "inbound", "timestamp": _timestamp(moment), **extra}
+        return {
+            "from": None,
+            "to": user,
+            "uuid": inbound_uuid,
+            "conversation_uuid": conversation_uuid,
+            "status": status,
+            "direction": "inbound",
+            "timestamp": _timestamp(moment),
+            **extra,
+        }
 
     def outbound(status: str, moment: datetime, number: str, **extra) -> dict:
-        return {"headers": {}, "from": user, "to": number, "uuid": outbound_uuid, "conversation_uuid": conversation_uuid,
-                "status": status, "direction": "outbound", "timestamp": _timestamp(moment), **extra}
+        return {
+            "headers": {},
+            "from": user,
+            "to": number,
+            "uuid": outbound_uuid,
+            "conversation_uuid": conversation_uuid,
+            "status": status,
+            "direction": "outbound",
+            "timestamp": _timestamp(moment),
+            **extra,
+        }
 
     call_start = at(0)
     events = [inbound("started", call_start), inbound("ringing", at(0.01)), inbound("answered", at(0.2))]
@@ -136,9 +155,20 @@ def call_events(
                 events.append(outbound("answered", answered, number, start_time=None, rate=None, network=None))
                 ended = at(duration)
                 price = (OUTBOUND_RATE * duration / 60).quantize(Decimal("0.00000001"), ROUND_HALF_UP)
-                events.append(outbound("completed", ended, number, **{"from": "Unknown"}, start_time=_seconds(answered),
-                                       end_time=_seconds(ended), duration=str(duration), rate=str(OUTBOUND_RATE),
-                                       price=str(price), network=NETWORK))
+                events.append(
+                    outbound(
+                        "completed",
+                        ended,
+                        number,
+                        **{"from": "Unknown"},
+                        start_time=_seconds(answered),
+                        end_time=_seconds(ended),
+                        duration=str(duration),
+                        rate=str(OUTBOUND_RATE),
+                        price=str(price),
+                        network=NETWORK,
+                    )
+                )
             else:
                 ringing_for = (action.timeout or 60) if outcome in ("unanswered", "timeout") else 3
                 extra = {"detail": OUTCOME_DETAIL[outcome]} if OUTCOME_DETAIL[outcome] else {}
@@ -146,16 +176,32 @@ def call_events(
             break
     ended = at(0.5)
     seconds = int((ended - call_start).total_seconds())
-    events.append(inbound("completed", ended, start_time=_seconds(call_start), end_time=_seconds(ended),
-                          duration=str(seconds), rate="0.00", price="0", network=None))
+    events.append(
+        inbound(
+            "completed",
+            ended,
+            start_time=_seconds(call_start),
+            end_time=_seconds(ended),
+            duration=str(seconds),
+            rate="0.00",
+            price="0",
+            network=None,
+        )
+    )
     return events
 
 
 class Simulator:
     """Sends what Vonage sends to a webhook server at `base_url`, signing it when given a secret."""
 
-    def __init__(self, base_url: str, secret: str | None = None, method: str = "GET",
-                 answer_timeout: float = ANSWER_DEADLINE_SECONDS, event_timeout: float = 10.0):
+    def __init__(
+        self,
+        base_url: str,
+        secret: str | None = None,
+        method: str = "GET",
+        answer_timeout: float = ANSWER_DEADLINE_SECONDS,
+        event_timeout: float = 10.0,
+    ):
         self.base_url = base_url.rstrip("/")
         self.secret = secret
         self.method = method.upper()
@@ -169,11 +215,17 @@ class Simulator:
             self._local.session = requests.Session()
         return self._local.session
 
-    def _send(self, what: str, method: str, path: str, fields: dict, timeout: float) -> tuple[Exchange, requests.Response | None]:
+    def _send(
+        self, what: str, method: str, path: str, fields: dict, timeout: float
+    ) -> tuple[Exchange, requests.Response | None]:
         url = f"{self.base_url}{path}"
         headers = {}
         if method == "GET":
-            pairs = [(key, value if isinstance(value, str) else json.dumps(value)) for key, value in fields.items() if value is not None]
+            pairs = [
+                (key, value if isinstance(value, str) else json.dumps(value))
+                for key, value in fields.items()
+                if value is not None
+            ]
             url = f"{url}?{urlencode(pairs)}"
             body = b""
         else:
@@ -198,8 +250,15 @@ class Simulator:
         """Simulate one Client SDK call to `number` from `user`, ending as `outcome`."""
         conversation_uuid = f"CON-{uuids.uuid4()}"
         inbound_uuid, outbound_uuid = str(uuids.uuid4()), str(uuids.uuid4())
-        request = {"from_user": user, "to": number, "endpoint_type": "app", "uuid": inbound_uuid,
-                   "conversation_uuid": conversation_uuid, "region_url": REGION_URL, "custom_data": {}}
+        request = {
+            "from_user": user,
+            "to": number,
+            "endpoint_type": "app",
+            "uuid": inbound_uuid,
+            "conversation_uuid": conversation_uuid,
+            "region_url": REGION_URL,
+            "custom_data": {},
+        }
         answer, response = self._send("answer", self.method, "/voice/answer", request, self.answer_timeout)
         result = CallResult(conversation_uuid, answer)
         if response is None:
@@ -211,8 +270,10 @@ class Simulator:
         result.ncco = response.json()
         actions = parse_ncco(result.ncco)
         result.plan = describe_ncco(actions)
-        start = datetime.now(timezone.utc)
-        for payload in call_events(actions, user, outcome, duration, conversation_uuid, inbound_uuid, outbound_uuid, start):
+        start = datetime.now(UTC)
+        for payload in call_events(
+            actions, user, outcome, duration, conversation_uuid, inbound_uuid, outbound_uuid, start
+        ):
             what = f"{payload['status']} ({payload['direction']})"
             exchange, reply = self._send(what, "POST", "/voice/event", payload, self.event_timeout)
             if reply is not None and not 200 <= reply.status_code < 300:
@@ -268,8 +329,15 @@ class LoadReport:
         ]
 
 
-def run_load(simulator: Simulator, number: str, calls: int, concurrency: int, outcome: str = "answered",
-             duration: int = 5, user: str = "Alice") -> LoadReport:
+def run_load(
+    simulator: Simulator,
+    number: str,
+    calls: int,
+    concurrency: int,
+    outcome: str = "answered",
+    duration: int = 5,
+    user: str = "Alice",
+) -> LoadReport:
     """Run `calls` simulated calls, `concurrency` at a time."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -304,15 +372,33 @@ def transcript(result: CallResult, method: str) -> list[str]:
 @click.command("simulate")
 @click.argument("number")
 @click.option("--url", default=None, help="The webhook server's base URL. Default: this server, http://127.0.0.1:PORT.")
-@click.option("--outcome", type=click.Choice(OUTCOMES), default="answered", show_default=True, help="How the callee's leg ends.")
-@click.option("--duration", type=click.IntRange(0, 7200), default=5, show_default=True, help="Seconds the answered call lasts.")
+@click.option(
+    "--outcome", type=click.Choice(OUTCOMES), default="answered", show_default=True, help="How the callee's leg ends."
+)
+@click.option(
+    "--duration", type=click.IntRange(0, 7200), default=5, show_default=True, help="Seconds the answered call lasts."
+)
 @click.option("--user", default="Alice", show_default=True, help="The Client SDK user who calls.")
-@click.option("--method", type=click.Choice(["GET", "POST"], case_sensitive=False), default="GET", show_default=True,
-              help="How the answer request is sent (the application's answer_method).")
-@click.option("--calls", type=click.IntRange(1, 100_000), default=1, show_default=True, help="Load mode: how many calls.")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True, help="Load mode: calls at once.")
-@click.option("--answer-timeout", type=float, default=ANSWER_DEADLINE_SECONDS, show_default=True,
-              help="Seconds to wait for the answer URL.")
+@click.option(
+    "--method",
+    type=click.Choice(["GET", "POST"], case_sensitive=False),
+    default="GET",
+    show_default=True,
+    help="How the answer request is sent (the application's answer_method).",
+)
+@click.option(
+    "--calls", type=click.IntRange(1, 100_000), default=1, show_default=True, help="Load mode: how many calls."
+)
+@click.option(
+    "--concurrency", type=click.IntRange(1, 256), default=1, show_default=True, help="Load mode: calls at once."
+)
+@click.option(
+    "--answer-timeout",
+    type=float,
+    default=ANSWER_DEADLINE_SECONDS,
+    show_default=True,
+    help="Seconds to wait for the answer URL.",
+)
 @with_appcontext
 def simulate_command(number, url, outcome, duration, user, method, calls, concurrency, answer_timeout):
     """Play Vonage against a webhook server: one whole Client SDK call to NUMBER, or many (--calls)."""
@@ -322,7 +408,10 @@ def simulate_command(number, url, outcome, duration, user, method, calls, concur
     simulator = Simulator(base_url, secret, method, answer_timeout=answer_timeout)
     if calls > 1 or concurrency > 1:
         report = run_load(simulator, number, calls, concurrency, outcome, duration, user)
-        click.echo(f"load: {calls} calls to {number} against {base_url}, {concurrency} at a time" + (", signed" if secret else ""))
+        click.echo(
+            f"load: {calls} calls to {number} against {base_url}, {concurrency} at a time"
+            + (", signed" if secret else "")
+        )
         for line in report.lines():
             click.echo(line)
         if report.failures:

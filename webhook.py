@@ -45,14 +45,20 @@ class WebhookRequest(Request):
     def fields(self) -> dict:
         """The webhook's fields, from the query string and the body; raises PayloadError naming the problem."""
         body = self.body
-        form = _multipart_form(body, self.mimetype, self.mimetype_params) if self.mimetype == "multipart/form-data" else None
+        form = (
+            _multipart_form(body, self.mimetype, self.mimetype_params)
+            if self.mimetype == "multipart/form-data"
+            else None
+        )
         return read_payload(self.method, self.headers.get("Content-Type"), body, first_values(self.query_pairs), form)
 
 
 def _multipart_form(body: bytes, mimetype: str, options: dict) -> dict:
     """The text fields of a multipart body (files are ignored: Vonage sends none)."""
     try:
-        _, form, _ = FormDataParser(max_content_length=MAX_BODY_BYTES).parse(io.BytesIO(body), mimetype, len(body), options)
+        _, form, _ = FormDataParser(max_content_length=MAX_BODY_BYTES).parse(
+            io.BytesIO(body), mimetype, len(body), options
+        )
     except ValueError as error:
         raise PayloadError(400, f"the multipart body cannot be read ({error})") from None
     return form.to_dict()

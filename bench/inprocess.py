@@ -35,8 +35,13 @@ def environs(kind: str, count: int) -> list[dict]:
             builder = EnvironBuilder(path="/voice/answer", query_string=query, headers={"Authorization": auth})
         else:
             body, auth = event_request(f"inproc-{now}", index, True, now)
-            builder = EnvironBuilder(path="/voice/event", method="POST", data=body.encode(),
-                                     content_type="application/json", headers={"Authorization": auth})
+            builder = EnvironBuilder(
+                path="/voice/event",
+                method="POST",
+                data=body.encode(),
+                content_type="application/json",
+                headers={"Authorization": auth},
+            )
         built.append(builder.get_environ())
     return built
 
@@ -61,7 +66,6 @@ def cpu_per_request(wsgi, batch: list[dict]) -> float:
 
 
 def main(workdir: Path, count: int) -> dict:
-    from app import create_app
     from logs import output_handler
     from serve import WriterProcess
 
@@ -70,12 +74,29 @@ def main(workdir: Path, count: int) -> dict:
     os.environ["DATABASE_URL"] = database_url  # the writer process reads its settings from the environment
     writer.start()
     # Lines are still formatted and written, as under wrk, but not onto the bench's table.
-    devnull = open(os.devnull, "w")
-    stream = output_handler().setStream(devnull)
+    with open(os.devnull, "w") as devnull:
+        stream = output_handler().setStream(devnull)
+        try:
+            return measure(database_url, writer.socket_path, count)
+        finally:
+            output_handler().setStream(stream)
+            writer.stop()
+
+
+def measure(database_url: str, writer_socket: str, count: int) -> dict:
+    """CPU µs per request of each kind, through an app that writes to the writer at `writer_socket`."""
+    from app import create_app
+
     app = None
     try:
-        app = create_app({"DATABASE_URL": database_url, "VONAGE_SIGNATURE_SECRET": SECRET, "CALL_LOG_TOKEN": TOKEN,
-                          "CALL_LOG_WRITER_SOCKET": writer.socket_path})
+        app = create_app(
+            {
+                "DATABASE_URL": database_url,
+                "VONAGE_SIGNATURE_SECRET": SECRET,
+                "CALL_LOG_TOKEN": TOKEN,
+                "CALL_LOG_WRITER_SOCKET": writer_socket,
+            }
+        )
         gc.collect()
         gc.freeze()  # as serve.production_app does
         costs = {}
@@ -88,9 +109,6 @@ def main(workdir: Path, count: int) -> dict:
         if app is not None:
             app.extensions["call_log"].close()
         gc.unfreeze()
-        output_handler().setStream(stream)
-        devnull.close()
-        writer.stop()
 
 
 if __name__ == "__main__":

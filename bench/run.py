@@ -36,7 +36,12 @@ CONNECTIONS = 16
 MAX_RATE = 20_000  # requests/s the pre-signed request files are sized for
 SECRET = "bench-signature-secret-0123456789abcdef"
 TOKEN = "bench-call-log-token-0123456789"
-ANSWER_QUERY = {"to": "447700900000", "from_user": "Alice", "endpoint_type": "app", "region_url": "https://api-eu-1.vonage.com"}
+ANSWER_QUERY = {
+    "to": "447700900000",
+    "from_user": "Alice",
+    "endpoint_type": "app",
+    "region_url": "https://api-eu-1.vonage.com",
+}
 EXACT_LOSS_EVENTS = 2000
 
 
@@ -106,8 +111,12 @@ def answer_lines(count: int, signed: bool) -> list[str]:
 
 def event_payload(run: str, index: int) -> dict:
     return {
-        "from": "Alice", "to": "447700900000", "uuid": f"leg-{run}-{index}", "conversation_uuid": f"CON-{run}-{index // 4}",
-        "status": ("started", "ringing", "answered", "completed")[index % 4], "direction": "outbound",
+        "from": "Alice",
+        "to": "447700900000",
+        "uuid": f"leg-{run}-{index}",
+        "conversation_uuid": f"CON-{run}-{index // 4}",
+        "status": ("started", "ringing", "answered", "completed")[index % 4],
+        "direction": "outbound",
         "timestamp": f"2026-11-24T10:00:00.{index % 1000:03d}Z",
     }
 
@@ -132,7 +141,9 @@ def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS, 
     cpu_before = {role: cpu_seconds(pids) for role, pids in roles.items()}
     result = subprocess.run(
         ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(ROOT / "bench" / "requests.lua"), base_url],
-        env={**os.environ, "BENCH_REQUESTS": str(requests_file)}, capture_output=True, text=True,
+        env={**os.environ, "BENCH_REQUESTS": str(requests_file)},
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise SystemExit(f"bench: wrk failed: {result.stderr.strip() or result.stdout.strip()}")
@@ -152,7 +163,8 @@ def exact_loss_check(base_url: str, store: CallLogReader) -> tuple[int, int]:
     def post(index: int) -> None:
         body, auth = event_request("exact", index, True, time.time())
         request = urllib.request.Request(
-            f"{base_url}/voice/event", data=body.encode(),
+            f"{base_url}/voice/event",
+            data=body.encode(),
             headers={"Content-Type": "application/json", "Authorization": auth},
         )
         try:
@@ -206,8 +218,9 @@ def cpu_summary(figures: dict, roles: list[str]) -> str:
 
 def inprocess_costs(workdir: Path) -> dict:
     """CPU µs per request of the request path alone (bench/inprocess.py, run in its own process)."""
-    result = subprocess.run([sys.executable, "-m", "bench.inprocess", str(workdir)], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", str(workdir)], cwd=ROOT, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"bench: the in-process measurement failed: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -219,9 +232,10 @@ def start_node_anchor(anchor: Path, workdir: Path) -> tuple[subprocess.Popen, st
     subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=copy, check=True, capture_output=True)
     port = free_port()
     # Like this server, the tutorial's logs every request: both write their logs to a file.
-    log = open(workdir / "anchor.log", "w")
-    process = subprocess.Popen(["node", "server.js"], cwd=copy, env={**os.environ, "PORT": str(port)},
-                               stdout=log, stderr=subprocess.STDOUT)
+    with open(workdir / "anchor.log", "w") as log:
+        process = subprocess.Popen(
+            ["node", "server.js"], cwd=copy, env={**os.environ, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT
+        )
     base_url = f"http://127.0.0.1:{port}"
     wait_for(f"{base_url}/voice/answer?to=447700900000", process)
     return process, base_url
@@ -237,8 +251,13 @@ def main() -> int:
     stored_before = store.count_events()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PORT": str(port), "DATABASE_URL": database_url, "VONAGE_SIGNATURE_SECRET": SECRET,
-           "CALL_LOG_TOKEN": TOKEN}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "DATABASE_URL": database_url,
+        "VONAGE_SIGNATURE_SECRET": SECRET,
+        "CALL_LOG_TOKEN": TOKEN,
+    }
     with open(workdir / "server.log", "w") as log:
         server = subprocess.Popen([sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -273,20 +292,28 @@ def main() -> int:
         f"wrk -t1 -c{CONNECTIONS}, {ROUNDS} rounds of {SECONDS} s, medians; signatures on; "
         + ("SQLite (WAL, synchronous=FULL)" if database_url.startswith("sqlite") else database_url.split(":")[0]),
         "",
-        "| figure | requests/s | p50 ms | p99 ms | vs cheapest route |" + (" vs tutorial server |" if anchor_figures else ""),
+        "| figure | requests/s | p50 ms | p99 ms | vs cheapest route |"
+        + (" vs tutorial server |" if anchor_figures else ""),
         "|---|---|---|---|---|" + ("---|" if anchor_figures else ""),
     ]
-    for name, label in (("cheapest", "cheapest route (GET /)"), ("answer", "/voice/answer, signed GET"),
-                        ("event", "/voice/event, signed POST, stored")):
+    for name, label in (
+        ("cheapest", "cheapest route (GET /)"),
+        ("answer", "/voice/answer, signed GET"),
+        ("event", "/voice/event, signed POST, stored"),
+    ):
         rps = median(figures[name], "rps")
-        row = (f"| {label} | {rps:,.0f} | {median(figures[name], 'p50_us') / 1000:.2f} | "
-               f"{median(figures[name], 'p99_us') / 1000:.2f} | {rps / cheapest_rps:.2f} |")
+        row = (
+            f"| {label} | {rps:,.0f} | {median(figures[name], 'p50_us') / 1000:.2f} | "
+            f"{median(figures[name], 'p99_us') / 1000:.2f} | {rps / cheapest_rps:.2f} |"
+        )
         if anchor_figures:
             row += f" {rps / median(anchor_figures[name], 'rps'):.2f}x |" if anchor_figures[name] else " |"
         lines.append(row)
     if anchor_figures:
-        lines.append(f"| tutorial server: answer / event | {median(anchor_figures['answer'], 'rps'):,.0f} / "
-                     f"{median(anchor_figures['event'], 'rps'):,.0f} | | | | |")
+        lines.append(
+            f"| tutorial server: answer / event | {median(anchor_figures['answer'], 'rps'):,.0f} / "
+            f"{median(anchor_figures['event'], 'rps'):,.0f} | | | | |"
+        )
     lines += [
         "",
         f"- start-up: {startup:.2f} s to the first answer; peak RSS per worker: {rss:.0f} MiB ({len(workers)} workers), "
@@ -295,8 +322,12 @@ def main() -> int:
         f"(up to {in_flight_allowance} more may be stored: requests in flight when wrk stops); lost: {lost}",
         f"- exact check: {exact_acknowledged:,} distinct signed events acknowledged, {exact_lost} of them not stored",
         f"- CPU µs per request (from /proc, medians): {cpu_summary(figures, ['workers', 'writer'])}"
-        + (f"; tutorial server: answer {median(anchor_figures['answer'], 'node_cpu_us'):.0f}, "
-           f"event {median(anchor_figures['event'], 'node_cpu_us'):.0f}" if anchor_figures else ""),
+        + (
+            f"; tutorial server: answer {median(anchor_figures['answer'], 'node_cpu_us'):.0f}, "
+            f"event {median(anchor_figures['event'], 'node_cpu_us'):.0f}"
+            if anchor_figures
+            else ""
+        ),
     ]
     cores = os.cpu_count() or 1
     lines.append(

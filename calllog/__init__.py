@@ -1,12 +1,12 @@
 """The call log: every event and answer decision, stored by the call-log writer and read back by queries.
 
-    schema      tables, migrations, the database
-    committer   the one group commit: a batch of writes in one transaction
-    writer      the call-log writer (a process under `make run`, else a thread) that runs the committer
-    client      how a worker hands its writes to the writer
-    queries     reading conversations, legs, answers and events
-    legs        folding a leg's events into its record
-    api, page   /api/calls with `flask calls`, and the /calls page
+schema      tables, migrations, the database
+committer   the one group commit: a batch of writes in one transaction
+writer      the call-log writer (a process under `make run`, else a thread) that runs the committer
+client      how a worker hands its writes to the writer
+queries     reading conversations, legs, answers and events
+legs        folding a leg's events into its record
+api, page   /api/calls with `flask calls`, and the /calls page
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 
@@ -71,22 +70,29 @@ class _Statements:
             f"updated_at = {larger}(conversations.updated_at, excluded.updated_at)"
         )
         self.insert_answers = self._insert("answers", ANSWER_COLUMNS, 1)
+        # Statements for a number of rows, written once per size (a batch has at most BATCH_LIMIT).
+        self._by_size: dict[tuple[str, int], str] = {}
 
     def _insert(self, table: str, columns: tuple[str, ...], rows: int) -> str:
         one_row = "(" + ", ".join([self.mark] * len(columns)) + ")"
         names = ", ".join(f'"{name}"' for name in columns)
         return f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one_row] * rows)
 
-    @functools.lru_cache(maxsize=BATCH_LIMIT)
     def insert_events(self, rows: int) -> str:
         """Insert `rows` events in one statement, returning the keys of those not stored before."""
-        return self._insert("events", EVENT_COLUMNS, rows) + " ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
+        key = ("insert_events", rows)
+        if key not in self._by_size:
+            conflict = " ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
+            self._by_size[key] = self._insert("events", EVENT_COLUMNS, rows) + conflict
+        return self._by_size[key]
 
-    @functools.lru_cache(maxsize=BATCH_LIMIT)
     def leg_payloads(self, count: int) -> str:
         """The stored payloads of `count` legs, in the order they were stored."""
-        marks = ", ".join([self.mark] * count)
-        return f"SELECT events.leg_uuid, events.payload FROM events WHERE events.leg_uuid IN ({marks}) ORDER BY events.id"
+        key = ("leg_payloads", count)
+        if key not in self._by_size:
+            marks = ", ".join([self.mark] * count)
+            self._by_size[key] = f"SELECT leg_uuid, payload FROM events WHERE leg_uuid IN ({marks}) ORDER BY id"
+        return self._by_size[key]
 
 
 def _runner(cursor):
@@ -123,7 +129,9 @@ class Committer:
         try:
             return self._commit(event_rows, answer_rows)
         except Exception as error:
-            log.warning("a batch of %d writes failed (%s); trying each alone", len(event_rows) + len(answer_rows), brief(error))
+            log.warning(
+                "a batch of %d writes failed (%s); trying each alone", len(event_rows) + len(answer_rows), brief(error)
+            )
         outcomes: list[Outcome] = []
         for row in event_rows:
             try:

@@ -86,9 +86,8 @@ def fold_leg(payloads: list[dict]) -> dict:
             leg["machine_detection"] = kind
             continue
         new_rank = STATUS_RANK.get(kind, 0)
-        if kind in STATUS_RANK or "status" in payload:
-            if new_rank > rank:
-                leg["status"], rank = kind, new_rank
+        if (kind in STATUS_RANK or "status" in payload) and new_rank > rank:
+            leg["status"], rank = kind, new_rank
         if kind == "started" and leg["start_time"] is None:
             leg["start_time"] = _text(payload.get("timestamp"))
         if kind == "answered" and leg["answer_time"] is None:

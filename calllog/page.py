@@ -59,7 +59,9 @@ def calls_page():
         return response
     filters = _filters()
     try:
-        calls, _ = reader().list_calls(limit=PAGE_SIZE, status=filters["status"] or None, number=filters["number"] or None)
+        calls, _ = reader().list_calls(
+            limit=PAGE_SIZE, status=filters["status"] or None, number=filters["number"] or None
+        )
         problem = None
     except (StorageError, ValueError) as error:
         calls, problem = [], str(error)

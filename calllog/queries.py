@@ -61,7 +61,9 @@ class CallLogReader:
 
         Raises ValueError for a cursor this server did not give out.
         """
-        query = select(conversations).order_by(conversations.c.started_at.desc(), conversations.c.conversation_uuid.desc())
+        query = select(conversations).order_by(
+            conversations.c.started_at.desc(), conversations.c.conversation_uuid.desc()
+        )
         if cursor:
             query = query.where(_after(*decode_cursor(cursor)))
         if status:
@@ -72,7 +74,9 @@ class CallLogReader:
             rows = connection.execute(query.limit(limit + 1)).mappings().all()
             page = rows[:limit]
             calls = _assemble(connection, page, with_events=False)
-        next_cursor = encode_cursor(page[-1]["started_at"], page[-1]["conversation_uuid"]) if len(rows) > limit else None
+        next_cursor = (
+            encode_cursor(page[-1]["started_at"], page[-1]["conversation_uuid"]) if len(rows) > limit else None
+        )
         return calls, next_cursor
 
     def get_call(self, conversation_uuid: str) -> dict | None:
@@ -219,4 +223,6 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         started_at, uuid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return str(started_at), str(uuid)
     except (ValueError, TypeError):
-        raise ValueError("the cursor is not one this server gave out; use the 'next' value of a previous page") from None
+        raise ValueError(
+            "the cursor is not one this server gave out; use the 'next' value of a previous page"
+        ) from None

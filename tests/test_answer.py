@@ -143,7 +143,9 @@ def test_oversized_answer_gets_spoken_error_not_413(client):
 def test_answer_whose_body_ends_early_gets_spoken_error_not_400(client):
     body = json.dumps({"to": "447700900000"}).encode()
     response = client.post(
-        "/voice/answer", data=body, content_type="application/json",
+        "/voice/answer",
+        data=body,
+        content_type="application/json",
         environ_overrides={"CONTENT_LENGTH": str(len(body) + 10)},
     )
     assert "could not be read" in spoken(ncco_of(response))
@@ -155,7 +157,11 @@ def test_non_text_callee_gets_spoken_error(client):
 
 
 def test_fallback_answers_the_same_way_and_logs_vonages_reason(client, caplog):
-    body = dict(CLIENT_SDK_ANSWER, reason="Connection timeout", original_request={"url": "https://x/voice/answer", "type": "GET"})
+    body = dict(
+        CLIENT_SDK_ANSWER,
+        reason="Connection timeout",
+        original_request={"url": "https://x/voice/answer", "type": "GET"},
+    )
     with caplog.at_level(logging.INFO, logger="voice"):
         ncco = ncco_of(client.post("/voice/fallback", json=body))
     assert connected_number(ncco) == "447700900000"

@@ -19,7 +19,10 @@ def test_the_in_process_measurement_serves_and_stores_every_request(tmp_path, mo
 
 
 def test_a_refused_request_fails_the_measurement(tmp_path):
-    config = {"DATABASE_URL": f"sqlite:///{tmp_path / 'calls.db'}", "CALL_LOG_TOKEN": CALL_LOG_TOKEN,
-              "VONAGE_SIGNATURE_SECRET": "not-the-bench-secret-0123456789abcdef"}
+    config = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'calls.db'}",
+        "CALL_LOG_TOKEN": CALL_LOG_TOKEN,
+        "VONAGE_SIGNATURE_SECRET": "not-the-bench-secret-0123456789abcdef",
+    }
     with built_app(config) as app, pytest.raises(SystemExit, match="2 requests were refused .first: 401"):
         inprocess.cpu_per_request(app.wsgi_app, inprocess.environs("answer", 2))

@@ -52,9 +52,18 @@ def test_a_row_the_database_refuses_fails_alone_and_the_rest_are_stored(committe
 
 
 def test_answer_rows_are_stored_with_their_conversation(committer, database_url):
-    answer = {"conversation_uuid": "CON-9", "leg_uuid": None, "route": "answer", "caller": "Alice",
-              "requested": "447700900000", "callee": "447700900000", "connected": True, "reason": None,
-              "received_at": RECEIVED, "verified": False}
+    answer = {
+        "conversation_uuid": "CON-9",
+        "leg_uuid": None,
+        "route": "answer",
+        "caller": "Alice",
+        "requested": "447700900000",
+        "callee": "447700900000",
+        "connected": True,
+        "reason": None,
+        "received_at": RECEIVED,
+        "verified": False,
+    }
     assert committer.commit([], [answer]) == []
     with call_log_reader(database_url) as reader:
         (call,) = reader.list_calls()[0]

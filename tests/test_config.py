@@ -5,6 +5,7 @@ from phonenumbers import PhoneNumberType
 
 import config
 from config import ConfigError, Settings, load_settings, settings_from
+from conftest import ROOT
 
 
 def test_defaults_start_without_any_setting():
@@ -115,7 +116,6 @@ def test_tts_languages_are_the_ones_the_vonage_sdk_knows():
 
 
 def test_env_example_lists_every_variable():
-    text = (config.__file__.rsplit("/", 1)[0] + "/.env.example")
-    content = open(text).read()
+    content = (ROOT / ".env.example").read_text()
     for variable in config.VARIABLES:
         assert f"{variable}=" in content, variable

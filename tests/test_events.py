@@ -2,6 +2,7 @@
 
 import json
 import logging
+from datetime import UTC
 
 import pytest
 
@@ -76,7 +77,9 @@ def test_event_over_64_kib_gets_413(client):
 def test_event_whose_body_ends_early_gets_400_and_is_not_stored(client, call_log):
     body = json.dumps({"status": "started", "uuid": "leg-cut", "timestamp": "2026-11-24T10:00:00.000Z"}).encode()
     response = client.post(
-        "/voice/event", data=body, content_type="application/json",
+        "/voice/event",
+        data=body,
+        content_type="application/json",
         environ_overrides={"CONTENT_LENGTH": str(len(body) + 10)},
     )
     assert response.status_code == 400
@@ -85,7 +88,9 @@ def test_event_whose_body_ends_early_gets_400_and_is_not_stored(client, call_log
 
 
 def test_multipart_form_event_is_accepted(client, call_log):
-    response = client.post("/voice/event", data={"status": "started", "uuid": "leg-form"}, content_type="multipart/form-data")
+    response = client.post(
+        "/voice/event", data={"status": "started", "uuid": "leg-form"}, content_type="multipart/form-data"
+    )
     assert response.status_code == 204
     assert call_log.reader.count_events() == 1
 
@@ -109,7 +114,14 @@ def test_wrong_method_gets_json_405(client):
 
 @pytest.mark.parametrize(
     "name, kind",
-    [("started", "started"), ("input", "input"), ("record", "record"), ("transfer", "transfer"), ("error", "error"), ("human", "human")],
+    [
+        ("started", "started"),
+        ("input", "input"),
+        ("record", "record"),
+        ("transfer", "transfer"),
+        ("error", "error"),
+        ("human", "human"),
+    ],
 )
 def test_event_kind_names_statuses_and_other_event_kinds(name, kind):
     from conftest import FIXTURES
@@ -179,7 +191,11 @@ def test_logged_events_reach_standard_output_before_the_process_exits(tmp_path, 
 
 @pytest.mark.parametrize(
     "epoch, text",
-    [(1615372581.285, "2021-03-10T10:36:21.285Z"), (0.0, "1970-01-01T00:00:00.000Z"), (1615372581.9999, "2021-03-10T10:36:21.999Z")],
+    [
+        (1615372581.285, "2021-03-10T10:36:21.285Z"),
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (1615372581.9999, "2021-03-10T10:36:21.999Z"),
+    ],
 )
 def test_utc_timestamps_are_written_as_vonage_writes_them(epoch, text):
     from logs import utc_timestamp
@@ -189,12 +205,12 @@ def test_utc_timestamps_are_written_as_vonage_writes_them(epoch, text):
 
 def test_utc_timestamps_agree_with_datetime():
     import random
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from logs import utc_timestamp
 
     chooser = random.Random(7)
     for _ in range(5000):
         epoch = round(chooser.uniform(1.6e9, 1.8e9), chooser.choice([0, 3, 6, 9]))
-        moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+        moment = datetime.fromtimestamp(epoch, tz=UTC)
         assert utc_timestamp(epoch) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

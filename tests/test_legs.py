@@ -2,12 +2,15 @@
 
 import itertools
 
+from calllog.legs import exact_decimal, fold_leg, total_price
 from conftest import FIXTURES, SEED_EVENTS, load_fixture
 from events import event_key
-from calllog.legs import exact_decimal, fold_leg, total_price
 
 OUTBOUND = [load_fixture(path) for path in SEED_EVENTS if "outbound" in path.stem]
-STATUS = {name: load_fixture(FIXTURES / "events" / f"{name}.json") for name in ("started", "ringing", "answered", "completed", "busy", "human")}
+STATUS = {
+    name: load_fixture(FIXTURES / "events" / f"{name}.json")
+    for name in ("started", "ringing", "answered", "completed", "busy", "human")
+}
 
 
 def test_seed_outbound_leg_completes_with_duration_rate_price_network():

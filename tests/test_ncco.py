@@ -138,7 +138,16 @@ def test_refusal_ncco_is_one_talk_sentence():
         ([{"action": "shout", "text": "hi"}], "unknown action"),
         ([{"action": "talk"}], "invalid"),
         ([{"action": "talk", "text": "hi", "colour": "red"}], "does not know"),
-        ([{"action": "connect", "endpoint": [{"type": "phone", "number": "+447700900000"}], "randomFromNumber": True}], "invalid"),
+        (
+            [
+                {
+                    "action": "connect",
+                    "endpoint": [{"type": "phone", "number": "+447700900000"}],
+                    "randomFromNumber": True,
+                }
+            ],
+            "invalid",
+        ),
     ],
 )
 def test_parse_ncco_rejects_what_vonage_would_reject(ncco, problem):

@@ -45,7 +45,13 @@ def page(browser, server):
 
 
 def post_event(server, **fields):
-    payload = {"direction": "outbound", "from": "Alice", "to": "447700900000", "timestamp": f"2026-11-24T10:00:{time.time() % 60:06.3f}Z", **fields}
+    payload = {
+        "direction": "outbound",
+        "from": "Alice",
+        "to": "447700900000",
+        "timestamp": f"2026-11-24T10:00:{time.time() % 60:06.3f}Z",
+        **fields,
+    }
     response = requests.post(f"{server}/voice/event", json=payload, timeout=10)
     assert response.status_code == 204
 
@@ -86,7 +92,15 @@ def test_a_call_appears_and_changes_status_without_reload(page, server):
     card = call_card(page, conversation)
     expect(card.locator(".leg .badge")).to_have_text("ringing", timeout=WAIT_MS)
     expect(card.locator(".headline .badge.live")).to_have_text("in progress")
-    post_event(server, status="completed", uuid="leg-live-1", conversation_uuid=conversation, duration="61", price="0.01291667", rate="0.01270000")
+    post_event(
+        server,
+        status="completed",
+        uuid="leg-live-1",
+        conversation_uuid=conversation,
+        duration="61",
+        price="0.01291667",
+        rate="0.01270000",
+    )
     expect(card.locator(".leg .badge")).to_have_text("completed", timeout=WAIT_MS)
     expect(card.locator(".headline .badge.live")).to_have_count(0)
     expect(card.locator(".leg .duration")).to_have_text("61 s")
@@ -96,7 +110,13 @@ def test_a_call_appears_and_changes_status_without_reload(page, server):
 def test_a_call_expands_to_its_ordered_timeline_with_raw_payloads(page, server):
     conversation = "CON-timeline-0001"
     for second, status in enumerate(["started", "ringing", "answered"]):
-        post_event(server, status=status, uuid="leg-tl-1", conversation_uuid=conversation, timestamp=f"2026-11-24T09:00:0{second}.000Z")
+        post_event(
+            server,
+            status=status,
+            uuid="leg-tl-1",
+            conversation_uuid=conversation,
+            timestamp=f"2026-11-24T09:00:0{second}.000Z",
+        )
     card = call_card(page, conversation)
     expect(card).to_be_visible(timeout=WAIT_MS)
     card.locator("summary").click()
@@ -106,13 +126,21 @@ def test_a_call_expands_to_its_ordered_timeline_with_raw_payloads(page, server):
     payload = json.loads(events.nth(0).locator(".payload").inner_text())
     assert payload["status"] == "started" and payload["uuid"] == "leg-tl-1"
     # It stays open, and keeps up, while the list refreshes.
-    post_event(server, status="completed", uuid="leg-tl-1", conversation_uuid=conversation, timestamp="2026-11-24T09:00:09.000Z")
+    post_event(
+        server,
+        status="completed",
+        uuid="leg-tl-1",
+        conversation_uuid=conversation,
+        timestamp="2026-11-24T09:00:09.000Z",
+    )
     expect(events).to_have_count(4, timeout=WAIT_MS)
     assert card.get_attribute("open") is not None
 
 
 def test_filters_by_status_and_number(page, server):
-    post_event(server, status="busy", uuid="leg-busy-1", conversation_uuid="CON-filter-busy", to="447700900777", detail="busy")
+    post_event(
+        server, status="busy", uuid="leg-busy-1", conversation_uuid="CON-filter-busy", to="447700900777", detail="busy"
+    )
     post_event(server, status="completed", uuid="leg-done-1", conversation_uuid="CON-filter-done", to="447700900888")
     expect(call_card(page, "CON-filter-done")).to_be_visible(timeout=WAIT_MS)
     page.select_option("select[name=status]", "busy")
@@ -129,7 +157,14 @@ def test_filters_by_status_and_number(page, server):
 def test_payload_values_are_rendered_as_text(page, server):
     attack = "<script>alert(1)</script>"
     conversation = "CON-xss-0001"
-    post_event(server, status="started", uuid="leg-xss-1", conversation_uuid=conversation, to=attack, **{"from": '<img src=x onerror="alert(2)">'})
+    post_event(
+        server,
+        status="started",
+        uuid="leg-xss-1",
+        conversation_uuid=conversation,
+        to=attack,
+        **{"from": '<img src=x onerror="alert(2)">'},
+    )
     card = call_card(page, conversation)
     expect(card.locator(".leg .to")).to_have_text(attack, timeout=WAIT_MS)
     card.locator("summary").click()

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from pg import fresh_postgres_url
 from conftest import call_log_reader
+from pg import fresh_postgres_url
 from test_serve import run_server
 
 CONVERSATIONS = 30
@@ -22,11 +22,57 @@ def conversation_events(index: int) -> list[dict]:
     inbound, outbound = f"in-{index:04d}", f"out-{index:04d}"
     at = f"2026-11-24T10:{index % 60:02d}"
     return [
-        {"from": None, "to": "Alice", "uuid": inbound, "conversation_uuid": conversation, "status": "started", "direction": "inbound", "timestamp": f"{at}:00.000Z"},
-        {"from": "Alice", "to": "447700900000", "uuid": outbound, "conversation_uuid": conversation, "status": "started", "direction": "outbound", "timestamp": f"{at}:01.000Z"},
-        {"from": "Alice", "to": "447700900000", "uuid": outbound, "conversation_uuid": conversation, "status": "answered", "direction": "outbound", "timestamp": f"{at}:05.000Z"},
-        {"from": "Unknown", "to": "447700900000", "uuid": outbound, "conversation_uuid": conversation, "status": "completed", "direction": "outbound", "duration": str(index), "rate": "0.10000000", "price": f"0.00{index:06d}", "timestamp": f"{at}:40.000Z"},
-        {"from": None, "to": "Alice", "uuid": inbound, "conversation_uuid": conversation, "status": "completed", "direction": "inbound", "duration": "50", "rate": "0.00", "price": "0", "timestamp": f"{at}:41.000Z"},
+        {
+            "from": None,
+            "to": "Alice",
+            "uuid": inbound,
+            "conversation_uuid": conversation,
+            "status": "started",
+            "direction": "inbound",
+            "timestamp": f"{at}:00.000Z",
+        },
+        {
+            "from": "Alice",
+            "to": "447700900000",
+            "uuid": outbound,
+            "conversation_uuid": conversation,
+            "status": "started",
+            "direction": "outbound",
+            "timestamp": f"{at}:01.000Z",
+        },
+        {
+            "from": "Alice",
+            "to": "447700900000",
+            "uuid": outbound,
+            "conversation_uuid": conversation,
+            "status": "answered",
+            "direction": "outbound",
+            "timestamp": f"{at}:05.000Z",
+        },
+        {
+            "from": "Unknown",
+            "to": "447700900000",
+            "uuid": outbound,
+            "conversation_uuid": conversation,
+            "status": "completed",
+            "direction": "outbound",
+            "duration": str(index),
+            "rate": "0.10000000",
+            "price": f"0.00{index:06d}",
+            "timestamp": f"{at}:40.000Z",
+        },
+        {
+            "from": None,
+            "to": "Alice",
+            "uuid": inbound,
+            "conversation_uuid": conversation,
+            "status": "completed",
+            "direction": "inbound",
+            "duration": "50",
+            "rate": "0.00",
+            "price": "0",
+            "timestamp": f"{at}:41.000Z",
+        },
     ]
 
 
@@ -47,7 +93,10 @@ def shared_database():
 
 
 def test_two_servers_store_every_acknowledged_event_exactly_once(shared_database):
-    with run_server(DATABASE_URL=shared_database, WORKERS="2") as first, run_server(DATABASE_URL=shared_database, WORKERS="2") as second:
+    with (
+        run_server(DATABASE_URL=shared_database, WORKERS="2") as first,
+        run_server(DATABASE_URL=shared_database, WORKERS="2") as second,
+    ):
         deliveries = []
         shuffle = random.Random(7).shuffle
         for index in range(CONVERSATIONS):
@@ -58,7 +107,9 @@ def test_two_servers_store_every_acknowledged_event_exactly_once(shared_database
             deliveries += call
         with ThreadPoolExecutor(max_workers=16) as pool:
             statuses = list(pool.map(lambda delivery: post(*delivery), deliveries))
-        acknowledged = {json.dumps(payload, sort_keys=True) for (_, payload), status in zip(deliveries, statuses) if status == 204}
+        acknowledged = {
+            json.dumps(payload, sort_keys=True) for (_, payload), status in zip(deliveries, statuses) if status == 204
+        }
 
     assert set(statuses) == {204}
     with call_log_reader(shared_database) as reader:

@@ -100,7 +100,9 @@ def test_production_server_accepts_events(server):
 
 def test_production_server_reads_a_body_that_arrives_in_pieces_whole(server):
     # The body is read with one call of its announced length; granian must wait for all of it.
-    body = json.dumps({"status": "started", "uuid": "slow-leg", "timestamp": "2026-11-24T10:00:00.000Z", "pad": "x" * 60000})
+    body = json.dumps(
+        {"status": "started", "uuid": "slow-leg", "timestamp": "2026-11-24T10:00:00.000Z", "pad": "x" * 60000}
+    )
     head = f"POST /voice/event HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1])), timeout=10) as connection:
         connection.sendall(head.encode())
@@ -113,7 +115,12 @@ def test_production_server_reads_a_body_that_arrives_in_pieces_whole(server):
 
 def test_bad_setting_stops_start_up_with_one_line():
     result = subprocess.run(
-        [sys.executable, "serve.py"], cwd=ROOT, env=run_env(RINGING_TIMEOUT="500"), capture_output=True, text=True, timeout=30
+        [sys.executable, "serve.py"],
+        cwd=ROOT,
+        env=run_env(RINGING_TIMEOUT="500"),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert result.stderr == "error: RINGING_TIMEOUT: 500 is outside 1-120; for example RINGING_TIMEOUT=60\n"
@@ -125,7 +132,12 @@ def test_port_in_use_stops_start_up_with_one_line():
         holder.listen()
         port = holder.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "serve.py"], cwd=ROOT, env=run_env(PORT=str(port)), capture_output=True, text=True, timeout=30
+            [sys.executable, "serve.py"],
+            cwd=ROOT,
+            env=run_env(PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     assert result.returncode == 2
     assert f"PORT: {port} is already in use" in result.stderr

@@ -32,7 +32,13 @@ def forge(claims: dict, secret: str = SECRET, algorithm: str = "HS256", headers:
 
 
 def good_claims(payload: bytes, now: float = NOW) -> dict:
-    return {"iat": int(now), "jti": "j1", "iss": "Vonage", "api_key": "abcd1234", "payload_hash": hashlib.sha256(payload).hexdigest()}
+    return {
+        "iat": int(now),
+        "jti": "j1",
+        "iss": "Vonage",
+        "api_key": "abcd1234",
+        "payload_hash": hashlib.sha256(payload).hexdigest(),
+    }
 
 
 # --- the signer matches Vonage's scheme -------------------------------------------------------------
@@ -153,7 +159,9 @@ def test_oversized_token_is_refused():
 
 
 def test_wrong_secret_is_refused():
-    assert "no VONAGE_SIGNATURE_SECRET" in refused(sign_webhook("another-secret-entirely-0123456789", "POST", b"{}", [], NOW))
+    assert "no VONAGE_SIGNATURE_SECRET" in refused(
+        sign_webhook("another-secret-entirely-0123456789", "POST", b"{}", [], NOW)
+    )
 
 
 # --- every route, over HTTP -------------------------------------------------------------------------
@@ -169,6 +177,7 @@ def stored(call_log, client, caplog):
     """What the server processed, in order: events (logged as VOICE EVENT) and answer decisions logged,
     and the conversations the call log holds (events and answer decisions stored)."""
     caplog.set_level(logging.INFO, logger="voice")
+
     def processed():
         call_log.client.flush()
         logged = [
@@ -176,8 +185,10 @@ def stored(call_log, client, caplog):
             for record in caplog.records
             if hasattr(record, "event") or hasattr(record, "connected")
         ]
-        return logged + [call["conversation_uuid"] for call in call_log.reader.list_calls(limit=200)[0]] + (
-            ["an event stored"] * call_log.reader.count_events()
+        return (
+            logged
+            + [call["conversation_uuid"] for call in call_log.reader.list_calls(limit=200)[0]]
+            + (["an event stored"] * call_log.reader.count_events())
         )
 
     return processed
@@ -219,7 +230,11 @@ def test_signed_post_fallback_connects(client):
 def test_signed_post_event_is_processed_and_marked_verified(client, stored, caplog):
     body = json.dumps(load_fixture(SEED_EVENTS[0])).encode()
     assert signed_post(client, "/voice/event", body).status_code == 204
-    assert stored() == [load_fixture(SEED_EVENTS[0]), load_fixture(SEED_EVENTS[0])["conversation_uuid"], "an event stored"]
+    assert stored() == [
+        load_fixture(SEED_EVENTS[0]),
+        load_fixture(SEED_EVENTS[0])["conversation_uuid"],
+        "an event stored",
+    ]
     assert [record.verified for record in caplog.records if getattr(record, "event", None)] == [True]
 
 
@@ -257,17 +272,31 @@ def test_bad_authorization_header_gets_401(client, header, stored):
 
 
 def test_wrong_secret_gets_401(client, stored):
-    assert_refused(signed_post(client, "/voice/event", b'{"status": "started"}', secret="nope-0123456789abcdef0123456789"), 401, stored)
+    assert_refused(
+        signed_post(client, "/voice/event", b'{"status": "started"}', secret="nope-0123456789abcdef0123456789"),
+        401,
+        stored,
+    )
 
 
 def test_tampered_body_gets_401(client, stored):
-    response = signed_post(client, "/voice/event", b'{"status": "completed", "price": "9"}', signed_body=b'{"status": "completed", "price": "0"}')
+    response = signed_post(
+        client,
+        "/voice/event",
+        b'{"status": "completed", "price": "9"}',
+        signed_body=b'{"status": "completed", "price": "0"}',
+    )
     assert_refused(response, 401, stored)
 
 
 def test_body_hash_of_another_request_gets_401(client, stored):
     header = sign_webhook(SECRET, "POST", b'{"status": "started", "uuid": "other"}', [], time.time())
-    response = client.post("/voice/event", data=b'{"status": "started", "uuid": "mine"}', content_type="application/json", headers={"Authorization": header})
+    response = client.post(
+        "/voice/event",
+        data=b'{"status": "started", "uuid": "mine"}',
+        content_type="application/json",
+        headers={"Authorization": header},
+    )
     assert_refused(response, 401, stored)
 
 
@@ -291,14 +320,23 @@ def test_extra_query_parameter_gets_401(client, stored):
 
 def test_alg_none_over_http_gets_401(client, stored):
     header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
-    payload = base64.urlsafe_b64encode(json.dumps(good_claims(b'{"status":"x"}', time.time())).encode()).rstrip(b"=").decode()
-    response = client.post("/voice/event", data=b'{"status":"x"}', content_type="application/json", headers={"Authorization": f"Bearer {header}.{payload}."})
+    payload = (
+        base64.urlsafe_b64encode(json.dumps(good_claims(b'{"status":"x"}', time.time())).encode()).rstrip(b"=").decode()
+    )
+    response = client.post(
+        "/voice/event",
+        data=b'{"status":"x"}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {header}.{payload}."},
+    )
     assert_refused(response, 401, stored)
 
 
 def test_expired_signature_over_http_gets_401(client, stored):
     header = sign_webhook(SECRET, "POST", b'{"status":"x"}', [], time.time() - 3600)
-    response = client.post("/voice/event", data=b'{"status":"x"}', content_type="application/json", headers={"Authorization": header})
+    response = client.post(
+        "/voice/event", data=b'{"status":"x"}', content_type="application/json", headers={"Authorization": header}
+    )
     assert_refused(response, 401, stored)
 
 
@@ -347,5 +385,7 @@ def test_signed_claims_that_are_not_an_object_are_refused():
     import hashlib as _hashlib
     import hmac as _hmac
 
-    signature = base64.urlsafe_b64encode(_hmac.new(SECRET.encode(), header + b"." + body, _hashlib.sha256).digest()).rstrip(b"=")
+    signature = base64.urlsafe_b64encode(
+        _hmac.new(SECRET.encode(), header + b"." + body, _hashlib.sha256).digest()
+    ).rstrip(b"=")
     assert "not a JSON object" in refused(f"Bearer {header.decode()}.{body.decode()}.{signature.decode()}")

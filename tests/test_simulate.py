@@ -3,7 +3,7 @@
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,7 +16,7 @@ from simulate import OUTCOMES, Simulator, call_events, percentile, run_load
 from test_serve import run_server
 
 SECRET = "simulator-secret-0123456789abcdef0123"
-START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
 
 
 def events_for(ncco, outcome="answered", duration=5):
@@ -26,9 +26,14 @@ def events_for(ncco, outcome="answered", duration=5):
 def test_answered_call_has_both_legs_like_the_tutorial():
     events = events_for(connect_ncco("447700900000", CallPlan()), duration=90)
     assert [(e["direction"], e["status"]) for e in events] == [
-        ("inbound", "started"), ("inbound", "ringing"), ("inbound", "answered"),
-        ("outbound", "started"), ("outbound", "ringing"), ("outbound", "answered"),
-        ("outbound", "completed"), ("inbound", "completed"),
+        ("inbound", "started"),
+        ("inbound", "ringing"),
+        ("inbound", "answered"),
+        ("outbound", "started"),
+        ("outbound", "ringing"),
+        ("outbound", "answered"),
+        ("outbound", "completed"),
+        ("inbound", "completed"),
     ]
     completed = events[6]
     assert completed["duration"] == "90" and completed["rate"] == "0.01270000"
@@ -60,7 +65,9 @@ def test_percentile_is_nearest_rank():
 @pytest.fixture(scope="module")
 def signed_server(tmp_path_factory):
     database = tmp_path_factory.mktemp("simulate") / "calls.db"
-    with run_server(DATABASE_URL=f"sqlite:///{database}", VONAGE_SIGNATURE_SECRET=SECRET, CALL_LOG_TOKEN=CALL_LOG_TOKEN) as url:
+    with run_server(
+        DATABASE_URL=f"sqlite:///{database}", VONAGE_SIGNATURE_SECRET=SECRET, CALL_LOG_TOKEN=CALL_LOG_TOKEN
+    ) as url:
         yield url
 
 
@@ -68,7 +75,9 @@ def recorded(url, conversation):
     """The call as the call log holds it, once its answer decision (stored without delaying the NCCO) is in."""
     deadline = time.monotonic() + 10
     while True:
-        response = requests.get(f"{url}/api/calls/{conversation}", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10)
+        response = requests.get(
+            f"{url}/api/calls/{conversation}", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10
+        )
         assert response.status_code == 200
         call = response.json()
         if call["answers"] or time.monotonic() > deadline:
@@ -119,14 +128,18 @@ def test_load_mode_runs_every_call_whole(signed_server):
 
 @pytest.mark.parametrize("settings_env", [{"VONAGE_SIGNATURE_SECRET": SECRET}])
 def test_load_mode_cli_signs_with_the_servers_secret_and_prints_the_figures(signed_server, runner):
-    output = runner.invoke(args=["simulate", "447700900000", "--url", signed_server, "--calls", "4", "--concurrency", "2"])
+    output = runner.invoke(
+        args=["simulate", "447700900000", "--url", signed_server, "--calls", "4", "--concurrency", "2"]
+    )
     assert output.exit_code == 0, output.output
     assert ", signed" in output.output
     assert "calls/s" in output.output and "answer       p50" in output.output and "failures     0" in output.output
 
 
 def test_load_mode_cli_exits_nonzero_on_failures(signed_server, runner):
-    output = runner.invoke(args=["simulate", "447700900000", "--url", signed_server, "--calls", "2", "--concurrency", "2"])
+    output = runner.invoke(
+        args=["simulate", "447700900000", "--url", signed_server, "--calls", "2", "--concurrency", "2"]
+    )
     assert output.exit_code == 1
     assert "failures     2" in output.output
 
@@ -142,7 +155,11 @@ class BadServer(BaseHTTPRequestHandler):
         if self.behaviour == "500":
             body, status, kind = b"Internal Server Error", 500, "text/plain"
         elif self.behaviour == "invalid-ncco":
-            body, status, kind = json.dumps([{"action": "connect", "endpoint": [{"type": "phone", "number": "+44"}]}]).encode(), 200, "application/json"
+            body, status, kind = (
+                json.dumps([{"action": "connect", "endpoint": [{"type": "phone", "number": "+44"}]}]).encode(),
+                200,
+                "application/json",
+            )
         else:
             body, status, kind = b"<html>hi</html>", 200, "text/html"
         self.send_response(status)

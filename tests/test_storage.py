@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, migrate, schema_version
-from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, call_log_reader, load_fixture
+from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, load_fixture
 from pg import fresh_postgres_url
 
 CONVERSATION = "CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77"
@@ -81,7 +81,12 @@ def test_call_in_progress_is_marked(client):
 
 def test_every_status_fixture_and_unknown_statuses_are_stored(client, call_log):
     fixtures = sorted((FIXTURES / "events").glob("*.json"))
-    unknown = {"status": "teleported", "uuid": "leg-x", "conversation_uuid": "CON-x", "timestamp": "2026-11-24T10:00:00Z"}
+    unknown = {
+        "status": "teleported",
+        "uuid": "leg-x",
+        "conversation_uuid": "CON-x",
+        "timestamp": "2026-11-24T10:00:00Z",
+    }
     assert post_events(client, [load_fixture(path) for path in fixtures] + [unknown]) == [204] * (len(fixtures) + 1)
     assert call_log.reader.count_events() == len(fixtures) + 1
     assert call_record(client, "CON-x")["legs"][0]["status"] == "teleported"
@@ -145,8 +150,12 @@ def test_events_are_stored_after_the_writers_connection_is_lost(client, call_log
 
 
 def test_answer_decisions_are_recorded_with_their_conversation(client, call_log):
-    client.get("/voice/answer", query_string={"to": "447700900000", "from_user": "Alice", "conversation_uuid": CONVERSATION})
-    client.get("/voice/answer", query_string={"to": "+44 909 879 0000", "from_user": "Bob", "conversation_uuid": "CON-refused"})
+    client.get(
+        "/voice/answer", query_string={"to": "447700900000", "from_user": "Alice", "conversation_uuid": CONVERSATION}
+    )
+    client.get(
+        "/voice/answer", query_string={"to": "+44 909 879 0000", "from_user": "Bob", "conversation_uuid": "CON-refused"}
+    )
     call_log.client.flush()
     (connected,) = call_record(client)["answers"]
     assert connected["connected"] is True and connected["callee"] == "447700900000" and connected["caller"] == "Alice"
@@ -219,7 +228,19 @@ def test_calls_are_listed_newest_first_and_paginated(client):
     assert [call["conversation_uuid"] for call in second["calls"] + third["calls"]] == ["CON-002", "CON-001", "CON-000"]
     assert third["next"] is None
     leg = first["calls"][0]["legs"][0]
-    assert set(leg) >= {"uuid", "direction", "from", "to", "status", "duration", "rate", "price", "network", "start_time", "end_time"}
+    assert set(leg) >= {
+        "uuid",
+        "direction",
+        "from",
+        "to",
+        "status",
+        "duration",
+        "rate",
+        "price",
+        "network",
+        "start_time",
+        "end_time",
+    }
 
 
 def test_calls_filter_by_status_and_number(client):

@@ -31,8 +31,12 @@ from vonage_helper.webhooks import point_webhooks
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 CALLS_URL = "https://api.nexmo.com/v1/calls"
 APPLICATION_URL = f"https://api.nexmo.com/v2/applications/{APPLICATION_ID}"
-CREATED = {"uuid": "63f61863-4a51-4f6b-86e1-46edebcf9356", "status": "started", "direction": "outbound",
-           "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d22"}
+CREATED = {
+    "uuid": "63f61863-4a51-4f6b-86e1-46edebcf9356",
+    "status": "started",
+    "direction": "outbound",
+    "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d22",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +50,13 @@ def key_pair(tmp_path_factory):
 
 @pytest.fixture
 def settings_env(key_pair):
-    return {"VONAGE_APPLICATION_ID": APPLICATION_ID, "VONAGE_PRIVATE_KEY": str(key_pair[0]),
-            "PUBLIC_URL": "https://abc123.ngrok.app/", "VONAGE_API_KEY": "abcd1234", "VONAGE_API_SECRET": "s3cret-api"}
+    return {
+        "VONAGE_APPLICATION_ID": APPLICATION_ID,
+        "VONAGE_PRIVATE_KEY": str(key_pair[0]),
+        "PUBLIC_URL": "https://abc123.ngrok.app/",
+        "VONAGE_API_KEY": "abcd1234",
+        "VONAGE_API_SECRET": "s3cret-api",
+    }
 
 
 @pytest.fixture
@@ -76,13 +85,19 @@ def test_place_call_sends_the_exact_request_signed_by_the_application(settings, 
     }
     claims = bearer_claims(call.request, key_pair[1])
     assert claims["application_id"] == APPLICATION_ID
-    assert (placed.uuid, placed.conversation_uuid, placed.to) == (CREATED["uuid"], CREATED["conversation_uuid"], "447700900000")
+    assert (placed.uuid, placed.conversation_uuid, placed.to) == (
+        CREATED["uuid"],
+        CREATED["conversation_uuid"],
+        "447700900000",
+    )
 
 
 @responses.activate
 @pytest.mark.parametrize("settings_env", [{"VONAGE_NUMBER": "447700900001"}], indirect=False)
 def test_click_to_call_bridges_to_the_other_number_from_our_number(settings_env, key_pair):
-    settings = settings_from({**settings_env, "VONAGE_APPLICATION_ID": APPLICATION_ID, "VONAGE_PRIVATE_KEY": str(key_pair[0])})
+    settings = settings_from(
+        {**settings_env, "VONAGE_APPLICATION_ID": APPLICATION_ID, "VONAGE_PRIVATE_KEY": str(key_pair[0])}
+    )
     responses.post(CALLS_URL, json=CREATED, status=201)
     place_call(settings, "447700900000", connect="+44 7700 900123")
     body = json.loads(responses.calls[0].request.body)
@@ -110,7 +125,12 @@ def test_a_refused_number_never_reaches_the_api(settings, to, connect):
         (404, {"title": "Not Found"}, EXIT_NOT_FOUND, "VONAGE_APPLICATION_ID"),
         (429, {"title": "Too Many Requests"}, EXIT_RATE_LIMITED, "rate limiting"),
         (503, {"title": "Service Unavailable"}, EXIT_VONAGE_DOWN, "server error (503)"),
-        (400, {"title": "Bad Request", "invalid_parameters": [{"name": "to", "reason": "Invalid"}]}, EXIT_OTHER, "to: Invalid"),
+        (
+            400,
+            {"title": "Bad Request", "invalid_parameters": [{"name": "to", "reason": "Invalid"}]},
+            EXIT_OTHER,
+            "to: Invalid",
+        ),
     ],
 )
 def test_each_vonage_error_becomes_one_line_and_an_exit_code(settings, status, body, exit_code, message):
@@ -168,11 +188,15 @@ def test_bad_ttl_is_refused(text):
 
 
 APPLICATION = {
-    "id": APPLICATION_ID, "name": "My voice app",
+    "id": APPLICATION_ID,
+    "name": "My voice app",
     "capabilities": {
-        "voice": {"webhooks": {
-            "answer_url": {"address": "https://old.example/answer", "http_method": "GET"},
-            "event_url": {"address": "https://old.example/event", "http_method": "POST"}}},
+        "voice": {
+            "webhooks": {
+                "answer_url": {"address": "https://old.example/answer", "http_method": "GET"},
+                "event_url": {"address": "https://old.example/event", "http_method": "POST"},
+            }
+        },
         "rtc": {"webhooks": {"event_url": {"address": "https://old.example/rtc", "http_method": "POST"}}},
     },
     "keys": {"public_key": "-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----\n"},
@@ -194,7 +218,9 @@ def test_webhooks_point_the_application_here_and_keep_the_rest(settings):
         "fallback_answer_url": {"address": "https://new.ngrok.app/voice/fallback", "http_method": "GET"},
     }
     assert sent["capabilities"]["rtc"] == APPLICATION["capabilities"]["rtc"]
-    assert changes[0] == "answer_url           GET https://old.example/answer  ->  GET https://new.ngrok.app/voice/answer"
+    assert (
+        changes[0] == "answer_url           GET https://old.example/answer  ->  GET https://new.ngrok.app/voice/answer"
+    )
     assert changes[2].startswith("fallback_answer_url  (not set)  ->")
 
 

@@ -52,8 +52,15 @@ def test_remote_writer_commits_each_event_once(remote, database_url):
 
 def test_writer_answers_each_of_many_concurrent_workers_with_its_own_outcome(remote, database_url):
     """Events from 16 connections at once share commits; each connection gets the reply for its own event."""
-    payloads = [{"status": "started", "uuid": f"leg-{index}", "conversation_uuid": f"CON-{index // 2}",
-                 "timestamp": f"2026-11-24T09:00:00.{index:03d}Z"} for index in range(160)]
+    payloads = [
+        {
+            "status": "started",
+            "uuid": f"leg-{index}",
+            "conversation_uuid": f"CON-{index // 2}",
+            "timestamp": f"2026-11-24T09:00:00.{index:03d}Z",
+        }
+        for index in range(160)
+    ]
     outcomes: dict[int, list[bool]] = {}
 
     def deliver(index: int) -> None:
@@ -89,9 +96,20 @@ def test_an_unreadable_message_closes_only_its_own_connection(writer_socket, rem
 
 def test_remote_writer_stores_answer_decisions_in_batches(remote, database_url):
     for index in range(25):
-        remote.record_answer({"conversation_uuid": f"CON-{index}", "leg_uuid": None, "route": "answer", "caller": "Alice",
-                              "requested": "447700900000", "callee": "447700900000", "connected": True, "reason": None,
-                              "received_at": "2026-11-24T09:00:00.000Z", "verified": False})
+        remote.record_answer(
+            {
+                "conversation_uuid": f"CON-{index}",
+                "leg_uuid": None,
+                "route": "answer",
+                "caller": "Alice",
+                "requested": "447700900000",
+                "callee": "447700900000",
+                "connected": True,
+                "reason": None,
+                "received_at": "2026-11-24T09:00:00.000Z",
+                "verified": False,
+            }
+        )
     remote.flush()
     with call_log_reader(database_url) as reader:
         assert len(reader.list_calls(limit=100)[0]) == 25
@@ -151,7 +169,12 @@ def test_make_run_restarts_a_writer_that_dies_and_loses_nothing_acknowledged(tmp
         acknowledged = []
 
         def post(index):
-            payload = {"status": "started", "uuid": f"leg-{index}", "conversation_uuid": f"CON-{index}", "timestamp": f"t{index}"}
+            payload = {
+                "status": "started",
+                "uuid": f"leg-{index}",
+                "conversation_uuid": f"CON-{index}",
+                "timestamp": f"t{index}",
+            }
             response = requests.post(f"{url}/voice/event", json=payload, timeout=10)
             if response.status_code == 204:
                 acknowledged.append(payload)

@@ -25,8 +25,9 @@ class PlacedCall:
     ncco: list
 
 
-def place_call(settings: Settings, to: str, say: str | None = None, connect: str | None = None,
-               client: Vonage | None = None) -> PlacedCall:
+def place_call(
+    settings: Settings, to: str, say: str | None = None, connect: str | None = None, client: Vonage | None = None
+) -> PlacedCall:
     """Call `to` from the server: speak `say`, and bridge to `connect` when answered (click-to-call).
 
     Both numbers go through the same normalisation and policy as /voice/answer. Raises HelperError.
@@ -41,7 +42,9 @@ def place_call(settings: Settings, to: str, say: str | None = None, connect: str
         ncco = connect_ncco(other, replace(settings.call_plan, greeting=say or settings.greeting))
     else:
         ncco = [talk(say or DEFAULT_MESSAGE, settings.tts_language)]
-    caller_id = {"from_": Phone(number=settings.vonage_number)} if settings.vonage_number else {"random_from_number": True}
+    caller_id = (
+        {"from_": Phone(number=settings.vonage_number)} if settings.vonage_number else {"random_from_number": True}
+    )
     event_url = {"event_url": [f"{settings.public_url}/voice/event"]} if settings.public_url else {}
     request = CreateCallRequest(to=[ToPhone(number=callee)], ncco=parse_ncco(ncco), **caller_id, **event_url)
     client = client or application_client(settings)

@@ -20,7 +20,15 @@ from config import Settings
 DASHBOARD = "the Vonage dashboard"
 
 # Exit codes of the commands, by what went wrong.
-EXIT_SETTINGS, EXIT_REFUSED, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_RATE_LIMITED, EXIT_VONAGE_DOWN, EXIT_OTHER = 2, 3, 4, 5, 6, 7, 8
+EXIT_SETTINGS, EXIT_REFUSED, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_RATE_LIMITED, EXIT_VONAGE_DOWN, EXIT_OTHER = (
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+)
 
 
 class HelperError(Exception):
@@ -69,7 +77,11 @@ def require(value: str | None, variable: str, where: str) -> str:
 
 
 def _options(settings: Settings) -> HttpClientOptions:
-    return HttpClientOptions(api_host=settings.api_host, timeout=15) if settings.api_host else HttpClientOptions(timeout=15)
+    return (
+        HttpClientOptions(api_host=settings.api_host, timeout=15)
+        if settings.api_host
+        else HttpClientOptions(timeout=15)
+    )
 
 
 def application_client(settings: Settings) -> Vonage:

@@ -22,7 +22,9 @@ def _fail(error: HelperError):
 @click.command("call")
 @click.argument("number")
 @click.option("--say", default=None, help="What the callee hears when they answer.")
-@click.option("--connect", "connect_to", default=None, metavar="OTHER", help="Bridge the callee to OTHER when they answer.")
+@click.option(
+    "--connect", "connect_to", default=None, metavar="OTHER", help="Bridge the callee to OTHER when they answer."
+)
 @with_appcontext
 def call_command(number: str, say: str | None, connect_to: str | None):
     """Place a call to NUMBER from the server."""

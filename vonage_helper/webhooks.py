@@ -39,5 +39,7 @@ def point_webhooks(settings: Settings, public_url: str, client: Vonage | None = 
         old = before.get(name, {})
         old_text = f"{old.get('http_method', '?')} {old.get('address')}" if old.get("address") else "(not set)"
         new_text = f"{url['http_method']} {url['address']}"
-        changes.append(f"{name:20} {old_text}  ->  {new_text}" if old_text != new_text else f"{name:20} {new_text} (unchanged)")
+        changes.append(
+            f"{name:20} {old_text}  ->  {new_text}" if old_text != new_text else f"{name:20} {new_text} (unchanged)"
+        )
     return changes
