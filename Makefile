@@ -1,27 +1,46 @@
-# `make run` starts the production server; `make test` runs the tests. Both build .venv first,
-# and rebuild it only when requirements.txt changes.
+# `make run` starts the production server; `make test` checks and tests it. Each builds .venv first, from the
+# pinned lock files (every package, with hashes), and rebuilds it from scratch only when a lock file changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench lock clean
 
-$(INSTALLED): requirements.txt
+# The server's own packages only: no test tools.
+$(RUNTIME): requirements.lock
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $(INSTALLED)
+	$(PIP_INSTALL) -r requirements.lock
+	touch $@
 
-run: $(INSTALLED)
+# The server's packages and the test tools (a superset of requirements.lock).
+$(DEV): requirements-dev.lock requirements.lock
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -r requirements-dev.lock
+	touch $(RUNTIME) $@
+
+run: $(RUNTIME)
 	$(BIN)/python serve.py
 
-test: $(INSTALLED)
+lint: $(DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest
 
-bench: $(INSTALLED)
+bench: $(RUNTIME)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run
 
+# Re-resolve both lock files from pyproject.toml (needs the dev tools, for uv).
+lock: $(DEV)
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header -o requirements-dev.lock
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache
