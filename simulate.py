@@ -96,6 +96,38 @@ def describe_ncco(actions) -> str:
     return "; then ".join(steps)
 
 
+@dataclass
+class _CallLegs:
+    """One simulated call's two legs and its clock: each event is stamped with the clock's time."""
+
+    user: str
+    conversation_uuid: str
+    inbound_uuid: str
+    outbound_uuid: str
+    now: datetime
+
+    def tick(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+    def inbound(self, status: str, **extra) -> dict:
+        """An event of the app user's leg (the call into Vonage)."""
+        return {"from": None, "to": self.user, "uuid": self.inbound_uuid, **self._common(status), **extra}
+
+    def outbound(self, status: str, number: str, **extra) -> dict:
+        """An event of the leg Vonage rings, to `number`."""
+        leg = {"headers": {}, "from": self.user, "to": number, "uuid": self.outbound_uuid}
+        return {**leg, **self._common(status, "outbound"), **extra}
+
+    def _common(self, status: str, direction: str = "inbound") -> dict:
+        return {
+            "conversation_uuid": self.conversation_uuid,
+            "status": status,
+            "direction": direction,
+            "timestamp": _timestamp(self.now),
+        }
+
+
 def call_events(
     actions,
     user: str,
@@ -111,84 +143,42 @@ def call_events(
     Modelled on the tutorial's payloads: the inbound app leg (to the user) and, for a connect to a phone,
     the outbound phone leg, ending as `outcome`; completed events carry duration, rate and price.
     """
-    clock = [start]
-
-    def at(seconds: float) -> datetime:
-        clock[0] = clock[0] + timedelta(seconds=seconds)
-        return clock[0]
-
-    def inbound(status: str, moment: datetime, **extra) -> dict:
-        return {
-            "from": None,
-            "to": user,
-            "uuid": inbound_uuid,
-            "conversation_uuid": conversation_uuid,
-            "status": status,
-            "direction": "inbound",
-            "timestamp": _timestamp(moment),
-            **extra,
-        }
-
-    def outbound(status: str, moment: datetime, number: str, **extra) -> dict:
-        return {
-            "headers": {},
-            "from": user,
-            "to": number,
-            "uuid": outbound_uuid,
-            "conversation_uuid": conversation_uuid,
-            "status": status,
-            "direction": "outbound",
-            "timestamp": _timestamp(moment),
-            **extra,
-        }
-
-    call_start = at(0)
-    events = [inbound("started", call_start), inbound("ringing", at(0.01)), inbound("answered", at(0.2))]
+    call = _CallLegs(user, conversation_uuid, inbound_uuid, outbound_uuid, start)
+    events = [call.inbound("started")]
+    call.tick(0.01)
+    events.append(call.inbound("ringing"))
+    call.tick(0.2)
+    events.append(call.inbound("answered"))
     for action in actions:
         if isinstance(action, Talk):
-            at(len(action.text) * SPEECH_SECONDS_PER_CHARACTER)
+            call.tick(len(action.text) * SPEECH_SECONDS_PER_CHARACTER)
         elif isinstance(action, Connect) and getattr(action.endpoint[0], "number", None):
-            number = action.endpoint[0].number
-            events += [outbound("started", at(0.5), number), outbound("ringing", at(0.5), number)]
-            if outcome == "answered":
-                answered = at(4)
-                events.append(outbound("answered", answered, number, start_time=None, rate=None, network=None))
-                ended = at(duration)
-                price = (OUTBOUND_RATE * duration / 60).quantize(Decimal("0.00000001"), ROUND_HALF_UP)
-                events.append(
-                    outbound(
-                        "completed",
-                        ended,
-                        number,
-                        **{"from": "Unknown"},
-                        start_time=_seconds(answered),
-                        end_time=_seconds(ended),
-                        duration=str(duration),
-                        rate=str(OUTBOUND_RATE),
-                        price=str(price),
-                        network=NETWORK,
-                    )
-                )
-            else:
-                ringing_for = (action.timeout or 60) if outcome in ("unanswered", "timeout") else 3
-                extra = {"detail": OUTCOME_DETAIL[outcome]} if OUTCOME_DETAIL[outcome] else {}
-                events.append(outbound(outcome, at(ringing_for), number, **extra))
+            events += _phone_leg_events(call, action.endpoint[0].number, outcome, duration, action.timeout or 60)
             break
-    ended = at(0.5)
-    seconds = int((ended - call_start).total_seconds())
-    events.append(
-        inbound(
-            "completed",
-            ended,
-            start_time=_seconds(call_start),
-            end_time=_seconds(ended),
-            duration=str(seconds),
-            rate="0.00",
-            price="0",
-            network=None,
-        )
-    )
+    call.tick(0.5)
+    seconds = int((call.now - start).total_seconds())
+    completed = {"start_time": _seconds(start), "end_time": _seconds(call.now), "duration": str(seconds)}
+    events.append(call.inbound("completed", **completed, rate="0.00", price="0", network=None))
     return events
+
+
+def _phone_leg_events(call: _CallLegs, number: str, outcome: str, duration: int, ringing_timeout: int) -> list[dict]:
+    """The phone leg a connect rings: started and ringing, then answered and completed, or a failed outcome."""
+    call.tick(0.5)
+    events = [call.outbound("started", number)]
+    call.tick(0.5)
+    events.append(call.outbound("ringing", number))
+    if outcome != "answered":
+        call.tick(ringing_timeout if outcome in ("unanswered", "timeout") else 3)
+        extra = {"detail": OUTCOME_DETAIL[outcome]} if OUTCOME_DETAIL[outcome] else {}
+        return [*events, call.outbound(outcome, number, **extra)]
+    answered = call.tick(4)
+    events.append(call.outbound("answered", number, start_time=None, rate=None, network=None))
+    ended = call.tick(duration)
+    price = (OUTBOUND_RATE * duration / 60).quantize(Decimal("0.00000001"), ROUND_HALF_UP)
+    completed = {"start_time": _seconds(answered), "end_time": _seconds(ended), "duration": str(duration)}
+    money = {"rate": str(OUTBOUND_RATE), "price": str(price), "network": NETWORK}
+    return [*events, call.outbound("completed", number, **{"from": "Unknown"}, **completed, **money)]
 
 
 class Simulator:
