@@ -17,6 +17,7 @@ import jwt
 ALGORITHM = "HS256"
 ISSUER = "Vonage"
 MAX_TOKEN_LENGTH = 4096
+_EXTENDED = object()  # a header naming JWS extensions, which this check does not implement
 UNSIGNED = "no Authorization header (Vonage retries an unsigned callback after a 5xx)"
 
 
@@ -82,22 +83,30 @@ def verify_webhook(
         raise SignatureError(401, "the token has no payload_hash")
     if not hmac.compare_digest(claimed_hash.lower().encode(), expected_hash.encode()):
         raise SignatureError(401, "payload_hash does not match the request's payload")
-    issued_at = claims.get("iat")
-    if not _is_number(issued_at):
+    issued_at = _time_claim(claims, "iat")
+    if issued_at is None:
         raise SignatureError(401, "the token has no iat (issued-at time)")
     if abs(now - issued_at) > max_age:
         raise SignatureError(401, f"the token was issued {int(now - issued_at)} s from now, outside ±{max_age} s")
-    if _is_number(claims.get("exp")) and now >= claims["exp"]:
+    expires, not_before = _time_claim(claims, "exp"), _time_claim(claims, "nbf")
+    if expires is not None and now >= expires:
         raise SignatureError(401, "the token has expired (exp)")
-    if _is_number(claims.get("nbf")) and now < claims["nbf"]:
+    if not_before is not None and now < not_before:
         raise SignatureError(401, "the token is not valid yet (nbf)")
     if "iss" in claims and claims["iss"] != ISSUER:
         raise SignatureError(401, f"the token's issuer is {claims['iss']!r}, not {ISSUER!r}")
     return claims
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _time_claim(claims: dict, name: str) -> int | None:
+    """A time claim in whole seconds, or None when absent. Anything else (a fraction, NaN, infinity, text)
+    is refused: NaN compares false with everything, so such a token would never expire."""
+    value = claims.get(name)
+    if value is None and name not in claims:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SignatureError(401, f"the token's {name} is not a whole number of seconds")
+    return value
 
 
 def _segment(text: str) -> bytes:
@@ -110,6 +119,8 @@ def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
     if len(parts) != 3:
         raise SignatureError(401, "the token is not a JWT")
     algorithm = _header_algorithm(parts[0])
+    if algorithm is _EXTENDED:
+        raise SignatureError(401, "the token's header asks for extensions (crit, b64) that Vonage never uses")
     if algorithm != ALGORITHM:
         raise SignatureError(401, f"the token's algorithm is {algorithm!r}, not {ALGORITHM}")
     try:
@@ -138,7 +149,11 @@ def _header_algorithm(segment: str) -> str | None:
         header = json.loads(_segment(segment))
     except (ValueError, binascii.Error):
         raise SignatureError(401, "the token is not a JWT") from None
-    return header.get("alg") if isinstance(header, dict) else None
+    if not isinstance(header, dict):
+        return None
+    if "crit" in header or "b64" in header:
+        return _EXTENDED
+    return header.get("alg")
 
 
 def sign_webhook(

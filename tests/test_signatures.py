@@ -389,3 +389,30 @@ def test_signed_claims_that_are_not_an_object_are_refused():
         _hmac.new(SECRET.encode(), header + b"." + body, _hashlib.sha256).digest()
     ).rstrip(b"=")
     assert "not a JSON object" in refused(f"Bearer {header.decode()}.{body.decode()}.{signature.decode()}")
+
+
+@pytest.mark.parametrize(
+    "claim, value",
+    [
+        ("iat", float("nan")),
+        ("iat", float("inf")),
+        ("iat", float("-inf")),
+        ("iat", NOW + 0.5),
+        ("iat", str(int(NOW))),
+        ("iat", True),
+        ("exp", float("nan")),
+        ("exp", float("inf")),
+        ("exp", "never"),
+        ("nbf", float("nan")),
+        ("exp", None),
+    ],
+)
+def test_time_claims_must_be_whole_seconds(claim, value):
+    """NaN compares false with everything: a NaN exp never expires, a NaN iat is never too old."""
+    claims = {**good_claims(b"{}"), claim: value}
+    assert f"{claim} is not a whole number of seconds" in refused(forge(claims))
+
+
+@pytest.mark.parametrize("extension", [{"crit": ["exp"]}, {"b64": False, "crit": ["b64"]}, {"crit": []}])
+def test_tokens_asking_for_jws_extensions_are_refused(extension):
+    assert "extensions" in refused(forge(good_claims(b"{}"), headers=extension))
