@@ -49,7 +49,8 @@ def event_key(payload: dict) -> str:
     else:
         identity = [leg_uuid(payload), event_conversation(payload), event_kind(payload), str(timestamp)]
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogatepass: a JSON \udfff escape gives a string with no UTF-8 form, and it still needs an identity.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def log_event(

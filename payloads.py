@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
 MAX_BODY_BYTES = 64 * 1024
+# Vonage's payloads are a level or two deep; deeper ones are stored as received, unread, so that showing them
+# (indented JSON on the call log page, say) never meets Python's recursion limit.
+MAX_DEPTH = 64
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _JSON_EXAMPLE = 'send a JSON object with Content-Type: application/json, e.g. {"status": "started", "uuid": "..."}'
 
@@ -20,14 +24,28 @@ class PayloadError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Payload:
+    """What a webhook sent: its fields, and the body's text when that is exactly the fields as JSON.
+
+    `problem` says why a body that is well-formed could not be read into fields (a JSON document nested
+    deeper than the parser goes, a number with more digits than Python reads); its fields are then empty,
+    and `text` is the body as received.
+    """
+
+    fields: dict
+    text: str | None = None
+    problem: str | None = None
+
+
 def read_payload(
     method: str,
     content_type: str | None,
     body: bytes,
     query: Mapping[str, str],
     form: Mapping[str, str] | None = None,
-) -> dict:
-    """The webhook's fields: query parameters, overlaid by the body's JSON object or form fields.
+) -> Payload:
+    """The webhook's payload: query parameters, overlaid by the body's JSON object or form fields.
 
     `content_type` is the request's header as sent (None when absent); `form` is the already
     parsed multipart form, if any. Raises PayloadError naming the problem and the fix.
@@ -36,31 +54,61 @@ def read_payload(
     if method == "GET" or not body.strip():
         if not fields:
             raise PayloadError(400, f"the request carries no fields; {_JSON_EXAMPLE}, or use query parameters")
-        return fields
+        return Payload(fields)
     if len(body) > MAX_BODY_BYTES:
         raise PayloadError(413, f"the body is {len(body)} bytes, over the limit of {MAX_BODY_BYTES}")
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if mimetype in _FORM_TYPES:
         fields.update(form if form is not None else _urlencoded(body))
-        return fields
+        return Payload(fields)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadError(400, "the body is not UTF-8 text; " + _JSON_EXAMPLE) from None
+    json_type = not mimetype or mimetype == "application/json" or mimetype.endswith("+json")
     try:
         value = json.loads(text)
-    except ValueError as error:
+    except json.JSONDecodeError as error:
         if not mimetype:
             raise PayloadError(400, "the body has no Content-Type and is not JSON; " + _JSON_EXAMPLE) from None
-        if mimetype == "application/json" or mimetype.endswith("+json"):
+        if json_type:
             raise PayloadError(400, f"the body is not valid JSON ({error}); {_JSON_EXAMPLE}") from None
         raise PayloadError(400, f"Content-Type {mimetype} is not supported; {_JSON_EXAMPLE}") from None
+    except (RecursionError, ValueError) as error:
+        # Well-formed, but beyond what Python's parser reads: kept as received, with the reason.
+        if not json_type:
+            raise PayloadError(400, f"Content-Type {mimetype} is not supported; {_JSON_EXAMPLE}") from None
+        return Payload({}, text, f"the body could not be read as JSON: {_unreadable_reason(error)}")
     if not isinstance(value, dict):
         raise PayloadError(400, f"the body is a JSON {_json_kind(value)}, not an object; {_JSON_EXAMPLE}")
-    fields.update(value)
-    if not fields:
+    # Counting brackets is cheap; only a body with many is walked to find how deep it goes.
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        return Payload({}, text, f"the body could not be read as JSON: it is nested deeper than {MAX_DEPTH} levels")
+    if not value and not fields:
         raise PayloadError(400, f"the body is an empty JSON object; {_JSON_EXAMPLE}")
-    return fields
+    if fields:
+        fields.update(value)
+        return Payload(fields)
+    return Payload(value, text)
+
+
+def _depth(value) -> int:
+    """How many objects and arrays deep a parsed JSON value goes (without recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _unreadable_reason(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply"
+    return str(error).split(";")[0]
 
 
 def parse_query(query_string: bytes) -> list[tuple[str, str]]:

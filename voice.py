@@ -15,18 +15,20 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from calllog import CallLog, StorageError
+from calllog.rows import answer_row, event_row
 from config import Settings
 from events import log_event
 from http_errors import error_response
 from logs import utc_timestamp
 from ncco import AnswerDecision, decide_answer, refusal_ncco
-from payloads import PayloadError
+from payloads import Payload, PayloadError
 from signatures import UNSIGNED, SignatureError, verify_webhook
 
 ANSWER_URL = "/voice/answer"
 EVENT_URL = "/voice/event"
 FALLBACK_URL = "/voice/fallback"
 SIGNATURE_RETRY_AFTER_SECONDS = 5
+STORAGE_RETRY_AFTER_SECONDS = 5
 
 bp = Blueprint("voice", __name__)
 
@@ -101,7 +103,7 @@ def answer():
 def fallback():
     voice = _voice()
     try:
-        fields = request.fields()
+        fields = request.payload().fields
     except (PayloadError, HTTPException):
         fields = {}
     voice.log.warning(
@@ -118,17 +120,24 @@ def event():
     voice = _voice()
     req = request._get_current_object()
     try:
-        payload = req.fields()
+        payload = req.payload()
     except PayloadError as error:
         voice.log.warning("event refused (%s): %s", error.status, error.message, extra={"path": req.path})
         return jsonify(error=error.message), error.status
     received_at = time.time()
+    row = event_row(payload, utc_timestamp(received_at), req.signature_verified)
     try:
-        new = voice.call_log.client.record_event(payload, utc_timestamp(received_at), req.signature_verified)
+        new = voice.call_log.client.record_event(row)
     except StorageError as error:
         voice.log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": req.path})
-        return jsonify(error=f"the event could not be stored ({error}); it was not accepted, send it again"), 503
-    log_event(voice.log, payload, received_at, req.signature_verified, duplicate=not new)
+        response = jsonify(error=f"the event could not be stored ({error}); it was not accepted, send it again")
+        response.status_code = 503
+        response.headers["Retry-After"] = str(STORAGE_RETRY_AFTER_SECONDS)
+        return response
+    if payload.problem is not None:
+        voice.log.warning("VOICE EVENT stored as received, unread: %s", payload.problem, extra={"path": req.path})
+    else:
+        log_event(voice.log, payload.fields, received_at, req.signature_verified, duplicate=not new)
     return "", 204
 
 
@@ -151,14 +160,16 @@ def _answer(route: str):
     voice = _voice()
     req = request._get_current_object()
     try:
-        fields = req.fields()
+        payload = req.payload()
     except PayloadError as error:
         if error.status != 400 or req.body.strip():
             return _respond(route, _unreadable(error.message))
-        fields = {}  # an answer request with no fields has no callee: refused with a spoken reason
+        payload = Payload({})  # an answer request with no fields has no callee: refused with a spoken reason
     except HTTPException as error:
         return _respond(route, _unreadable(error.description))
-    return _respond(route, decide_answer(fields, voice.settings.destination_policy, voice.settings.call_plan))
+    if payload.problem is not None:
+        return _respond(route, _unreadable(payload.problem))
+    return _respond(route, decide_answer(payload.fields, voice.settings.destination_policy, voice.settings.call_plan))
 
 
 def _unreadable(problem: str) -> AnswerDecision:
@@ -175,31 +186,10 @@ def _respond(route: str, decision: AnswerDecision):
     verified = request.signature_verified
     log_answer(voice.log, route, decision)
     try:
-        voice.call_log.client.record_answer(answer_row(route, decision, verified))
+        voice.call_log.client.record_answer(answer_row(route, decision, utc_timestamp(time.time()), verified))
     except Exception:
         voice.log.exception("answer decision not recorded")
     return current_app.response_class(decision.body, mimetype="application/json")
-
-
-def answer_row(route: str, decision: AnswerDecision, verified: bool) -> dict:
-    """The call-log record of one answer decision."""
-    fields = decision.request
-    return {
-        "conversation_uuid": _text_or_none(fields.get("conversation_uuid")),
-        "leg_uuid": _text_or_none(fields.get("uuid")),
-        "route": route,
-        "caller": _text_or_none(fields.get("from_user") or fields.get("from")),
-        "requested": decision.requested,
-        "callee": decision.callee,
-        "connected": decision.connected,
-        "reason": decision.reason,
-        "received_at": utc_timestamp(time.time()),
-        "verified": verified,
-    }
-
-
-def _text_or_none(value) -> str | None:
-    return None if value is None else str(value)
 
 
 def log_answer(log: logging.Logger, route: str, decision: AnswerDecision) -> None:

@@ -9,7 +9,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.utils import cached_property
 
-from payloads import MAX_BODY_BYTES, PayloadError, first_values, parse_query, read_payload
+from payloads import MAX_BODY_BYTES, Payload, PayloadError, first_values, parse_query, read_payload
 
 
 class WebhookRequest(Request):
@@ -42,8 +42,8 @@ class WebhookRequest(Request):
             )
         return data
 
-    def fields(self) -> dict:
-        """The webhook's fields, from the query string and the body; raises PayloadError naming the problem."""
+    def payload(self) -> Payload:
+        """The webhook's payload, from the query string and the body; raises PayloadError naming the problem."""
         body = self.body
         form = (
             _multipart_form(body, self.mimetype, self.mimetype_params)

@@ -14,6 +14,7 @@ from calllog.schema import StorageError
 
 bp = Blueprint("api", __name__)
 MAX_PAGE = 200
+RETRY_AFTER_SECONDS = 5
 
 
 def reader() -> CallLogReader:
@@ -45,7 +46,10 @@ def require_token():
 
 @bp.errorhandler(StorageError)
 def storage_failed(error: StorageError):
-    return jsonify(error=f"the call log is unavailable: {error}"), 503
+    response = jsonify(error=f"the call log is unavailable: {error}; try again in a moment")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 @bp.get("/api/calls")

@@ -7,8 +7,10 @@ import contextlib
 import json
 import logging
 import socket
+import struct
 import threading
 
+from calllog import frames
 from calllog.schema import StorageError
 from calllog.writer import REPLY_TIMEOUT_SECONDS
 from logs import LOGGER_NAME
@@ -22,7 +24,7 @@ log = logging.getLogger(f"{LOGGER_NAME}.client")
 
 
 class _Channel:
-    """One connection to the writer: newline-delimited JSON messages out, replies back in order."""
+    """One connection to the writer: frames out, replies back in the order they were asked for."""
 
     def __init__(self, socket_path: str):
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -32,23 +34,30 @@ class _Channel:
         except OSError as error:
             connection.close()
             raise StorageError(f"the call-log writer is not running ({error.strerror})") from None
-        self._file = connection.makefile("rwb")
+        self._replies = connection.makefile("rb")
         self._connection = connection
 
-    def send(self, message: dict, reply: bool) -> dict | None:
-        """Send one message; with `reply`, wait for the writer's answer. Raises OSError or StorageError."""
-        self._file.write(json.dumps(message, ensure_ascii=False, default=str).encode() + b"\n")
-        self._file.flush()
-        if not reply:
-            return None
-        line = self._file.readline()
-        if not line:
-            raise StorageError("the call-log writer closed the connection")
-        return json.loads(line)
+    def send(self, frame: bytes) -> None:
+        """Send one frame that needs no reply. Raises OSError."""
+        self._connection.sendall(frame)
+
+    def request(self, frame: bytes) -> bool:
+        """Send one frame and wait for its reply: True for a new event (or a flush done), False for a repeated
+        delivery. Raises StorageError if the writer failed it, OSError if the connection did."""
+        self._connection.sendall(frame)
+        reply = self._replies.read(1)
+        if reply in (frames.NEW, frames.DONE):
+            return True
+        if reply == frames.REPEATED:
+            return False
+        if reply == frames.FAILED:
+            (length,) = struct.unpack("!I", self._replies.read(4))
+            raise StorageError(self._replies.read(length).decode("utf-8", "replace"))
+        raise ConnectionResetError("it closed the connection")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self._file.close()
+            self._replies.close()
         with contextlib.suppress(OSError):
             self._connection.close()
 
@@ -71,19 +80,23 @@ class WriterClient:
         self._sender: threading.Thread | None = None
         self._closed = threading.Event()
 
-    def record_event(self, payload: dict, received_at: str, verified: bool) -> bool:
-        """Store one event and wait for its commit: True if new, False for a repeated delivery.
-
-        Raises StorageError if it was not committed (the caller answers 503 so Vonage retries).
-        """
-        message = {"op": "event", "payload": payload, "received_at": received_at, "verified": verified}
-        reply = self._request(message)
-        if not reply["ok"]:
-            raise StorageError(reply["error"])
-        return reply["new"]
+    def record_event(self, row: tuple) -> bool:
+        """Store one event (a row from calllog.rows.event_row) and wait for its commit: True if new, False for a
+        repeated delivery. Raises StorageError if it was not committed (the caller answers 503: Vonage retries)."""
+        frame = frames.encode(frames.EVENT, row)
+        channel = getattr(self._local, "channel", None)
+        if channel is None:
+            channel = self._local.channel = self._open()
+        try:
+            return channel.request(frame)
+        except (OSError, ValueError) as error:
+            # The connection is in an unknown state: the next event opens a new one.
+            self._local.channel = None
+            self._forget(channel)
+            raise StorageError(f"the call-log writer did not answer: {error or type(error).__name__}") from None
 
     def record_answer(self, row: dict) -> None:
-        """Queue one answer decision for storage; never waits, never raises (a failure is logged)."""
+        """Queue one answer decision (an answers row) for storage; never waits, never raises (failures are logged)."""
         if len(self._answers) >= ANSWER_BACKLOG_LIMIT:
             log.error("answer decision not recorded: %s are already waiting for the writer", ANSWER_BACKLOG_LIMIT)
             return
@@ -108,19 +121,6 @@ class WriterClient:
             channels, self._channels = self._channels, []
         for channel in channels:
             channel.close()
-
-    def _request(self, message: dict) -> dict:
-        channel = getattr(self._local, "channel", None)
-        if channel is None:
-            channel = self._local.channel = self._open()
-        try:
-            return channel.send(message, reply=True)
-        except (OSError, StorageError, ValueError) as error:
-            self._local.channel = None
-            self._forget(channel)
-            if isinstance(error, StorageError):
-                raise
-            raise StorageError(f"the call-log writer did not answer ({type(error).__name__})") from None
 
     def _open(self) -> _Channel:
         channel = _Channel(self.socket_path)
@@ -163,9 +163,9 @@ class WriterClient:
                 if self._answers_channel is None:
                     self._answers_channel = self._open()
                 if rows:
-                    self._answers_channel.send({"op": "answers", "rows": rows}, reply=False)
+                    self._answers_channel.send(frames.encode(frames.ANSWERS, [json.dumps(rows)]))
                 if wait:
-                    self._answers_channel.send({"op": "flush"}, reply=True)
+                    self._answers_channel.request(frames.encode(frames.FLUSH, []))
             except (OSError, ValueError) as error:
                 self._drop_answers_channel()
                 raise StorageError(f"{len(rows)} answer decisions not sent ({type(error).__name__})") from None

@@ -7,8 +7,8 @@ import json
 import logging
 
 from calllog.legs import LEG_FIELDS, fold_leg
-from calllog.schema import SQLITE_BEGIN, Database, StorageError, answers, brief, events, fit, legs
-from events import event_conversation, event_key, event_kind, leg_uuid
+from calllog.rows import ANSWER_COLUMNS, EVENT_COLUMNS, fit
+from calllog.schema import SQLITE_BEGIN, Database, StorageError, brief
 from logs import LOGGER_NAME
 
 BATCH_LIMIT = 256
@@ -16,29 +16,10 @@ BATCH_LIMIT = 256
 log = logging.getLogger(f"{LOGGER_NAME}.committer")
 
 
-def _columns(table) -> tuple[str, ...]:
-    return tuple(column.name for column in table.columns if column.name != "id")
-
-
-EVENT_COLUMNS = _columns(events)
-ANSWER_COLUMNS = _columns(answers)
-
-
-def event_row(payload: dict, received_at: str, verified: bool) -> dict:
-    """The events row that stores one event, keyed by its identity (see events.event_key)."""
-    return fit(
-        events,
-        {
-            "event_key": event_key(payload),
-            "conversation_uuid": event_conversation(payload),
-            "leg_uuid": leg_uuid(payload),
-            "kind": event_kind(payload),
-            "timestamp": None if payload.get("timestamp") is None else str(payload["timestamp"]),
-            "received_at": received_at,
-            "verified": verified,
-            "payload": json.dumps(payload, ensure_ascii=False, default=str),
-        },
-    )
+# Positions in an events row (calllog.rows.EVENT_COLUMNS).
+KEY, CONVERSATION, LEG, RECEIVED = (
+    EVENT_COLUMNS.index(name) for name in ("event_key", "conversation_uuid", "leg_uuid", "received_at")
+)
 
 
 class _Statements:
@@ -121,7 +102,7 @@ class Committer:
         # Kept open between batches; replaced after any failure.
         self._connection = None
 
-    def commit(self, event_rows: list[dict], answer_rows: list[dict]) -> list[Outcome]:
+    def commit(self, event_rows: list[tuple], answer_rows: list[dict]) -> list[Outcome]:
         """Store these rows, in one transaction if it succeeds; return each event's outcome. Never raises.
 
         If the transaction fails, each row is tried alone, so one bad row fails only itself.
@@ -152,7 +133,7 @@ class Committer:
             with contextlib.suppress(Exception):
                 connection.close()
 
-    def _commit(self, event_rows: list[dict], answer_rows: list[dict]) -> list[bool]:
+    def _commit(self, event_rows: list[tuple], answer_rows: list[dict]) -> list[bool]:
         if not event_rows and not answer_rows:
             return []
         self.database.ensure_schema()
@@ -178,14 +159,15 @@ class Committer:
         cursor.close()
         return outcomes
 
-    def _write(self, run, event_rows: list[dict], answer_rows: list[dict]) -> list[bool]:
+    def _write(self, run, event_rows: list[tuple], answer_rows: list[dict]) -> list[bool]:
         outcomes = self._write_events(run, event_rows)
         if answer_rows:
-            rows = [fit(answers, row) for row in answer_rows]
+            rows = [fit("answers", row) for row in answer_rows]
             run(self._statements.insert_answers, [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in rows])
         touched: dict[str, tuple[str, str]] = {}
-        for row in (*event_rows, *answer_rows):
-            uuid, at = row.get("conversation_uuid"), row.get("received_at")
+        times = [(row[CONVERSATION], row[RECEIVED]) for row in event_rows]
+        times += [(row.get("conversation_uuid"), row.get("received_at")) for row in answer_rows]
+        for uuid, at in times:
             if uuid:
                 first, last = touched.get(uuid, (at, at))
                 touched[uuid] = (min(first, at), max(last, at))
@@ -193,24 +175,20 @@ class Committer:
             run(self._statements.touch_conversations, [(uuid, *times) for uuid, times in sorted(touched.items())])
         return outcomes
 
-    def _write_events(self, run, rows: list[dict]) -> list[bool]:
+    def _write_events(self, run, rows: list[tuple]) -> list[bool]:
         """Insert the rows not stored before; each is new only if it is the first of its key, here and ever."""
-        first_by_key: dict[str, dict] = {}
-        for row in rows:
-            first_by_key.setdefault(row["event_key"], row)
+        first_by_key: dict[str, int] = {}
+        for index, row in enumerate(rows):
+            first_by_key.setdefault(row[KEY], index)
         if not first_by_key:
             return []
-        distinct = list(first_by_key.values())
-        values = tuple(row[name] for row in distinct for name in EVENT_COLUMNS)
+        distinct = [rows[index] for index in first_by_key.values()]
+        values = tuple(value for row in distinct for value in row)
         inserted = {key for (key,) in run(self._statements.insert_events(len(distinct)), values).fetchall()}
-        changed_legs = sorted({row["leg_uuid"] for row in distinct if row["leg_uuid"] and row["event_key"] in inserted})
+        changed_legs = sorted({row[LEG] for row in distinct if row[LEG] and row[KEY] in inserted})
         if changed_legs:
             self._refresh_legs(run, changed_legs)
-        outcomes = []
-        for row in rows:
-            new = row["event_key"] in inserted and first_by_key[row["event_key"]] is row
-            outcomes.append(new)
-        return outcomes
+        return [row[KEY] in inserted and first_by_key[row[KEY]] == index for index, row in enumerate(rows)]
 
     def _refresh_legs(self, run, uuids: list[str]) -> None:
         """Re-fold each leg from all its stored events, so arrival order never matters."""
@@ -223,6 +201,6 @@ class Committer:
             payloads[uuid].append(json.loads(payload))
         updates = []
         for uuid in uuids:
-            leg = fit(legs, fold_leg(payloads[uuid]))
+            leg = fit("legs", fold_leg(payloads[uuid]))
             updates.append((*(leg[name] for name in LEG_FIELDS), uuid))
         run(statements.update_legs, updates)

@@ -21,6 +21,9 @@ STATUS_RANK = {
     "failed": 5,
     "timeout": 5,
 }
+# A duration beyond this is no call's (Vonage ends calls after 7,200 s); the column's integer must hold it.
+MAX_SECONDS = 10**9
+MAX_MONEY_TEXT = 40  # the legs table's rate and price columns
 IN_PROGRESS = frozenset({"started", "ringing", "answered"})
 MACHINE_DETECTION = frozenset({"human", "machine"})
 LEG_FIELDS = (
@@ -43,22 +46,29 @@ LEG_FIELDS = (
 
 
 def exact_decimal(value) -> str | None:
-    """A price or rate as exact decimal text ("0.00833333"), or None if absent or not a number."""
+    """A price or rate as exact decimal text ("0.00833333"), or None if absent or not an amount of money:
+    not a number, longer than its column holds, or a trillion euros and more (which no sum could carry)."""
     if value is None or isinstance(value, (bool, float)):
         return None
+    text = str(value).strip()
+    if len(text) > MAX_MONEY_TEXT:
+        return None
     try:
-        number = Decimal(str(value).strip())
+        number = Decimal(text)
     except InvalidOperation:
         return None
-    return str(value).strip() if number.is_finite() else None
+    return text if number.is_finite() and number.adjusted() < 12 else None
 
 
 def whole_seconds(value) -> int | None:
-    """A duration ("15") as whole seconds, or None."""
+    """A duration ("15") as whole seconds, or None when it is not a number of seconds a call can last."""
     try:
-        return int(Decimal(str(value).strip()))
+        seconds = Decimal(str(value).strip())
     except (InvalidOperation, ValueError, TypeError):
         return None
+    if not seconds.is_finite() or not 0 <= seconds <= MAX_SECONDS:
+        return None
+    return int(seconds)
 
 
 def _text(value) -> str | None:

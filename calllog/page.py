@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from calllog.api import reader, request_token, token_matches
+from calllog.api import RETRY_AFTER_SECONDS, reader, request_token, token_matches
 from calllog.legs import IN_PROGRESS, STATUS_RANK
 from calllog.schema import StorageError
 
@@ -35,7 +35,9 @@ def _badge(status):
 
 @bp.app_template_filter("pretty")
 def _pretty(payload) -> str:
-    return json.dumps(payload, indent=2, ensure_ascii=False)
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    # An unpaired surrogate (sent as a JSON \udfff escape) cannot go out as UTF-8: show the escape instead.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @bp.before_request
@@ -58,15 +60,16 @@ def calls_page():
         response.set_cookie(COOKIE, request.args["token"], httponly=True, samesite="Strict", secure=request.is_secure)
         return response
     filters = _filters()
-    try:
-        calls, _ = reader().list_calls(
-            limit=PAGE_SIZE, status=filters["status"] or None, number=filters["number"] or None
-        )
-        problem = None
-    except (StorageError, ValueError) as error:
-        calls, problem = [], str(error)
     template = "calls_list.html" if request.args.get("partial") == "list" else "calls.html"
-    return render_template(template, calls=calls, filters=filters, statuses=STATUSES, problem=problem)
+    try:
+        status, number = filters["status"] or None, filters["number"] or None
+        calls, _ = reader().list_calls(limit=PAGE_SIZE, status=status, number=number)
+    except StorageError as error:
+        page = render_template(template, calls=[], filters=filters, statuses=STATUSES, problem=str(error))
+        return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    except ValueError as error:
+        return render_template(template, calls=[], filters=filters, statuses=STATUSES, problem=str(error)), 400
+    return render_template(template, calls=calls, filters=filters, statuses=STATUSES, problem=None)
 
 
 @bp.get("/calls/<conversation_uuid>/timeline")
@@ -74,7 +77,8 @@ def timeline(conversation_uuid: str):
     try:
         call = reader().get_call(conversation_uuid)
     except StorageError as error:
-        return render_template("timeline.html", call=None, problem=str(error)), 503
+        page = render_template("timeline.html", call=None, problem=str(error))
+        return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if call is None:
         return render_template("timeline.html", call=None, problem="no such conversation"), 404
     return render_template("timeline.html", call=call, problem=None)

@@ -10,6 +10,7 @@ from sqlalchemy import and_, exists, func, or_, select, text
 from sqlalchemy.engine import Connection
 
 from calllog.legs import IN_PROGRESS, total_price
+from calllog.rows import column_text
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, brief, conversations, events, legs
 
 
@@ -82,7 +83,7 @@ class CallLogReader:
     def get_call(self, conversation_uuid: str) -> dict | None:
         """One conversation with each leg's ordered events, or None if unknown."""
         with self._connect() as connection:
-            query = select(conversations).where(conversations.c.conversation_uuid == conversation_uuid)
+            query = select(conversations).where(conversations.c.conversation_uuid == column_text(conversation_uuid))
             row = connection.execute(query).mappings().first()
             if row is None:
                 return None
@@ -164,16 +165,25 @@ def _events_by_leg(connection: Connection, conversation_uuids: list[str], leg_uu
     )
     found: dict[str, list[dict]] = {}
     for row in connection.execute(query).mappings():
-        found.setdefault(row["leg_uuid"] or "", []).append(
-            {
-                "status": row["kind"],
-                "timestamp": row["timestamp"],
-                "received_at": row["received_at"],
-                "verified": row["verified"],
-                "payload": json.loads(row["payload"]),
-            }
-        )
+        event = {
+            "status": row["kind"],
+            "timestamp": row["timestamp"],
+            "received_at": row["received_at"],
+            "verified": row["verified"],
+            "payload": _payload(row["payload"]) if row["problem"] is None else row["payload"],
+        }
+        if row["problem"] is not None:
+            event["problem"] = row["problem"]
+        found.setdefault(row["leg_uuid"] or "", []).append(event)
     return found
+
+
+def _payload(text: str):
+    """A stored payload as its JSON value; as its text when Python cannot read it back (nested too deeply)."""
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError):
+        return text
 
 
 def _leg_json(row) -> dict:

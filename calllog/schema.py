@@ -5,10 +5,24 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, create_engine, event, func, select, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine, make_url
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -37,6 +51,8 @@ events = Table(
     Column("received_at", String(32), nullable=False),
     Column("verified", Boolean, nullable=False),
     Column("payload", Text, nullable=False),
+    # Why a delivery's body could not be read into fields (stored as received all the same); version 2.
+    Column("problem", Text),
 )
 legs = Table(
     "legs",
@@ -74,8 +90,20 @@ answers = Table(
     Column("verified", Boolean, nullable=False),
 )
 
-# version -> the tables that version adds; a later version appends its own step.
-MIGRATIONS = {1: [conversations, events, legs, answers]}
+
+def _create_tables(connection) -> None:
+    for table in (conversations, events, legs, answers):
+        table.create(connection, checkfirst=True)
+
+
+def _add_event_problem(connection) -> None:
+    # A database created at version 2 already has the column (tables are created as defined above).
+    if "problem" not in {column["name"] for column in inspect(connection).get_columns("events")}:
+        connection.execute(text("ALTER TABLE events ADD COLUMN problem TEXT"))
+
+
+# version -> the step that brings a database from the version before to it.
+MIGRATIONS = {1: _create_tables, 2: _add_event_problem}
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.
 COLUMN_LENGTHS = {
@@ -86,14 +114,6 @@ COLUMN_LENGTHS = {
 
 class StorageError(Exception):
     """The database could not store or read something; the message is safe to show."""
-
-
-def fit(table: Table, row: dict) -> dict:
-    """The row with text cut to its column's length: a webhook may send any length."""
-    limits = COLUMN_LENGTHS[table.name]
-    return {
-        key: (value[: limits[key]] if isinstance(value, str) and key in limits else value) for key, value in row.items()
-    }
 
 
 def brief(error: Exception) -> str:
@@ -140,8 +160,7 @@ def migrate(engine: Engine) -> int:
                 "upgrade the server"
             )
         for version in range(current + 1, SCHEMA_VERSION + 1):
-            for table in MIGRATIONS[version]:
-                table.create(connection, checkfirst=True)
+            MIGRATIONS[version](connection)
             connection.execute(schema_version.delete())
             connection.execute(schema_version.insert().values(version=version))
         return SCHEMA_VERSION

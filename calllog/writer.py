@@ -20,11 +20,14 @@ import threading
 import time
 from pathlib import Path
 
-from calllog.committer import BATCH_LIMIT, Committer, event_row
+from calllog import frames
+from calllog.committer import BATCH_LIMIT, Committer
+from calllog.rows import EVENT_COLUMNS
 from calllog.schema import Database, StorageError
 from logs import LOGGER_NAME
 
 REPLY_TIMEOUT_SECONDS = 5.0
+VERIFIED = EVENT_COLUMNS.index("verified")
 
 log = logging.getLogger(f"{LOGGER_NAME}.writer")
 
@@ -33,23 +36,24 @@ class _Batch:
     """What one pass over the ready connections read: rows to commit, and who waits for which reply."""
 
     def __init__(self):
-        self.event_rows: list[dict] = []
+        self.event_rows: list[tuple] = []
         self.answer_rows: list[dict] = []
         # (connection, index into event_rows, or None for a flush that waits for the whole batch)
         self.waiting: list[tuple[socket.socket, int | None]] = []
 
-    def add(self, connection: socket.socket, message: dict) -> None:
-        operation = message["op"]
-        if operation == "answers":
-            self.answer_rows.extend(message["rows"])
-        elif operation == "flush":
-            self.waiting.append((connection, None))
-        elif operation == "event":
-            row = event_row(message["payload"], message["received_at"], message["verified"])
+    def add(self, connection: socket.socket, kind: bytes, fields: list[str | None]) -> None:
+        if kind == frames.EVENT:
+            if len(fields) != len(EVENT_COLUMNS):
+                raise frames.FrameError(f"an event of {len(fields)} fields")
+            fields[VERIFIED] = fields[VERIFIED] == "1"
             self.waiting.append((connection, len(self.event_rows)))
-            self.event_rows.append(row)
+            self.event_rows.append(tuple(fields))
+        elif kind == frames.ANSWERS:
+            self.answer_rows.extend(json.loads(fields[0]))
+        elif kind == frames.FLUSH:
+            self.waiting.append((connection, None))
         else:
-            raise ValueError(f"unknown operation {operation!r}")
+            raise frames.FrameError(f"unknown frame {kind!r}")
 
 
 class WriterServer:
@@ -59,7 +63,7 @@ class WriterServer:
         self.socket_path = socket_path
         self.committer = committer
         self._selector = selectors.DefaultSelector()
-        self._unread: dict[socket.socket, bytes] = {}
+        self._unread: dict[socket.socket, frames.FrameReader] = {}
         self._listener: socket.socket | None = None
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._stopping = threading.Event()
@@ -105,8 +109,8 @@ class WriterServer:
             else:
                 connection = key.fileobj
                 try:
-                    for message in self._read(connection):
-                        batch.add(connection, message)
+                    for kind, fields in self._read(connection):
+                        batch.add(connection, kind, fields)
                 except Exception:
                     # Only this connection's worker is affected: it answers 503 and Vonage sends the event again.
                     log.exception("unreadable message from a worker; closing its connection")
@@ -123,10 +127,10 @@ class WriterServer:
         for connection, index in batch.waiting:
             outcome = True if index is None else outcomes[index]
             if isinstance(outcome, StorageError):
-                reply = {"ok": False, "error": str(outcome)}
+                reply = frames.encode_failure(str(outcome))
             else:
-                reply = {"ok": True, "new": outcome}
-            replies.setdefault(connection, []).append(json.dumps(reply).encode() + b"\n")
+                reply = frames.NEW if outcome is True else frames.REPEATED
+            replies.setdefault(connection, []).append(reply)
         for connection, lines in replies.items():
             if connection in self._unread:  # still open
                 try:
@@ -139,10 +143,10 @@ class WriterServer:
         # Reads wait for the selector; a reply that cannot be sent in time drops the connection.
         connection.settimeout(REPLY_TIMEOUT_SECONDS)
         self._selector.register(connection, selectors.EVENT_READ)
-        self._unread[connection] = b""
+        self._unread[connection] = frames.FrameReader()
 
-    def _read(self, connection: socket.socket) -> list[dict]:
-        """The complete messages that have arrived on a readable connection (none if it closed)."""
+    def _read(self, connection: socket.socket) -> list[tuple[bytes, list[str | None]]]:
+        """The complete frames that have arrived on a readable connection (none if it closed)."""
         try:
             data = connection.recv(1 << 16)
         except OSError:
@@ -150,8 +154,7 @@ class WriterServer:
         if not data:
             self._close(connection)
             return []
-        *lines, self._unread[connection] = (self._unread[connection] + data).split(b"\n")
-        return [json.loads(line) for line in lines]
+        return self._unread[connection].feed(data)
 
     def _close(self, connection: socket.socket) -> None:
         self._selector.unregister(connection)

@@ -6,9 +6,11 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from calllog.committer import Committer, event_row
+from calllog.committer import Committer
+from calllog.rows import EVENT_COLUMNS, event_row
 from calllog.schema import Database, StorageError
 from conftest import FIXTURES, call_log_reader, load_fixture
+from payloads import Payload
 from pg import fresh_postgres_url
 
 RECEIVED = "2026-11-24T09:00:00.000Z"
@@ -30,20 +32,24 @@ def committer(database_url):
     database.close()
 
 
-def row(status: str, leg: str = "leg-1", at: str = "2026-11-24T09:00:00.000Z") -> dict:
-    payload = {"status": status, "uuid": leg, "conversation_uuid": "CON-1", "timestamp": at}
-    return event_row(payload, RECEIVED, True)
+def row(status: str, leg: str = "leg-1", at: str = "2026-11-24T09:00:00.000Z") -> tuple:
+    return stored({"status": status, "uuid": leg, "conversation_uuid": "CON-1", "timestamp": at})
+
+
+def stored(payload: dict) -> tuple:
+    return event_row(Payload(payload), RECEIVED, True)
 
 
 def test_each_event_is_new_once_whether_repeated_in_a_batch_or_across_batches(committer):
     started, ringing = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
-    assert committer.commit([started, dict(started), ringing], []) == [True, False, True]
-    assert committer.commit([dict(ringing)], []) == [False]
+    assert committer.commit([started, tuple(started), ringing], []) == [True, False, True]
+    assert committer.commit([tuple(ringing)], []) == [False]
 
 
 def test_a_row_the_database_refuses_fails_alone_and_the_rest_are_stored(committer, database_url):
-    good, bad = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
-    bad["verified"] = None  # NOT NULL: the database refuses this row
+    good, ringing = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
+    # NOT NULL: the database refuses this row
+    bad = tuple(None if name == "verified" else value for name, value in zip(EVENT_COLUMNS, ringing))
     outcomes = committer.commit([good, bad], [])
     assert outcomes[0] is True
     assert isinstance(outcomes[1], StorageError)
@@ -98,14 +104,14 @@ def test_two_servers_folding_one_leg_at_once_lose_no_event():
     started = load_fixture(FIXTURES / "events" / "started.json")
     answered = load_fixture(FIXTURES / "events" / "answered.json")
     completed = load_fixture(FIXTURES / "events" / "completed.json")
-    assert first.commit([event_row(started, RECEIVED, True)], []) == [True]
+    assert first.commit([stored(started)], []) == [True]
     engine = create_engine(url)
     holder = engine.connect()
     holder.execute(text("SELECT uuid FROM legs WHERE uuid = :uuid FOR UPDATE"), {"uuid": started["uuid"]})
     outcomes = {}
     threads = [
-        threading.Thread(target=lambda: outcomes.update(a=first.commit([event_row(answered, RECEIVED, True)], []))),
-        threading.Thread(target=lambda: outcomes.update(b=second.commit([event_row(completed, RECEIVED, True)], []))),
+        threading.Thread(target=lambda: outcomes.update(a=first.commit([stored(answered)], []))),
+        threading.Thread(target=lambda: outcomes.update(b=second.commit([stored(completed)], []))),
     ]
     for thread in threads:
         thread.start()

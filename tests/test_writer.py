@@ -10,11 +10,13 @@ import pytest
 import requests
 
 from calllog.client import WriterClient
+from calllog.rows import event_row
 from calllog.schema import StorageError
 from calllog.writer import WriterThread
 from conftest import CALL_LOG_TOKEN, SEED_EVENTS, built_app, call_log_reader, load_fixture
 from events import event_key
 from ncco import parse_ncco
+from payloads import Payload
 from test_serve import run_server
 
 
@@ -44,8 +46,8 @@ def eventually(condition, seconds=10):
 
 def test_remote_writer_commits_each_event_once(remote, database_url):
     event = load_fixture(SEED_EVENTS[0])
-    assert remote.record_event(event, "2026-11-24T09:00:00.000Z", True) is True
-    assert remote.record_event(event, "2026-11-24T09:00:01.000Z", True) is False
+    assert remote.record_event(event_row(Payload(event), "2026-11-24T09:00:00.000Z", True)) is True
+    assert remote.record_event(event_row(Payload(event), "2026-11-24T09:00:01.000Z", True)) is False
     with call_log_reader(database_url) as reader:
         assert reader.count_events() == 1
 
@@ -65,7 +67,9 @@ def test_writer_answers_each_of_many_concurrent_workers_with_its_own_outcome(rem
 
     def deliver(index: int) -> None:
         # Each event twice from the same thread: new, then a duplicate.
-        outcomes[index] = [remote.record_event(payloads[index], "2026-11-24T09:00:01.000Z", True) for _ in range(2)]
+        outcomes[index] = [
+            remote.record_event(event_row(Payload(payloads[index]), "2026-11-24T09:00:01.000Z", True)) for _ in range(2)
+        ]
 
     def deliver_every_sixteenth(first: int) -> None:
         for index in range(first, 160, 16):
@@ -89,7 +93,7 @@ def test_an_unreadable_message_closes_only_its_own_connection(writer_socket, rem
         garbage.settimeout(5)
         assert garbage.recv(100) == b""  # the writer closed it
     event = load_fixture(SEED_EVENTS[0])
-    assert remote.record_event(event, "2026-11-24T09:00:00.000Z", True) is True
+    assert remote.record_event(event_row(Payload(event), "2026-11-24T09:00:00.000Z", True)) is True
     with call_log_reader(database_url) as reader:
         assert reader.count_events() == 1
 
@@ -142,7 +146,7 @@ def test_without_its_writer_the_server_refuses_events_with_503_and_still_answers
 def test_remote_writer_raises_storage_error_when_the_writer_is_gone(tmp_path):
     client = WriterClient(str(tmp_path / "nobody.sock"))
     with pytest.raises(StorageError, match="not running"):
-        client.record_event({"status": "started"}, "2026-11-24T09:00:00.000Z", False)
+        client.record_event(event_row(Payload({"status": "started"}), "2026-11-24T09:00:00.000Z", False))
     client.close()
 
 

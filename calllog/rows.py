@@ -1,0 +1,84 @@
+"""The rows the call log stores, built in the worker that received the webhook: whatever was sent, a row that
+every database accepts (text cut to its column, no NUL, no unpaired surrogate), and the payload as received."""
+
+from __future__ import annotations
+
+import json
+
+from calllog.schema import COLUMN_LENGTHS, answers, events
+from events import event_conversation, event_key, event_kind, leg_uuid
+from ncco import AnswerDecision
+from payloads import Payload
+
+EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
+ANSWER_COLUMNS = tuple(column.name for column in answers.columns if column.name != "id")
+UNREADABLE = "unreadable"  # the kind of an event whose body could not be read into fields
+
+
+def column_text(value, limit: int | None = None) -> str | None:
+    """`value` as text any database stores: NUL and unpaired surrogates become U+FFFD; cut to `limit`."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # An unpaired surrogate (sent as a JSON \udfff escape) has no UTF-8 form.
+            text = "".join("\ufffd" if "\ud800" <= character <= "\udfff" else character for character in text)
+    return text if limit is None else text[:limit]
+
+
+def fit(table_name: str, row: dict) -> dict:
+    """The row with every text value made storable and cut to its column's length."""
+    limits = COLUMN_LENGTHS[table_name]
+    return {key: column_text(value, limits.get(key)) if isinstance(value, str) else value for key, value in row.items()}
+
+
+def event_row(payload: Payload, received_at: str, verified: bool) -> tuple:
+    """The events row of one delivery, in EVENT_COLUMNS order, keyed by its identity (events.event_key).
+
+    The payload is stored as received when the body was a JSON object, else as the fields in JSON.
+    """
+    fields = payload.fields
+    limits = COLUMN_LENGTHS["events"]
+    if payload.problem is not None:
+        key = event_key({"unreadable": payload.text})
+        return (key, None, None, UNREADABLE, None, received_at, verified, payload.text, payload.problem)
+    stored = payload.text if payload.text is not None else json.dumps(fields, ensure_ascii=False, default=str)
+    timestamp = fields.get("timestamp")
+    return (
+        event_key(fields),
+        column_text(event_conversation(fields), limits["conversation_uuid"]),
+        column_text(leg_uuid(fields), limits["leg_uuid"]),
+        column_text(event_kind(fields), limits["kind"]),
+        column_text(timestamp, limits["timestamp"]),
+        received_at,
+        verified,
+        column_text(stored),
+        None,
+    )
+
+
+def answer_row(route: str, decision: AnswerDecision, received_at: str, verified: bool) -> dict:
+    """The answers row of one answer decision."""
+    fields = decision.request
+    caller = fields.get("from_user") or fields.get("from")
+    row = {
+        "conversation_uuid": fields.get("conversation_uuid"),
+        "leg_uuid": fields.get("uuid"),
+        "route": route,
+        "caller": None if caller is None else str(caller),
+        "requested": decision.requested,
+        "callee": decision.callee,
+        "connected": decision.connected,
+        "reason": decision.reason,
+        "received_at": received_at,
+        "verified": verified,
+    }
+    return {key: column_text(value) if key in _TEXT_ANSWER_FIELDS else value for key, value in row.items()}
+
+
+_TEXT_ANSWER_FIELDS = ("conversation_uuid", "leg_uuid", "caller", "requested", "reason")
