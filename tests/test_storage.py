@@ -314,3 +314,21 @@ def test_duplicate_delivery_is_logged_without_repeating_the_block(client, caplog
     records = [record for record in caplog.records if getattr(record, "event", None)]
     assert [getattr(record, "duplicate", False) for record in records] == [False, True]
     assert "already stored" in records[1].getMessage()
+
+
+def test_a_version_1_database_is_migrated_in_place_and_keeps_its_events(database_url):
+    with built_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN}) as app:
+        app.test_client().post("/voice/event", json=load_fixture(SEED_EVENTS[0]))
+    # As a server of version 1 left it: no problem column, schema version 1.
+    database = Database(database_url)
+    with database.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE events DROP COLUMN problem"))
+        connection.execute(schema_version.update().values(version=1))
+    database.close()
+    with built_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN}) as app:
+        client = app.test_client()
+        deep = '{"status": "started", "deep": ' + "[" * 100 + "]" * 100 + "}"
+        assert client.post("/voice/event", data=deep, content_type="application/json").status_code == 204
+        assert app.extensions["call_log"].reader.count_events() == 2
+        with app.extensions["call_log"].database.engine.connect() as connection:
+            assert connection.execute(select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
