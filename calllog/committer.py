@@ -90,6 +90,16 @@ def _runner(cursor):
     return run
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: another server's transaction got in the way,
+# and the same batch succeeds when tried again.
+TRANSIENT_STATES = ("40P01", "40001")
+TRANSIENT_ATTEMPTS = 3
+
+
+def _transient(error: Exception) -> bool:
+    return getattr(error, "sqlstate", None) in TRANSIENT_STATES
+
+
 Outcome = bool | StorageError  # for an event: True if new, False for a repeated delivery, or why it failed
 
 
@@ -107,12 +117,16 @@ class Committer:
 
         If the transaction fails, each row is tried alone, so one bad row fails only itself.
         """
-        try:
-            return self._commit(event_rows, answer_rows)
-        except Exception as error:
-            log.warning(
-                "a batch of %d writes failed (%s); trying each alone", len(event_rows) + len(answer_rows), brief(error)
-            )
+        writes = len(event_rows) + len(answer_rows)
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                return self._commit(event_rows, answer_rows)
+            except Exception as error:
+                if _transient(error) and attempt < TRANSIENT_ATTEMPTS:
+                    log.warning("a batch of %d writes met %s; trying it again", writes, brief(error))
+                    continue
+                log.warning("a batch of %d writes failed (%s); trying each alone", writes, brief(error))
+                break
         outcomes: list[Outcome] = []
         for row in event_rows:
             try:
@@ -182,7 +196,8 @@ class Committer:
             first_by_key.setdefault(row[KEY], index)
         if not first_by_key:
             return []
-        distinct = [rows[index] for index in first_by_key.values()]
+        # In key order: two servers inserting overlapping batches then take the index's locks in one order.
+        distinct = [rows[first_by_key[key]] for key in sorted(first_by_key)]
         values = tuple(value for row in distinct for value in row)
         inserted = {key for (key,) in run(self._statements.insert_events(len(distinct)), values).fetchall()}
         changed_legs = sorted({row[LEG] for row in distinct if row[LEG] and row[KEY] in inserted})

@@ -129,3 +129,36 @@ def test_two_servers_folding_one_leg_at_once_lose_no_event():
         committer.close()
         database.close()
     engine.dispose()
+
+
+def test_a_batch_chosen_as_a_deadlock_victim_is_tried_again_not_failed(caplog):
+    """Another server's transaction and this batch lock the same two events in opposite orders; PostgreSQL
+    aborts the batch (deadlock_detected), and the batch is committed on its next attempt."""
+    url = fresh_postgres_url()
+    database = Database(url)
+    committer = Committer(database)
+    first, second = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
+    low, high = sorted((first, second))  # the committer inserts in key order
+    database.ensure_schema()
+    engine = create_engine(url)
+    other = engine.connect()
+    # The other server waits far longer before looking for deadlocks, so this batch is the one aborted.
+    other.execute(text("SET deadlock_timeout = '20s'"))
+    insert = text(
+        "INSERT INTO events (event_key, conversation_uuid, leg_uuid, kind, timestamp, received_at, verified, payload)"
+        " VALUES (:key, 'CON-1', 'leg-1', 'started', 't', 'r', true, '{}')"
+    )
+    other.execute(insert, {"key": high[0]})
+    outcome = {}
+    batch = threading.Thread(target=lambda: outcome.update(result=committer.commit([first, second], [])))
+    batch.start()
+    wait_for_lock_waiters(engine, 1)  # the batch holds the low key and waits for the high one
+    other.execute(insert, {"key": low[0]})  # returns once the batch, deadlocked, has rolled back
+    other.rollback()
+    other.close()
+    batch.join()
+    assert outcome["result"] == [True, True]
+    assert "trying it again" in caplog.text
+    committer.close()
+    database.close()
+    engine.dispose()
