@@ -18,6 +18,7 @@ COMMANDS = {
     "call": "vonage_helper.commands:call_command",
     "token": "vonage_helper.commands:token_command",
     "webhooks": "vonage_helper.commands:webhooks_command",
+    "sign": "vonage_helper.sign:sign_command",
 }
 
 

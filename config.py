@@ -25,6 +25,7 @@ from ncco import (
 )
 
 LOG_FORMATS = ("pretty", "json")
+DATABASE_EXAMPLE = "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psycopg://user:password@localhost/calls"
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(__file__).resolve().parent / 'instance' / 'calls.db'}"
 _TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
 _LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
@@ -62,6 +63,8 @@ class Settings:
     api_host: str | None = None
     api_key: str | None = None
     api_secret: str | None = field(default=None, repr=False)
+    ngrok_api_url: str = "http://127.0.0.1:4040/api/tunnels"
+    auto_webhooks: str | None = None
     writer_socket: str | None = None
 
     def described(self) -> dict[str, str]:
@@ -171,7 +174,12 @@ def _database_url(raw: str) -> str:
     if backend in ("postgres", "postgresql"):
         # The bare scheme would ask SQLAlchemy for psycopg2; this server ships psycopg 3.
         url = url.set(drivername="postgresql+psycopg")
-    elif backend != "sqlite":
+        if not url.database:
+            raise ValueError(f"{raw.strip()!r} names no database (the part after the last /)")
+    elif backend == "sqlite":
+        if url.host or url.port or url.username:
+            raise ValueError(f"{raw.strip()!r} has a host; an SQLite URL has three slashes before its path")
+    else:
         raise ValueError(f"{backend} is not supported (SQLite or PostgreSQL)")
     return url.render_as_string(hide_password=False)
 
@@ -202,6 +210,22 @@ def _api_host(raw: str) -> str:
     value = raw.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
     if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", value):
         raise ValueError(f"{raw.strip()!r} is not a host name")
+    return value
+
+
+def _ngrok_api_url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{raw.strip()!r} is not the address of ngrok's local API")
+    # A base URL (the agent's web interface address) or the tunnels list itself both work.
+    return value if parts.path.endswith("/api/tunnels") else f"{value}/api/tunnels"
+
+
+def _auto_webhooks(raw: str) -> str:
+    value = raw.strip().lower()
+    if value != "ngrok":
+        raise ValueError(f"{raw.strip()!r} is not supported (only ngrok; leave it empty for off)")
     return value
 
 
@@ -246,7 +270,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "DATABASE_URL": (
         "database_url",
         _database_url,
-        "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psycopg://user:password@localhost/calls",
+        DATABASE_EXAMPLE,
     ),
     "CALL_LOG_TOKEN": (
         "call_log_token",
@@ -263,6 +287,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "VONAGE_API_HOST": ("api_host", _api_host, "VONAGE_API_HOST=api-us.vonage.com"),
     "VONAGE_API_KEY": ("api_key", _text(64), "VONAGE_API_KEY=abcd1234 (dashboard: API settings)"),
     "VONAGE_API_SECRET": ("api_secret", _text(256), "VONAGE_API_SECRET=... (dashboard: API settings)"),
+    "NGROK_API_URL": ("ngrok_api_url", _ngrok_api_url, "NGROK_API_URL=http://127.0.0.1:4040"),
+    "AUTO_WEBHOOKS": ("auto_webhooks", _auto_webhooks, "AUTO_WEBHOOKS=ngrok"),
     "CALL_LOG_WRITER_SOCKET": ("writer_socket", _text(200), "CALL_LOG_WRITER_SOCKET=/tmp/voice-writer/writer.sock"),
 }
 

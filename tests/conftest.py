@@ -57,8 +57,10 @@ def database_url(tmp_path):
 
 
 @pytest.fixture
-def app(settings_env, database_url):
+def app(settings_env, database_url, tmp_path):
     with built_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN, **settings_env}) as application:
+        # What commands keep (flask webhooks' record of the application's settings) stays with the test.
+        application.instance_path = str(tmp_path / "instance")
         yield application
 
 

@@ -1,10 +1,16 @@
-"""The Vonage client helper behind `flask call`, `flask token` and `flask webhooks`: the SDK's REST client.
+"""The Vonage client helper behind `flask call`, `flask token`, `flask webhooks` and `flask sign`.
 
-Only the command line imports it (see cli.py), so no worker serving webhooks loads the SDK's client.
+Only the command line imports it (see cli.py), and serve.py's main process when it needs it, so no worker serving
+webhooks loads the SDK's REST client. errors, ngrok, backups and sign use no SDK.
 
+    errors     a failure as one line and an exit code
     clients    credentials, the two kinds of client, and Vonage's errors as one line each
     calls      placing a call through the destination policy
     tokens     Client SDK login tokens
-    webhooks   pointing the application's voice webhooks at this server
-    commands   the click commands
+    ngrok      finding this server's public URL from a running ngrok agent
+    backups    the record of the webhooks an application had before they were pointed here
+    webhooks   pointing the application's voice webhooks at this server, showing them, putting them back
+    auto       AUTO_WEBHOOKS=ngrok: the webhooks follow the tunnel while `make run` serves
+    sign       `flask sign`: requests signed as Vonage signs webhooks
+    commands   the other click commands
 """

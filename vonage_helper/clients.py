@@ -16,28 +16,18 @@ from vonage_http_client import (
 )
 
 from config import Settings
-
-DASHBOARD = "the Vonage dashboard"
-
-# Exit codes of the commands, by what went wrong.
-EXIT_SETTINGS, EXIT_REFUSED, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_RATE_LIMITED, EXIT_VONAGE_DOWN, EXIT_OTHER = (
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
+from vonage_helper.errors import (
+    EXIT_AUTH,
+    EXIT_NOT_FOUND,
+    EXIT_OTHER,
+    EXIT_RATE_LIMITED,
+    EXIT_REFUSED,  # noqa: F401 (callers import every exit code from here)
+    EXIT_SETTINGS,
+    EXIT_VONAGE_DOWN,
+    HelperError,
 )
 
-
-class HelperError(Exception):
-    """A failure to show as one line, with the exit code the command ends with."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
+DASHBOARD = "the Vonage dashboard"
 
 
 def private_key_pem(setting: str | None) -> str:

@@ -10,8 +10,9 @@ from flask.cli import with_appcontext
 
 from vonage_helper.calls import place_call
 from vonage_helper.clients import EXIT_SETTINGS, HelperError
+from vonage_helper.ngrok import NgrokError, find_tunnel
 from vonage_helper.tokens import client_token, parse_ttl
-from vonage_helper.webhooks import point_webhooks
+from vonage_helper.webhooks import point_webhooks, restore_webhooks, show_webhooks
 
 
 def _fail(error: HelperError):
@@ -53,16 +54,57 @@ def token_command(user: str, ttl: str):
 
 
 @click.command("webhooks")
-@click.argument("public_url")
+@click.argument("public_url", required=False)
+@click.option("--ngrok", "use_ngrok", is_flag=True, help="Point them at the running ngrok agent's https tunnel.")
+@click.option("--show", is_flag=True, help="Print what they point at now, and whether that is this server.")
+@click.option("--restore", is_flag=True, help="Put back the settings they had before they were pointed here.")
 @with_appcontext
-def webhooks_command(public_url: str):
-    """Point the Vonage application's voice webhooks at PUBLIC_URL (this server, e.g. behind ngrok)."""
-    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", public_url):
-        _fail(HelperError(f"{public_url!r} is not a base URL such as https://abc123.ngrok.app", EXIT_SETTINGS))
+def webhooks_command(public_url: str | None, use_ngrok: bool, show: bool, restore: bool):
+    """Point the Vonage application's voice webhooks at PUBLIC_URL (or the ngrok tunnel), show them, or restore them.
+
+    Before changing them, the earlier settings are recorded in the instance folder, for --restore.
+    """
+    if sum(bool(choice) for choice in (public_url, use_ngrok, show, restore)) != 1:
+        _fail(
+            HelperError(
+                "give one of PUBLIC_URL, --ngrok, --show or --restore; for example flask webhooks --ngrok",
+                EXIT_SETTINGS,
+            )
+        )
+    settings = current_app.config["SETTINGS"]
+    folder = current_app.instance_path
     try:
-        changes = point_webhooks(current_app.config["SETTINGS"], public_url)
+        if show:
+            lines = show_webhooks(settings, ngrok_url=_ngrok_url_if_running(settings), backup_folder=folder)
+            heading = None
+        elif restore:
+            lines = restore_webhooks(settings, backup_folder=folder)
+            heading = "put back the application's earlier voice webhooks:"
+        else:
+            lines = point_webhooks(settings, _target_url(settings, public_url), backup_folder=folder)
+            heading = "updated the application's voice webhooks:"
     except HelperError as error:
         _fail(error)
-    click.echo("updated the application's voice webhooks:")
-    for line in changes:
-        click.echo(f"  {line}")
+    if heading:
+        click.echo(heading)
+    for line in lines:
+        click.echo(f"  {line}" if heading else line)
+
+
+def _target_url(settings, public_url: str | None) -> str:
+    """PUBLIC_URL as given, checked, or the ngrok tunnel's public URL; raises HelperError."""
+    if public_url is None:
+        tunnel = find_tunnel(settings)
+        if tunnel.warning(settings.port):
+            click.echo(f"warning: {tunnel.warning(settings.port)}", err=True)
+        return tunnel.public_url
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", public_url):
+        raise HelperError(f"{public_url!r} is not a base URL such as https://abc123.ngrok.app", EXIT_SETTINGS)
+    return public_url
+
+
+def _ngrok_url_if_running(settings) -> str | None:
+    try:
+        return find_tunnel(settings).public_url
+    except NgrokError:
+        return None

@@ -1,0 +1,489 @@
+"""The ngrok loop: finding the tunnel, AUTO_WEBHOOKS pointing the application at it while `make run` serves, and
+putting the earlier webhooks back when it stops. ngrok's local API and Vonage's Applications API are stand-ins."""
+
+import copy
+import datetime
+import ipaddress
+import json
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from config import ConfigError, settings_from
+from conftest import ROOT
+from test_serve import free_port, run_env, wait_until_listening
+from vonage_helper.auto import AutoWebhooks
+from vonage_helper.backups import INSTANCE_FOLDER
+from vonage_helper.ngrok import NgrokError, find_tunnel, forwarded_port, tunnel_notes
+
+APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
+ORIGINAL_WEBHOOKS = {
+    "answer_url": {
+        "address": "https://old.example/answer",
+        "http_method": "GET",
+        "connect_timeout": 500,
+        "socket_timeout": 3000,
+    },
+    "event_url": {"address": "https://old.example/event", "http_method": "POST"},
+}
+
+
+def application(application_id: str = APPLICATION_ID) -> dict:
+    """An application as Vonage's GET returns it, with settings of every kind, one of them unknown to the SDK."""
+    return {
+        "id": application_id,
+        "name": "My voice app",
+        "capabilities": {
+            "voice": {
+                "webhooks": copy.deepcopy(ORIGINAL_WEBHOOKS),
+                "signed_callbacks": True,
+                "conversations_ttl": 48,
+                "leg_persistence_time": 7,
+                "region": "eu-west",
+            },
+            "rtc": {
+                "webhooks": {"event_url": {"address": "https://old.example/rtc", "http_method": "POST"}},
+                "signed_callbacks": True,
+            },
+            "messages": {
+                "webhooks": {"inbound_url": {"address": "https://old.example/in", "http_method": "POST"}},
+                "version": "v1",
+            },
+            "network_apis": {"redirect_uri": "https://old.example/callback", "network_application_id": "2bzfIFqRG"},
+        },
+        "privacy": {"improve_ai": False},
+        "keys": {"public_key": "-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----\n"},
+        "_links": {"self": {"href": f"/v2/applications/{application_id}"}},
+    }
+
+
+def all_but_webhooks(document: dict) -> dict:
+    """An application without its voice webhooks and read-only fields: what no command may change."""
+    rest = {key: value for key, value in copy.deepcopy(document).items() if key not in ("id", "_links")}
+    del rest["capabilities"]["voice"]["webhooks"]
+    return rest
+
+
+def webhooks_at(base: str) -> dict:
+    return {
+        "answer_url": {**ORIGINAL_WEBHOOKS["answer_url"], "address": f"{base}/voice/answer"},
+        "event_url": {"address": f"{base}/voice/event", "http_method": "POST"},
+        "fallback_answer_url": {"address": f"{base}/voice/fallback", "http_method": "GET"},
+    }
+
+
+class ApplicationStandIn:
+    """Vonage's Applications API for one application: GET returns it as it is now, PUT replaces it. Every request
+    is logged as (method, body), and whoever waits for a request is woken."""
+
+    def __init__(self, document: dict):
+        self.document = copy.deepcopy(document)
+        self.requests: list[tuple[str, dict | None]] = []
+        self.changed = threading.Condition()
+
+    def handle(self, method: str, body: dict | None) -> dict:
+        with self.changed:
+            self.requests.append((method, copy.deepcopy(body)))
+            if method == "PUT":
+                self.document = {"id": self.document["id"], **copy.deepcopy(body), "_links": self.document["_links"]}
+            self.changed.notify_all()
+            return copy.deepcopy(self.document)
+
+    def puts(self) -> list[dict]:
+        with self.changed:
+            return [body for method, body in self.requests if method == "PUT"]
+
+    def wait_for_webhooks(self, webhooks: dict, timeout: float = 30) -> None:
+        """Wait until a PUT has set the voice webhooks to `webhooks`."""
+
+        def put_seen():
+            return any(body["capabilities"]["voice"]["webhooks"] == webhooks for body in self.puts())
+
+        with self.changed:
+            assert self.changed.wait_for(put_seen, timeout), f"no PUT set {webhooks}; requests: {self.requests}"
+
+
+class LocalServer:
+    """A ThreadingHTTPServer on a free loopback port, served from a daemon thread until close()."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext | None = None):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if context:
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        # A short poll, so close() returns at once instead of after serve_forever's default half second.
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class NgrokStandIn(LocalServer):
+    """ngrok's local API: GET /api/tunnels answers with `tunnels` as they are at that moment."""
+
+    def __init__(self):
+        self.tunnels: list[dict] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, document = (200, {"tunnels": stand_in.tunnels}) if self.path == "/api/tunnels" else (404, {})
+                body = json.dumps({**document, "uri": "/api/tunnels"}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(Handler)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def serve(self, *tunnels: dict) -> None:
+        self.tunnels = list(tunnels)
+
+
+def tunnel(public_url: str, addr: str, proto: str = "https") -> dict:
+    return {
+        "name": "command_line",
+        "uri": "/api/tunnels/command_line",
+        "public_url": public_url,
+        "proto": proto,
+        "config": {"addr": addr, "inspect": True},
+    }
+
+
+def vonage_https_stand_in(stand_in: ApplicationStandIn, context: ssl.SSLContext) -> LocalServer:
+    """ApplicationStandIn over HTTPS, for a server in another process (where `responses` cannot reach)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, method: str):
+            if self.path != f"/v2/applications/{stand_in.document['id']}":
+                self.send_error(404)
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            reply = json.dumps(stand_in.handle(method, body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def do_GET(self):
+            self._answer("GET")
+
+        def do_PUT(self):
+            self._answer("PUT")
+
+        def log_message(self, *args):
+            pass
+
+    return LocalServer(Handler, context)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and localhost: (certificate file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    built = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(built.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+@pytest.fixture
+def ngrok():
+    stand_in = NgrokStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+def closed_port_url() -> str:
+    """An address where nothing listens, as when no ngrok agent runs."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def settings_with(ngrok_url: str, port: int = 3000, **more) -> object:
+    return settings_from({"NGROK_API_URL": ngrok_url, "PORT": str(port), **more})
+
+
+# --- Finding the tunnel -------------------------------------------------------------------------------------------
+
+
+def test_the_https_tunnel_to_this_servers_port_is_chosen(ngrok):
+    ngrok.serve(
+        tunnel("https://other.ngrok-free.app", "http://localhost:8080"),
+        tunnel("http://plain.ngrok-free.app", "http://localhost:3000", proto="http"),
+        tunnel("https://abc.ngrok-free.app", "http://localhost:3000"),
+    )
+    found = find_tunnel(settings_with(ngrok.url))
+    assert (found.public_url, found.forwards_here) == ("https://abc.ngrok-free.app", True)
+
+
+def test_an_https_tunnel_to_another_port_is_used_with_a_warning(ngrok):
+    ngrok.serve(tunnel("https://other.ngrok-free.app", "localhost:8080"))
+    found = find_tunnel(settings_with(ngrok.url))
+    assert found.public_url == "https://other.ngrok-free.app"
+    assert "forwards to localhost:8080, not to this server's port 3000" in found.warning(3000)
+
+
+def test_no_https_tunnel_is_one_line_saying_what_to_start(ngrok):
+    ngrok.serve(tunnel("tcp://0.tcp.ngrok.io:12345", "localhost:22", proto="tcp"))
+    with pytest.raises(NgrokError) as error:
+        find_tunnel(settings_with(ngrok.url))
+    assert error.value.message == "ngrok runs but has no https tunnel (tunnels: tcp); start one with `ngrok http 3000`"
+    assert error.value.exit_code == 2 and error.value.running
+
+
+def test_ngrok_not_running_is_one_line_saying_what_to_start():
+    url = closed_port_url()
+    with pytest.raises(NgrokError) as error:
+        find_tunnel(settings_with(url))
+    assert error.value.message.startswith(f"ngrok is not running: nothing answers at {url}/api/tunnels (")
+    assert error.value.message.endswith(
+        "start it with `ngrok http 3000`, or set NGROK_API_URL to its web interface address"
+    )
+    assert error.value.exit_code == 2 and not error.value.running
+
+
+@pytest.mark.parametrize(
+    "addr, port",
+    [("3000", 3000), ("localhost:3000", 3000), ("http://localhost:3000", 3000), ("https://127.0.0.1", 443)],
+)
+def test_every_spelling_of_a_tunnels_address_gives_its_port(addr, port):
+    assert forwarded_port(addr) == port
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("http://127.0.0.1:4040", "http://127.0.0.1:4040/api/tunnels"),
+        ("http://127.0.0.1:4041/", "http://127.0.0.1:4041/api/tunnels"),
+        ("http://ngrok:4040/api/tunnels", "http://ngrok:4040/api/tunnels"),
+    ],
+)
+def test_ngrok_api_url_takes_the_base_or_the_full_url(raw, expected):
+    assert settings_from({"NGROK_API_URL": raw}).ngrok_api_url == expected
+
+
+@pytest.mark.parametrize(
+    "variable, raw, message",
+    [
+        ("NGROK_API_URL", "127.0.0.1:4040", "NGROK_API_URL: '127.0.0.1:4040' is not the address of ngrok's local API"),
+        ("AUTO_WEBHOOKS", "yes", "AUTO_WEBHOOKS: 'yes' is not supported (only ngrok; leave it empty for off)"),
+    ],
+)
+def test_bad_ngrok_settings_stop_start_up_with_one_line(variable, raw, message):
+    with pytest.raises(ConfigError) as error:
+        settings_from({variable: raw})
+    assert str(error.value).startswith(f"{message}; for example {variable}=")
+
+
+@pytest.mark.parametrize("raw, expected", [("ngrok", "ngrok"), ("NGROK ", "ngrok"), ("", None)])
+def test_auto_webhooks_is_ngrok_or_off(raw, expected):
+    assert settings_from({"AUTO_WEBHOOKS": raw}).auto_webhooks == expected
+
+
+# --- Start-up notes -----------------------------------------------------------------------------------------------
+
+
+def test_startup_notes_show_the_public_urls_beside_the_local_ones(ngrok):
+    import serve
+
+    ngrok.serve(tunnel("https://abc.ngrok-free.app", "http://localhost:3000"))
+    notes = serve.startup_notes(settings_with(ngrok.url, CALL_LOG_TOKEN="t" * 20))
+    assert notes[3:8] == [
+        "  fallback URL http://127.0.0.1:3000/voice/fallback",
+        "  ngrok        https://abc.ngrok-free.app -> http://localhost:3000",
+        "  answer URL   https://abc.ngrok-free.app/voice/answer   (GET)",
+        "  event URL    https://abc.ngrok-free.app/voice/event    (POST)",
+        "  fallback URL https://abc.ngrok-free.app/voice/fallback",
+    ]
+
+
+def test_startup_notes_without_ngrok_are_as_before():
+    import serve
+
+    notes = serve.startup_notes(settings_with(closed_port_url(), CALL_LOG_TOKEN="t" * 20))
+    assert notes[3:5] == [
+        "  fallback URL http://127.0.0.1:3000/voice/fallback",
+        "  health       http://127.0.0.1:3000/health",
+    ]
+    assert not any("ngrok" in note for note in notes)
+    assert tunnel_notes(settings_with(closed_port_url())) == []
+
+
+# --- AutoWebhooks in this process ---------------------------------------------------------------------------------
+
+
+class Said:
+    """AutoWebhooks' `say`: keeps its lines and wakes whoever waits for one."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, line: str, err: bool = False) -> None:
+        with self.changed:
+            self.lines.append(line)
+            self.changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: any(text in line for line in self.lines), timeout), self.lines
+
+
+@pytest.fixture
+def account_env():
+    return {"VONAGE_APPLICATION_ID": APPLICATION_ID, "VONAGE_API_KEY": "abcd1234", "VONAGE_API_SECRET": "s3cret-api"}
+
+
+@pytest.fixture
+def vonage(certificate, monkeypatch):
+    """ApplicationStandIn over HTTPS; this process's SDK client calls it."""
+    stand_in = ApplicationStandIn(application())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    server = vonage_https_stand_in(stand_in, context)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+    stand_in.host = f"127.0.0.1:{server.port}"
+    yield stand_in
+    server.close()
+
+
+def test_auto_webhooks_without_credentials_warns_once_and_sends_nothing(ngrok, tmp_path):
+    ngrok.serve(tunnel("https://abc.ngrok-free.app", "http://localhost:3000"))
+    said = Said()
+    auto = AutoWebhooks(settings_with(ngrok.url, VONAGE_APPLICATION_ID=APPLICATION_ID), tmp_path, say=said)
+    auto.start()
+    auto.stop()
+    assert said.lines == [
+        "warning: AUTO_WEBHOOKS=ngrok: VONAGE_API_KEY is not set; copy it from API settings in the Vonage dashboard; "
+        "serving without pointing the application"
+    ]
+    assert auto.thread is None
+
+
+def test_auto_webhooks_points_when_the_tunnel_starts_later_and_restores(ngrok, vonage, account_env, tmp_path):
+    settings = settings_with(ngrok.url, VONAGE_API_HOST=vonage.host, **account_env)
+    said = Said()
+    auto = AutoWebhooks(settings, tmp_path, say=said, poll_seconds=0.05)
+    auto.start()
+    try:
+        assert said.lines[0].startswith("warning: AUTO_WEBHOOKS=ngrok: ngrok runs but has no https tunnel")
+        assert vonage.requests == []
+        ngrok.serve(tunnel("https://late.ngrok-free.app", "http://localhost:3000"))
+        vonage.wait_for_webhooks(webhooks_at("https://late.ngrok-free.app"))
+    finally:
+        auto.stop()
+    assert vonage.document["capabilities"]["voice"]["webhooks"] == ORIGINAL_WEBHOOKS
+    assert not (tmp_path / f"webhooks-backup-{APPLICATION_ID}.json").exists()
+
+
+def test_auto_webhooks_leave_an_application_changed_meanwhile_as_it_is(ngrok, vonage, account_env, tmp_path):
+    ngrok.serve(tunnel("https://abc.ngrok-free.app", "http://localhost:3000"))
+    settings = settings_with(ngrok.url, VONAGE_API_HOST=vonage.host, **account_env)
+    said = Said()
+    auto = AutoWebhooks(settings, tmp_path, say=said, poll_seconds=3600)
+    auto.start()
+    someone_elses = {"answer_url": {"address": "https://elsewhere.example/answer", "http_method": "GET"}}
+    vonage.document["capabilities"]["voice"]["webhooks"] = someone_elses
+    auto.stop()
+    assert vonage.document["capabilities"]["voice"]["webhooks"] == someone_elses
+    assert len(vonage.puts()) == 1
+    assert "no longer points at https://abc.ngrok-free.app (changed meanwhile)" in said.lines[-1]
+
+
+# --- `make run` with AUTO_WEBHOOKS=ngrok, end to end --------------------------------------------------------------
+
+
+def start_make_run(port: int, env: dict, log_path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    wait_until_listening(port, process)
+    return process
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_make_run_points_the_application_follows_the_tunnel_and_puts_it_back(stop_signal, ngrok, certificate, tmp_path):
+    application_id = str(uuid.uuid4())
+    stand_in = ApplicationStandIn(application(application_id))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    vonage = vonage_https_stand_in(stand_in, context)
+    port = free_port()
+    ngrok.serve(tunnel("https://first.ngrok-free.app", f"http://localhost:{port}"))
+    record = INSTANCE_FOLDER / f"webhooks-backup-{application_id}.json"
+    env = run_env(
+        PORT=str(port),
+        WORKERS="1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'calls.db'}",
+        AUTO_WEBHOOKS="ngrok",
+        NGROK_API_URL=ngrok.url,
+        VONAGE_APPLICATION_ID=application_id,
+        VONAGE_API_KEY="abcd1234",
+        VONAGE_API_SECRET="s3cret-api",
+        VONAGE_API_HOST=f"127.0.0.1:{vonage.port}",
+        REQUESTS_CA_BUNDLE=str(certificate[0]),
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    process = start_make_run(port, env, tmp_path / "serve.log")
+    try:
+        stand_in.wait_for_webhooks(webhooks_at("https://first.ngrok-free.app"))
+        assert json.loads(record.read_text())["webhooks"] == {**ORIGINAL_WEBHOOKS, "fallback_answer_url": None}
+        assert record.stat().st_mode & 0o777 == 0o600
+        ngrok.serve(tunnel("https://second.ngrok-free.app", f"http://localhost:{port}"))
+        stand_in.wait_for_webhooks(webhooks_at("https://second.ngrok-free.app"))
+        process.send_signal(stop_signal)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        vonage.close()
+        record.unlink(missing_ok=True)
+    log = (tmp_path / "serve.log").read_text()
+    assert "  answer URL   https://first.ngrok-free.app/voice/answer   (GET)" in log
+    assert "AUTO_WEBHOOKS=ngrok: put the application's earlier voice webhooks back:" in log
+    assert [method for method, _ in stand_in.requests] == ["GET", "PUT", "GET", "PUT", "GET", "PUT"]
+    puts = stand_in.puts()
+    assert [body["capabilities"]["voice"]["webhooks"] for body in puts] == [
+        webhooks_at("https://first.ngrok-free.app"),
+        webhooks_at("https://second.ngrok-free.app"),
+        ORIGINAL_WEBHOOKS,
+    ]
+    assert all(all_but_webhooks(body) == all_but_webhooks(application(application_id)) for body in puts)
+    assert not record.exists()
