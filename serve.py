@@ -7,6 +7,7 @@ import gc
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,20 +19,28 @@ from pathlib import Path
 from granian import Granian
 from granian.constants import Interfaces
 
-from calllog.writer import wait_until_ready
-from config import ConfigError, Settings, load_settings
+from calllog.schema import Database, StorageError
+from calllog.writer_process import wait_until_ready
+from config import DATABASE_EXAMPLE, ConfigError, Settings, load_settings
 
 BLOCKING_THREADS = 16
+# How long a worker may take to finish its requests once told to stop, and then the writer its batch.
+WORKER_STOP_SECONDS = 5
+WRITER_STOP_SECONDS = 5
 
 
 def startup_notes(settings: Settings) -> list[str]:
     """What a person starting the server should know: where it listens and what is still unset."""
+    # Only the standard library; the workers import this module but never run this function.
+    from vonage_helper.ngrok import tunnel_notes
+
     base = f"http://{settings.host}:{settings.port}"
     notes = [
         f"Vonage voice webhook server on {base} ({settings.workers} workers)",
         f"  answer URL   {base}/voice/answer   (GET)",
         f"  event URL    {base}/voice/event    (POST)",
         f"  fallback URL {base}/voice/fallback",
+        *tunnel_notes(settings),
         f"  health       {base}/health",
         f"  call log     {base}/calls?token={settings.call_log_token}",
         f"  (API)        {base}/api/calls?token={settings.call_log_token}",
@@ -50,48 +59,98 @@ def startup_notes(settings: Settings) -> list[str]:
     return notes
 
 
+def free_port(host: str, taken: int) -> int:
+    """The first port after `taken` that can be listened on (or 0, "any free port", if none of the next 100)."""
+    for port in range(taken + 1, min(taken + 101, 65536)):
+        if _can_listen(host, port):
+            return port
+    return 0
+
+
+def _can_listen(host: str, port: int) -> bool:
+    try:
+        _listen_probe(host, port)
+    except OSError:
+        return False
+    return True
+
+
+def _listen_probe(host: str, port: int) -> None:
+    """Bind HOST:PORT as the server would, and let go; raises OSError if it cannot."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
+def database_problem(url: str) -> str | None:
+    """Why the call log's database cannot be used, as one line naming DATABASE_URL, or None if it can."""
+    database = Database(url)
+    try:
+        database.ensure_schema()
+    except StorageError as error:
+        return f"DATABASE_URL: {error}; for example {DATABASE_EXAMPLE}"
+    finally:
+        database.close()
+    return None
+
+
 def port_problem(host: str, port: int) -> str | None:
     """Why HOST:PORT cannot be listened on, as one line with the fix, or None if it can."""
     try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
+        _listen_probe(host, port)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            return f"PORT: {port} is already in use on {host}; stop the other server or set PORT=3001"
+            return (
+                f"PORT: {port} is already in use on {host}; stop the other server or set PORT={free_port(host, port)}"
+            )
         return f"HOST: cannot listen on {host}:{port} ({error.strerror}); for example HOST=127.0.0.1"
     return None
 
 
 class WriterProcess:
-    """The call-log writer process (calllog/writer.py), restarted if it ever exits while the server runs."""
+    """The call-log writer process (calllog/writer_process.py), restarted if it ever exits while the server runs.
+
+    It is told to stop by closing its standard input, after the workers have stopped.
+    """
 
     def __init__(self, socket_path: str):
         self.socket_path = socket_path
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
+        self._lock = threading.Lock()
 
     def _spawn(self) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "calllog.writer", self.socket_path], cwd=Path(__file__).parent)
+        command = [sys.executable, "-m", "calllog.writer_process", self.socket_path]
+        return subprocess.Popen(command, cwd=Path(__file__).parent, stdin=subprocess.PIPE)
 
     def start(self) -> None:
         self.process = self._spawn()
         wait_until_ready(self.socket_path, self.process)
-        threading.Thread(target=self._supervise, daemon=True).start()
+        threading.Thread(target=self._supervise, name="writer-supervisor", daemon=True).start()
 
     def _supervise(self) -> None:
-        while not self.stopping.is_set():
+        while True:
             code = self.process.wait()
-            if self.stopping.is_set():
-                return
-            print(f"the call-log writer exited with {code}; restarting it", file=sys.stderr, flush=True)
-            self.process = self._spawn()
+            with self._lock:
+                if self.stopping.is_set():
+                    return
+                print(f"the call-log writer exited with {code}; restarting it", file=sys.stderr, flush=True)
+                self.process.stdin.close()
+                self.process = self._spawn()
 
     def stop(self) -> None:
-        self.stopping.set()
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        """Tell the writer to finish and wait for it (it commits the batch in hand first)."""
+        with self._lock:
+            self.stopping.set()
+        if self.process is None:
+            return
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=WRITER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            print("the call-log writer did not stop in time; killing it", file=sys.stderr, flush=True)
+            self.process.kill()
+            self.process.wait()
 
 
 def main() -> int:
@@ -104,7 +163,7 @@ def main() -> int:
         # Like Jupyter: a fresh token each start. The workers read it from the environment they inherit.
         settings = replace(settings, call_log_token=secrets.token_urlsafe(18))
         os.environ["CALL_LOG_TOKEN"] = settings.call_log_token
-    problem = port_problem(settings.host, settings.port)
+    problem = port_problem(settings.host, settings.port) or database_problem(settings.database_url)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -114,9 +173,17 @@ def main() -> int:
     # The workers read where the writer listens from the environment they inherit.
     os.environ["CALL_LOG_WRITER_SOCKET"] = writer.socket_path
     writer.start()
+    auto_webhooks = None
     try:
+        if settings.auto_webhooks:
+            from vonage_helper.auto import AutoWebhooks  # the SDK's REST client: this process only, when asked for
+
+            auto_webhooks = AutoWebhooks(settings)
+            auto_webhooks.start()
         serve(settings)
     finally:
+        if auto_webhooks:
+            auto_webhooks.stop()
         writer.stop()
         shutil.rmtree(socket_folder, ignore_errors=True)
     return 0
@@ -125,15 +192,38 @@ def main() -> int:
 def production_app():
     """The app as each granian worker builds it.
 
-    Its start-up objects (Flask, SQLAlchemy, the SDK's models: a few hundred thousand) are moved out of the
-    garbage collector's sight, so the collections that requests trigger do not walk them again and again.
+    Its start-up objects (Flask, SQLAlchemy: a few hundred thousand) are moved out of the garbage collector's
+    sight, so the collections that requests trigger do not walk them again and again.
     """
     from app import create_app
 
+    _relay_stop_signals()
     application = create_app()
     gc.collect()
     gc.freeze()
     return application
+
+
+def _relay_stop_signals() -> None:
+    """Make sure a worker hears Ctrl-C and SIGTERM.
+
+    The kernel hands a process's signal to any of its threads that does not block it, and Python runs the
+    handler only when the main thread next runs; granian's main thread waits for its handler without ever
+    waking, so a signal that lands on another thread (granian's own, or the log thread) was never heard and
+    the worker never stopped. Here every thread blocks them (threads started later inherit the mask) and one
+    thread waits for them and calls the handler granian installs.
+    """
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+
+    def relay() -> None:
+        while True:
+            received = signal.sigwait(stop_signals)
+            handler = signal.getsignal(received)
+            if callable(handler):
+                handler(received, None)
+
+    threading.Thread(target=relay, name="stop-signal-relay", daemon=True).start()
 
 
 def serve(settings: Settings) -> None:
@@ -150,6 +240,7 @@ def serve(settings: Settings) -> None:
         backpressure=BLOCKING_THREADS,
         websockets=False,
         respawn_failed_workers=True,
+        workers_kill_timeout=WORKER_STOP_SECONDS,
     ).serve()
 
 

@@ -28,6 +28,7 @@ SCHEMA_VERSION = 2
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
 # Several servers may start at once against one PostgreSQL database: they migrate one at a time.
 MIGRATION_LOCK = 804210
+CONNECT_SECONDS = 5
 
 metadata = MetaData()
 
@@ -126,7 +127,10 @@ def database_engine(url: str) -> Engine:
     """An engine for DATABASE_URL: SQLite in WAL mode with immediate write locks, or PostgreSQL via psycopg."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        # A database that does not answer is an error within seconds, not a request that waits forever.
+        return create_engine(
+            parsed, pool_pre_ping=True, pool_size=8, max_overflow=8, connect_args={"connect_timeout": CONNECT_SECONDS}
+        )
     engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

@@ -3,7 +3,7 @@
 It listens on a Unix socket. Each worker sends its writes there (see calllog.client) and waits for the commit.
 One thread reads every connection, commits all that has arrived as one transaction, then replies to each
 waiting worker; whatever arrives during a commit is the next batch. `make run` runs it as a process of its
-own (`python -m calllog.writer SOCKET`), so the database work neither waits for a worker's GIL nor takes
+own (calllog/writer_process.py), so the database work neither waits for a worker's GIL nor takes
 turns with the other workers; the app run any other way (tests, `flask` commands) runs it in a thread.
 """
 
@@ -13,11 +13,8 @@ import json
 import logging
 import os
 import selectors
-import signal
 import socket
-import sys
 import threading
-import time
 from pathlib import Path
 
 from calllog import frames
@@ -194,54 +191,3 @@ class WriterThread:
         self.server.stop()
         self._thread.join(timeout=REPLY_TIMEOUT_SECONDS * 2)
         self.database.close()
-
-
-def wait_until_ready(socket_path: str, process, timeout: float = 30) -> None:
-    """Block until the writer process accepts connections; raise RuntimeError if it exits or never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the call-log writer exited with {process.returncode}")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-                probe.connect(socket_path)
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("the call-log writer did not start")
-
-
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1)
-    os._exit(0)
-
-
-def main(socket_path: str) -> int:
-    """The writer process: serve until SIGTERM, then finish the batch in hand and exit."""
-    from config import ConfigError, load_settings
-    from logs import configure_logging
-
-    # Ctrl-C reaches the whole process group; serve.py stops the writer itself, after the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_format)
-    database = Database(settings.database_url)
-    try:
-        database.ensure_schema()
-    except StorageError as error:
-        log.error("call log unavailable at start-up: %s", error)
-    server = WriterServer(socket_path, Committer(database))
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
-    server.serve_forever()
-    database.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))

@@ -23,6 +23,8 @@ def free_port() -> int:
 
 def run_env(**settings) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in ("VONAGE_NUMBER", "LOG_FORMAT")}
+    # A developer's .env may point their real application at a tunnel: never from the tests.
+    env["AUTO_WEBHOOKS"] = ""
     env.update(settings)
     return env
 

@@ -161,7 +161,7 @@ def writer_pids(server_pid: int) -> list[int]:
                     parent = int(stat.read().rsplit(")", 1)[1].split()[1])
             except OSError:
                 continue
-            if parent == server_pid and b"calllog.writer" in arguments:
+            if parent == server_pid and b"calllog.writer_process" in arguments:
                 found.append(int(entry))
     return found
 

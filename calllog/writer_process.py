@@ -1,0 +1,75 @@
+"""The call-log writer as a process of its own, as `make run` starts it: `python -m calllog.writer_process SOCKET`.
+
+It stops when the server tells it to, by closing its standard input, and only then: the signals a terminal or
+a service manager sends to the whole process group (Ctrl-C, SIGTERM) are for serve.py, which stops the workers
+first, so that every event they acknowledge is still committed, and the writer last.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+
+from calllog.committer import Committer
+from calllog.schema import Database, StorageError
+from calllog.writer import WriterServer
+from logs import LOGGER_NAME
+
+log = logging.getLogger(f"{LOGGER_NAME}.writer")
+
+
+def wait_until_ready(socket_path: str, process, timeout: float = 30) -> None:
+    """Block until the writer process accepts connections; raise RuntimeError if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the call-log writer exited with {process.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(socket_path)
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("the call-log writer did not start")
+
+
+def _stop_when_told(server: WriterServer) -> None:
+    """Stop the writer once standard input closes: the server closed it, or the server is gone."""
+    while sys.stdin.buffer.read(4096):
+        pass
+    server.stop()
+
+
+def main(socket_path: str) -> int:
+    """Serve until standard input closes, then finish the batch in hand, close everything and exit."""
+    from config import ConfigError, load_settings
+    from logs import configure_logging
+
+    for group_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(group_signal, signal.SIG_IGN)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    database = Database(settings.database_url)
+    try:
+        database.ensure_schema()
+    except StorageError as error:
+        log.error("call log unavailable at start-up: %s", error)
+    server = WriterServer(socket_path, Committer(database))
+    server.listen()
+    threading.Thread(target=_stop_when_told, args=(server,), name="stop-when-told", daemon=True).start()
+    server.serve_forever()
+    database.close()
+    log.info("call-log writer stopped: every batch it received is committed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
