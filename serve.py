@@ -18,12 +18,16 @@ from pathlib import Path
 
 from granian import Granian
 from granian.constants import Interfaces
+from granian.http import HTTP1Settings
 
 from calllog.schema import Database, StorageError
 from calllog.writer_process import wait_until_ready
 from config import DATABASE_EXAMPLE, ConfigError, Settings, load_settings
 
 BLOCKING_THREADS = 16
+BACKPRESSURE = 1024
+# Vonage sends a webhook's headers at once; a client that takes longer is cut off.
+HEADER_SECONDS = 5
 # How long a worker may take to finish its requests once told to stop, and then the writer its batch.
 WORKER_STOP_SECONDS = 5
 WRITER_STOP_SECONDS = 5
@@ -237,7 +241,10 @@ def serve(settings: Settings) -> None:
         workers=settings.workers,
         # Enough threads per worker for concurrent events to share a commit; more only fight over the GIL.
         blocking_threads=BLOCKING_THREADS,
-        backpressure=BLOCKING_THREADS,
+        # Connections a worker takes at once. Reading headers costs no request thread, so a few hundred slow
+        # clients must not hold every place: with 16, 32 of them stopped the server from taking new ones.
+        backpressure=BACKPRESSURE,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_SECONDS * 1000),
         websockets=False,
         respawn_failed_workers=True,
         workers_kill_timeout=WORKER_STOP_SECONDS,

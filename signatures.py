@@ -68,6 +68,17 @@ def verify_webhook(
     `authorization` is the Authorization header as received (None when absent); `now` is the
     current Unix time; `max_age` is how far `iat` may be from `now`, either way, in seconds.
     """
+    claims = verify_token(authorization, secrets, now, max_age)
+    check_payload(claims, method, body, query_pairs)
+    return claims
+
+
+def verify_token(authorization: str | None, secrets: Sequence[str], now: float, max_age: int = 300) -> dict:
+    """The first half of the check, which needs no body: the token itself (HS256 with one of `secrets`, a fresh
+    iat, exp and nbf, the issuer, a payload_hash claim). Returns its claims or raises SignatureError.
+
+    A server that checks this before reading a body never waits on the body of a request nobody signed.
+    """
     if authorization is None:
         raise SignatureError(503, UNSIGNED)
     scheme, _, token = authorization.strip().partition(" ")
@@ -77,12 +88,8 @@ def verify_webhook(
     if len(token) > MAX_TOKEN_LENGTH:
         raise SignatureError(401, f"the token is over {MAX_TOKEN_LENGTH} characters")
     claims = _verified_hs256(token, secrets)
-    expected_hash = payload_hash(method, body, query_pairs)
-    claimed_hash = claims.get("payload_hash")
-    if not isinstance(claimed_hash, str):
+    if not isinstance(claims.get("payload_hash"), str):
         raise SignatureError(401, "the token has no payload_hash")
-    if not hmac.compare_digest(claimed_hash.lower().encode(), expected_hash.encode()):
-        raise SignatureError(401, "payload_hash does not match the request's payload")
     issued_at = _time_claim(claims, "iat")
     if issued_at is None:
         raise SignatureError(401, "the token has no iat (issued-at time)")
@@ -96,6 +103,13 @@ def verify_webhook(
     if "iss" in claims and claims["iss"] != ISSUER:
         raise SignatureError(401, f"the token's issuer is {claims['iss']!r}, not {ISSUER!r}")
     return claims
+
+
+def check_payload(claims: dict, method: str, body: bytes, query_pairs: Sequence[tuple[str, str]]) -> None:
+    """The second half: the verified token's payload_hash must be the request's own. Raises SignatureError."""
+    expected_hash = payload_hash(method, body, query_pairs)
+    if not hmac.compare_digest(claims["payload_hash"].lower().encode(), expected_hash.encode()):
+        raise SignatureError(401, "payload_hash does not match the request's payload")
 
 
 def _time_claim(claims: dict, name: str) -> int | None:
