@@ -84,7 +84,7 @@ class _OutputHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-class _RecordQueueHandler(logging.handlers.QueueHandler):
+class RecordQueueHandler(logging.handlers.QueueHandler):
     """Hands records to the log thread as they are (the formatter reads their extra fields), and drops them
     rather than grow without bound when the output cannot keep up."""
 
@@ -109,7 +109,7 @@ class _LogThread(logging.handlers.QueueListener):
 
     pause_seconds = 0.005
 
-    def __init__(self, records: queue.SimpleQueue, handler: logging.Handler, source: _RecordQueueHandler):
+    def __init__(self, records: queue.SimpleQueue, handler: logging.Handler, source: RecordQueueHandler):
         super().__init__(records, handler)
         self.source = source
 
@@ -159,9 +159,9 @@ def configure_logging(log_format: str) -> logging.Logger:
     # (the logging documentation's "Optimization" section lists these switches).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logger = logging.getLogger(LOGGER_NAME)
-    if not any(isinstance(handler, _RecordQueueHandler) for handler in logger.handlers):
+    if not any(isinstance(handler, RecordQueueHandler) for handler in logger.handlers):
         records: queue.SimpleQueue = queue.SimpleQueue()
-        source = _RecordQueueHandler(records, QUEUE_LIMIT)
+        source = RecordQueueHandler(records, QUEUE_LIMIT)
         listener = _LogThread(records, _output, source)
         listener.start()
         atexit.register(listener.stop)

@@ -416,3 +416,35 @@ def test_time_claims_must_be_whole_seconds(claim, value):
 @pytest.mark.parametrize("extension", [{"crit": ["exp"]}, {"b64": False, "crit": ["b64"]}, {"crit": []}])
 def test_tokens_asking_for_jws_extensions_are_refused(extension):
     assert "extensions" in refused(forge(good_claims(b"{}"), headers=extension))
+
+
+@pytest.mark.parametrize("path", ["/voice/answer", "/voice/fallback", "/voice/event"])
+def test_an_unsigned_body_over_the_limit_gets_no_2xx_and_writes_nothing(client, path, stored):
+    body = json.dumps({"to": "447700900000", "padding": "x" * (70 * 1024)}).encode()
+    response = client.post(path, data=body, content_type="application/json")
+    assert response.status_code == 503
+    assert stored() == []
+
+
+@pytest.mark.parametrize("path", ["/voice/answer", "/voice/fallback", "/voice/event"])
+def test_a_signed_body_over_the_limit_gets_no_2xx_and_writes_nothing(client, path, stored):
+    body = json.dumps({"to": "447700900000", "padding": "x" * (70 * 1024)}).encode()
+    response = signed_post(client, path, body)
+    assert response.status_code == 413
+    assert "signature check failed" in response.get_json()["error"]
+    assert stored() == []
+
+
+@pytest.mark.parametrize("path", ["/voice/answer", "/voice/event"])
+def test_a_body_cut_short_under_a_valid_token_gets_no_2xx_and_writes_nothing(client, path, stored):
+    body = json.dumps({"to": "447700900000", "status": "started"}).encode()
+    header = sign_webhook(SECRET, "POST", body, [], time.time())
+    response = client.post(
+        path,
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": header},
+        environ_overrides={"CONTENT_LENGTH": str(len(body) + 10)},
+    )
+    assert response.status_code == 400
+    assert stored() == []
