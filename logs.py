@@ -40,15 +40,29 @@ class PrettyFormatter(logging.Formatter):
     """One line per message; a record carrying `payload` is followed by it as an indented block."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = _extras(record)
-        payload = extras.pop("payload", None)
+        payload = getattr(record, "payload", None)
         line = f"{utc_timestamp(record.created)} {record.levelname.lower():7} {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if payload is None:
             return line
-        block = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
-        return f"{line}\n{block}\n---"
+        return f"{line}\n{payload_block(payload)}\n---"
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+def payload_block(payload) -> str:
+    """A payload as an indented JSON block, one field a line; a nested value stays on its field's line.
+
+    For the flat payloads Vonage sends it is what json.dumps(indent=2) writes, at a fifth of the cost:
+    indenting makes json use its pure-Python encoder, and every event's block is written.
+    """
+    if not isinstance(payload, dict) or not payload:
+        return _encode(payload)
+    return (
+        "{\n" + ",\n".join(["  " + _encode(str(key)) + ": " + _encode(value) for key, value in payload.items()]) + "\n}"
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -139,6 +153,10 @@ class _LogThread(logging.handlers.QueueListener):
             pass
 
 
+def _no_caller(stack_info: bool = False, stacklevel: int = 1) -> tuple[str, int, str, None]:
+    return "(unknown file)", 0, "(unknown function)", None
+
+
 _output = _OutputHandler(sys.stdout)
 QUEUE_LIMIT = 100_000
 
@@ -159,6 +177,8 @@ def configure_logging(log_format: str) -> logging.Logger:
     # (the logging documentation's "Optimization" section lists these switches).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logger = logging.getLogger(LOGGER_NAME)
+    # Neither format shows where a record was logged from: skip walking the stack for it on every call.
+    logger.findCaller = _no_caller
     if not any(isinstance(handler, RecordQueueHandler) for handler in logger.handlers):
         records: queue.SimpleQueue = queue.SimpleQueue()
         source = RecordQueueHandler(records, QUEUE_LIMIT)

@@ -1,6 +1,7 @@
 """The log: written by one thread that survives any record, never blocks a request, and shows tracebacks."""
 
 import io
+import json
 import threading
 import time
 
@@ -86,3 +87,13 @@ def test_when_the_output_stalls_records_are_dropped_and_counted_not_queued_witho
     logger.info("after the stall")
     text = written(stream, "log records were dropped")
     assert "log records were dropped: the output could not keep up" in text
+
+
+def test_a_flat_payload_block_reads_exactly_as_json_indented_by_two():
+    payload = {"from": "Zoë", "to": "447700900000", "duration": "15", "price": 0.5, "headers": {}, "x": None}
+    assert logs.payload_block(payload) == json.dumps(payload, indent=2, ensure_ascii=False)
+
+
+def test_a_nested_payload_block_is_still_the_payload():
+    payload = {"custom_data": {"to": "447700900000", "list": [1, 2]}, "status": "started"}
+    assert json.loads(logs.payload_block(payload)) == payload
