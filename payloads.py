@@ -60,6 +60,8 @@ def read_payload(
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if mimetype in _FORM_TYPES:
         fields.update(form if form is not None else _urlencoded(body))
+        if not fields:
+            raise PayloadError(400, f"the form body carries no fields; {_JSON_EXAMPLE}")
         return Payload(fields)
     try:
         text = body.decode("utf-8")

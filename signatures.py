@@ -17,7 +17,6 @@ import jwt
 ALGORITHM = "HS256"
 ISSUER = "Vonage"
 MAX_TOKEN_LENGTH = 4096
-_EXTENDED = object()  # a header naming JWS extensions, which this check does not implement
 UNSIGNED = "no Authorization header (Vonage retries an unsigned callback after a 5xx)"
 
 
@@ -124,7 +123,23 @@ def _time_claim(claims: dict, name: str) -> int | None:
 
 
 def _segment(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """A JWT segment's bytes. Only the canonical base64url spelling is read: the decoder skips characters
+    outside its alphabet and ignores padding and unused bits, so one token could otherwise be re-spelt
+    in many ways and still verify."""
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, binascii.Error):
+        raise SignatureError(401, "the token is not a JWT") from None
+    if base64.urlsafe_b64encode(data).rstrip(b"=") != text.encode("ascii", "replace"):
+        raise SignatureError(401, "the token is not a JWT: a part is not written in canonical base64url")
+    return data
+
+
+def _json_segment(text: str, what: str):
+    try:
+        return json.loads(_segment(text))
+    except (ValueError, RecursionError):
+        raise SignatureError(401, f"the token's {what} is not JSON") from None
 
 
 def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
@@ -133,24 +148,16 @@ def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
     if len(parts) != 3:
         raise SignatureError(401, "the token is not a JWT")
     algorithm = _header_algorithm(parts[0])
-    if algorithm is _EXTENDED:
-        raise SignatureError(401, "the token's header asks for extensions (crit, b64) that Vonage never uses")
     if algorithm != ALGORITHM:
         raise SignatureError(401, f"the token's algorithm is {algorithm!r}, not {ALGORITHM}")
-    try:
-        signature = _segment(parts[2])
-    except (ValueError, binascii.Error):
-        raise SignatureError(401, "the token is not a JWT") from None
+    signature = _segment(parts[2])
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii", "replace")
-    if not any(
-        hmac.compare_digest(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature)
-        for secret in secrets
-    ):
+    for secret in secrets:
+        if hmac.compare_digest(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature):
+            break
+    else:
         raise SignatureError(401, "the signature matches no VONAGE_SIGNATURE_SECRET")
-    try:
-        claims = json.loads(_segment(parts[1]))
-    except (ValueError, binascii.Error):
-        raise SignatureError(401, "the token's claims are not JSON") from None
+    claims = _json_segment(parts[1], "claims")
     if not isinstance(claims, dict):
         raise SignatureError(401, "the token's claims are not a JSON object")
     return claims
@@ -158,15 +165,17 @@ def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
 
 @functools.lru_cache(maxsize=64)
 def _header_algorithm(segment: str) -> str | None:
-    """The `alg` of a JWT header segment, or None. Cached: Vonage sends the same header on every webhook."""
-    try:
-        header = json.loads(_segment(segment))
-    except (ValueError, binascii.Error):
-        raise SignatureError(401, "the token is not a JWT") from None
+    """The `alg` of a JWT header segment (raises SignatureError for a header this check refuses).
+
+    Cached: Vonage sends the same header on every webhook; only headers that pass are kept.
+    """
+    header = _json_segment(segment, "header")
     if not isinstance(header, dict):
-        return None
+        raise SignatureError(401, "the token's header is not a JSON object")
     if "crit" in header or "b64" in header:
-        return _EXTENDED
+        raise SignatureError(401, "the token's header asks for extensions (crit, b64) that Vonage never uses")
+    if not isinstance(header.get("kid", ""), str):
+        raise SignatureError(401, "the token's header has a kid that is not text")
     return header.get("alg")
 
 

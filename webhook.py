@@ -61,4 +61,5 @@ def _multipart_form(body: bytes, mimetype: str, options: dict) -> dict:
         )
     except ValueError as error:
         raise PayloadError(400, f"the multipart body cannot be read ({error})") from None
-    return form.to_dict()
+    # A part with no name (or one werkzeug could not read) is no field.
+    return {name: value for name, value in form.items() if isinstance(name, str) and name}

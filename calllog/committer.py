@@ -175,9 +175,10 @@ class Committer:
 
     def _write(self, run, event_rows: list[tuple], answer_rows: list[dict]) -> list[bool]:
         outcomes = self._write_events(run, event_rows)
+        answer_rows = [fit("answers", row) for row in answer_rows]
         if answer_rows:
-            rows = [fit("answers", row) for row in answer_rows]
-            run(self._statements.insert_answers, [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in rows])
+            rows = [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in answer_rows]
+            run(self._statements.insert_answers, rows)
         touched: dict[str, tuple[str, str]] = {}
         times = [(row[CONVERSATION], row[RECEIVED]) for row in event_rows]
         times += [(row.get("conversation_uuid"), row.get("received_at")) for row in answer_rows]

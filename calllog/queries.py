@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 
 from sqlalchemy import and_, exists, func, or_, select, text
 from sqlalchemy.engine import Connection
@@ -65,12 +66,13 @@ class CallLogReader:
         query = select(conversations).order_by(
             conversations.c.started_at.desc(), conversations.c.conversation_uuid.desc()
         )
+        # Text from a URL may hold what no column does (a NUL, which PostgreSQL refuses): made storable first.
         if cursor:
-            query = query.where(_after(*decode_cursor(cursor)))
+            query = query.where(_after(*(column_text(part) for part in decode_cursor(cursor))))
         if status:
-            query = query.where(_has_status(status))
+            query = query.where(_has_status(column_text(status)))
         if number:
-            query = query.where(_involves(number))
+            query = query.where(_involves(column_text(number)))
         with self._connect() as connection:
             rows = connection.execute(query.limit(limit + 1)).mappings().all()
             page = rows[:limit]
@@ -179,11 +181,18 @@ def _events_by_leg(connection: Connection, conversation_uuids: list[str], leg_uu
 
 
 def _payload(text: str):
-    """A stored payload as its JSON value; as its text when Python cannot read it back (nested too deeply)."""
+    """A stored payload as its JSON value, fit to be sent as strict JSON: a number JSON cannot carry (NaN,
+    Infinity, or one too large for a float) is given as the text it was sent as. The payload's text when
+    Python cannot read it back (nested too deeply)."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=str, parse_float=_finite_or_text)
     except (RecursionError, ValueError):
         return text
+
+
+def _finite_or_text(text: str) -> float | str:
+    number = float(text)
+    return number if math.isfinite(number) else text
 
 
 def _leg_json(row) -> dict:
@@ -232,7 +241,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     try:
         started_at, uuid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return str(started_at), str(uuid)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise ValueError(
             "the cursor is not one this server gave out; use the 'next' value of a previous page"
         ) from None
