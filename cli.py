@@ -62,7 +62,7 @@ def ncco_command(number: str):
     from ncco import decide_answer
 
     settings = current_app.config["SETTINGS"]
-    decision = decide_answer({"to": number}, settings.destination_policy, settings.call_plan)
+    decision = decide_answer({"to": number}, settings.destination_policy, settings.call_plan, settings.call_routing)
     if decision.connected:
         click.echo(f"connect: {number} -> {decision.callee}")
     else:

@@ -15,16 +15,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from ncco import (
+    ANY_USER,
     DEFAULT_BLOCKED_TYPES,
+    MACHINE_DETECTION_ACTIONS,
     NUMBER_TYPE_NAMES,
     TTS_LANGUAGES,
     CallPlan,
+    CallRouting,
     DestinationPolicy,
     NumberError,
+    looks_like_phone_number,
     normalize_number,
 )
 
 LOG_FORMATS = ("pretty", "json")
+MACHINE_DETECTION_MODES = ("off", *MACHINE_DETECTION_ACTIONS)
+MAX_USER_NAME_LENGTH = 100  # the call log's caller column
 DATABASE_EXAMPLE = "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psycopg://user:password@localhost/calls"
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(__file__).resolve().parent / 'instance' / 'calls.db'}"
 _TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
@@ -50,8 +56,13 @@ class Settings:
     blocked_number_types: frozenset[int] = DEFAULT_BLOCKED_TYPES
     greeting: str = "Please wait while we connect you."
     tts_language: str = "en-US"
+    tts_style: int | None = None
     ringing_timeout: int = 60
     call_limit: int = 7200
+    machine_detection: str = "off"
+    inbound_routes: tuple[tuple[str, str], ...] = ()
+    inbound_default_user: str | None = None
+    callable_users: frozenset[str] = frozenset()
     log_format: str = "pretty"
     signature_secrets: tuple[str, ...] = field(default=(), repr=False)
     signature_max_age: int = 300
@@ -80,6 +91,10 @@ class Settings:
                 value = ",".join(sorted(NUMBER_TYPE_NAMES[item] for item in value)) or "(none)"
             elif setting.name == "allowed_countries":
                 value = ",".join(sorted(value)) or "(all)"
+            elif setting.name == "inbound_routes":
+                value = ",".join(f"{number}={user}" for number, user in value) or "(none)"
+            elif setting.name == "callable_users":
+                value = ",".join(sorted(value)) or "(none)"
             shown[setting.name] = str(value)
         return shown
 
@@ -90,6 +105,7 @@ class Settings:
             blocked_types=self.blocked_number_types,
             own_number=self.vonage_number,
             default_region=self.default_region,
+            application_numbers=self.call_routing.application_numbers,
         )
 
     @property
@@ -100,6 +116,16 @@ class Settings:
             from_number=self.vonage_number,
             ringing_timeout=self.ringing_timeout,
             call_limit=self.call_limit,
+            style=self.tts_style,
+            machine_detection=self.machine_detection,
+        )
+
+    @property
+    def call_routing(self) -> CallRouting:
+        return CallRouting(
+            inbound_routes=self.inbound_routes,
+            inbound_default_user=self.inbound_default_user,
+            callable_users=self.callable_users,
         )
 
 
@@ -236,6 +262,59 @@ def _language(raw: str) -> str:
     return value
 
 
+def _machine_detection(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in MACHINE_DETECTION_MODES:
+        raise ValueError(f"{raw.strip()!r} is not one of {', '.join(MACHINE_DETECTION_MODES)}")
+    return value
+
+
+def _user_name(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("the user name is empty")
+    if len(value) > MAX_USER_NAME_LENGTH:
+        raise ValueError(f"the user name is {len(value)} characters long, over the limit of {MAX_USER_NAME_LENGTH}")
+    if any(character in ",=" for character in value) or value == ANY_USER:
+        raise ValueError(f"{value!r} is not a user name (a name has no ',' or '=' and is not '*')")
+    if looks_like_phone_number(value):
+        # The server tells a user from a number by how `to` is written, so such a user could never be called.
+        raise ValueError(f"{value!r} is written like a phone number, so it cannot be a user name")
+    return value
+
+
+def _inbound_routes(raw: str, default_region: str | None) -> tuple[tuple[str, str], ...]:
+    routes: dict[str, str] = {}
+    for pair in (part.strip() for part in raw.split(",")):
+        if not pair:
+            continue
+        number_text, equals, user = pair.partition("=")
+        if not equals:
+            raise ValueError(f"{pair!r} is not a number=user pair")
+        try:
+            number = normalize_number(number_text, default_region)
+        except NumberError as error:
+            raise ValueError(error.detail) from None
+        if not user.strip():
+            raise ValueError(f"the user name for {number} is empty")
+        name = _user_name(user)
+        if routes.get(number, name) != name:
+            raise ValueError(f"{number} is routed to both {routes[number]} and {name}")
+        routes[number] = name
+    if not routes:
+        raise ValueError("it holds no number=user pair")
+    return tuple(routes.items())
+
+
+def _callable_users(raw: str) -> frozenset[str]:
+    names = [part.strip() for part in raw.split(",") if part.strip()]
+    if names == [ANY_USER]:
+        return frozenset({ANY_USER})
+    if ANY_USER in names:
+        raise ValueError("'*' means any user, so it comes alone")
+    return frozenset(_user_name(name) for name in names)
+
+
 def _log_format(raw: str) -> str:
     value = raw.strip().lower()
     if value not in LOG_FORMATS:
@@ -258,8 +337,23 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "GREETING": ("greeting", _text(1500), 'GREETING="Please wait while we connect you."'),
     "TTS_LANGUAGE": ("tts_language", _language, "TTS_LANGUAGE=en-GB"),
+    "TTS_STYLE": (
+        "tts_style",
+        _integer(0, 99),
+        "TTS_STYLE=2 (the styles of each language are in Vonage's text-to-speech guide)",
+    ),
+    # Two names for one setting: RING_TIMEOUT, read after the older RINGING_TIMEOUT, wins when both are set.
     "RINGING_TIMEOUT": ("ringing_timeout", _integer(1, 120), "RINGING_TIMEOUT=60"),
+    "RING_TIMEOUT": ("ringing_timeout", _integer(1, 120), "RING_TIMEOUT=60"),
     "CALL_LIMIT": ("call_limit", _integer(1, 7200), "CALL_LIMIT=3600"),
+    "MACHINE_DETECTION": ("machine_detection", _machine_detection, "MACHINE_DETECTION=hangup"),
+    "INBOUND_ROUTES": (
+        "inbound_routes",
+        _inbound_routes,
+        "INBOUND_ROUTES=447700900001=Alice,447700900002=Bob",
+    ),
+    "INBOUND_DEFAULT_USER": ("inbound_default_user", _user_name, "INBOUND_DEFAULT_USER=Alice"),
+    "CALLABLE_USERS": ("callable_users", _callable_users, "CALLABLE_USERS=Alice,Bob (or * for any user)"),
     "LOG_FORMAT": ("log_format", _log_format, "LOG_FORMAT=json"),
     "VONAGE_SIGNATURE_SECRET": (
         "signature_secrets",
@@ -293,6 +387,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
 }
 
 
+# Settings holding numbers that may be written in national format: parsed with DEFAULT_REGION (listed before them).
+READ_WITH_DEFAULT_REGION = frozenset({"INBOUND_ROUTES"})
+
+
 def settings_from(values: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping of variable names to text; raise ConfigError on the first bad value.
 
@@ -305,7 +403,10 @@ def settings_from(values: Mapping[str, str]) -> Settings:
         if raw is None or (not raw.strip() and variable not in ("ALLOWED_COUNTRIES", "BLOCKED_NUMBER_TYPES")):
             continue
         try:
-            chosen[name] = parse(raw)
+            if variable in READ_WITH_DEFAULT_REGION:
+                chosen[name] = parse(raw, chosen.get("default_region"))
+            else:
+                chosen[name] = parse(raw)
         except ValueError as error:
             raise ConfigError(f"{variable}: {error}; for example {example}") from None
     return Settings(**chosen)

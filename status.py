@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from config import Settings
-from voice import ANSWER_URL, EVENT_URL, FALLBACK_URL
+from voice import ANSWER_URL, CONNECT_EVENT_URL, EVENT_URL, FALLBACK_URL
 
 __version__ = "0.1.0"
 
@@ -15,6 +15,7 @@ ROUTES = {
     "answer_url": ANSWER_URL,
     "event_url": EVENT_URL,
     "fallback_answer_url": FALLBACK_URL,
+    "connect_event_url": CONNECT_EVENT_URL,
     "health": "/health",
     "call_log": "/api/calls",
     "call_log_page": "/calls",

@@ -6,10 +6,11 @@ reads the fields, decides, records and responds.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -20,12 +21,25 @@ from config import Settings
 from events import log_event
 from http_errors import error_response
 from logs import utc_timestamp
-from ncco import AnswerDecision, decide_answer, refusal_ncco
+from ncco import (
+    OUTBOUND,
+    AnswerDecision,
+    CallPlan,
+    CallRouting,
+    DestinationPolicy,
+    ToldWhy,
+    decide_answer,
+    refusal_ncco,
+    told_why,
+)
 from payloads import Payload, PayloadError
 from signatures import SignatureError, check_payload, verify_token
 
 ANSWER_URL = "/voice/answer"
 EVENT_URL = "/voice/event"
+# Where a connect's events go. Apart from the application's event URL, so that only Vonage's synchronous request
+# about a connect's outcome is answered with an NCCO: the application's event URL answers every event 204.
+CONNECT_EVENT_URL = "/voice/event/connect"
 FALLBACK_URL = "/voice/fallback"
 SIGNATURE_RETRY_AFTER_SECONDS = 5
 STORAGE_RETRY_AFTER_SECONDS = 5
@@ -40,6 +54,18 @@ class Voice:
     settings: Settings
     call_log: CallLog
     log: logging.Logger
+    policy: DestinationPolicy = field(init=False)
+    plan: CallPlan = field(init=False)
+    routing: CallRouting = field(init=False)
+
+    def __post_init__(self):
+        # Built once: the settings never change while the server runs.
+        object.__setattr__(self, "policy", self.settings.destination_policy)
+        object.__setattr__(self, "routing", self.settings.call_routing)
+        plan = self.settings.call_plan
+        if self.settings.public_url:
+            plan = replace(plan, event_url=self.settings.public_url + CONNECT_EVENT_URL)
+        object.__setattr__(self, "plan", plan)
 
 
 def init_app(app: Flask, settings: Settings, call_log: CallLog, log: logging.Logger) -> None:
@@ -106,6 +132,17 @@ def fallback():
 
 @bp.route(EVENT_URL, methods=["GET", "POST"])
 def event():
+    return _event(tell_why=False)
+
+
+@bp.route(CONNECT_EVENT_URL, methods=["GET", "POST"])
+def connect_event():
+    """A connect's eventUrl: the events of the leg it rings, stored like any other; its failed outcome is answered
+    with the NCCO that tells the caller why (the connect is synchronous)."""
+    return _event(tell_why=True)
+
+
+def _event(tell_why: bool):
     voice = _voice()
     req = request._get_current_object()
     try:
@@ -125,9 +162,31 @@ def event():
         return response
     if payload.problem is not None:
         voice.log.warning("VOICE EVENT stored as received, unread: %s", payload.problem, extra={"path": req.path})
-    else:
-        log_event(voice.log, payload.fields, received_at, req.signature_verified, duplicate=not new)
-    return "", 204
+        return "", 204
+    log_event(voice.log, payload.fields, received_at, req.signature_verified, duplicate=not new)
+    told = told_why(payload.fields, voice.plan) if tell_why else None
+    if told is None:
+        return "", 204
+    return _tell_why(voice, payload.fields, told, new)
+
+
+def _tell_why(voice: Voice, fields: dict, told: ToldWhy, new: bool):
+    """Answer a failed connect's outcome with the NCCO that tells the caller why; log it, and record it once."""
+    leg = fields.get("uuid") or fields.get("call_uuid")
+    details = {"route": "outcome", "conversation_uuid": fields.get("conversation_uuid"), "leg": leg}
+    repeat = "" if new else " (a repeated delivery)"
+    voice.log.info("connect outcome on leg %s: %s%s", leg, told.reason, repeat, extra=details)
+    if new:
+        to = fields.get("to")
+        decision = AnswerDecision(
+            told.ncco, to if isinstance(to, str) else None, None, told.reason, dict(fields), told.body
+        )
+        verified = request.signature_verified
+        try:
+            voice.call_log.client.record_answer(answer_row("outcome", decision, utc_timestamp(time.time()), verified))
+        except Exception:
+            voice.log.exception("told-why decision not recorded")
+    return current_app.response_class(told.body, mimetype="application/json")
 
 
 @bp.errorhandler(Exception)
@@ -158,12 +217,26 @@ def _answer(route: str):
         return _respond(route, _unreadable(error.description))
     if payload.problem is not None:
         return _respond(route, _unreadable(payload.problem))
-    return _respond(route, decide_answer(payload.fields, voice.settings.destination_policy, voice.settings.call_plan))
+    plan = voice.plan if voice.plan.event_url else _plan_for_host(voice.plan, *_own_scheme_and_host(req))
+    return _respond(route, decide_answer(payload.fields, voice.policy, plan, voice.routing))
+
+
+def _own_scheme_and_host(req) -> tuple[str, str]:
+    """How Vonage reached this server, for a connect's eventUrl when PUBLIC_URL is unset: the request's own host,
+    and its scheme, or the one a proxy in front (ngrok) says the request came in with."""
+    forwarded = req.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return (forwarded if forwarded in ("http", "https") else req.scheme), req.host
+
+
+@functools.lru_cache(maxsize=64)
+def _plan_for_host(plan: CallPlan, scheme: str, host: str) -> CallPlan:
+    return replace(plan, event_url=f"{scheme}://{host}{CONNECT_EVENT_URL}")
 
 
 def _unreadable(problem: str) -> AnswerDecision:
+    plan = _voice().plan
     return AnswerDecision(
-        ncco=refusal_ncco("the call request could not be read", _voice().settings.tts_language),
+        ncco=refusal_ncco("the call request could not be read", plan.language, plan.style),
         requested=None,
         callee=None,
         reason=f"the answer request could not be read: {problem}",
@@ -188,12 +261,16 @@ def log_answer(log: logging.Logger, route: str, decision: AnswerDecision) -> Non
     details = {
         "route": route,
         "connected": decision.connected,
+        "shape": decision.shape,
         "caller": caller,
         "requested": decision.requested,
         "callee": decision.callee,
         "conversation_uuid": fields.get("conversation_uuid"),
     }
-    if decision.connected:
+    if decision.connected and decision.shape == OUTBOUND:
         log.info("NCCO request: connecting %s to %s", caller, decision.callee, extra=details)
+    elif decision.connected:
+        to = f" (a call to {decision.requested})" if decision.requested != decision.callee else ""
+        log.info("NCCO request: connecting %s to app user %s%s", caller, decision.callee, to, extra=details)
     else:
         log.warning("NCCO request: refused call from %s: %s", caller, decision.reason, extra=details)

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from calllog.api import RETRY_AFTER_SECONDS, reader, request_token, token_matches
 from calllog.legs import IN_PROGRESS, STATUS_RANK
 from calllog.schema import StorageError
+from ncco import looks_like_phone_number
 
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 COOKIE = "call_log_token"
@@ -31,6 +32,23 @@ def badge_class(status: str | None) -> str:
 @bp.app_template_filter("badge")
 def _badge(status):
     return badge_class(status)
+
+
+def call_shape(caller: str | None, callee: str | None) -> str:
+    """Which way a call ran, from who called whom: "phone → app", "app → phone" or "app → app".
+
+    A phone reaches this server only by calling the application's number, which rings an app user; any other
+    caller is a Client SDK user (or unknown: a request with neither `from` nor `from_user`)."""
+    if caller and looks_like_phone_number(caller):
+        return "phone → app"
+    if not callee:
+        return "app"
+    return f"app → {'phone' if looks_like_phone_number(callee) else 'app'}"
+
+
+@bp.app_template_filter("shape")
+def _shape(answer) -> str:
+    return call_shape(answer["caller"], answer["callee"] or answer["requested"])
 
 
 @bp.app_template_filter("pretty")
@@ -56,7 +74,8 @@ def _filters() -> dict:
 def calls_page():
     if "token" in request.args:
         # Keep the token out of the address bar (and out of history) from now on: a cookie carries it.
-        response = redirect(url_for("page.calls_page", **{k: v for k, v in request.args.items() if k != "token" and v}))
+        kept = {name: value for name, value in _filters().items() if value}
+        response = redirect(url_for("page.calls_page", **kept))
         response.set_cookie(COOKIE, request.args["token"], httponly=True, samesite="Strict", secure=request.is_secure)
         return response
     filters = _filters()

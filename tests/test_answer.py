@@ -116,8 +116,15 @@ def test_country_not_allowed_gets_spoken_error(client):
 
 
 @pytest.mark.parametrize("settings_env", [{"VONAGE_NUMBER": "447700900001"}])
-def test_inbound_call_to_our_number_is_not_bridged_back(client):
+def test_inbound_call_to_our_number_with_no_user_to_take_it_hears_why_and_is_not_bridged_back(client):
     ncco = ncco_of(client.get("/voice/answer", query_string={"from": "447700900123", "to": "447700900001"}))
+    assert connected_number(ncco) is None
+    assert spoken(ncco) == "Sorry, this call cannot be connected: nobody is available to take calls to this number."
+
+
+@pytest.mark.parametrize("settings_env", [{"VONAGE_NUMBER": "447700900001", "INBOUND_DEFAULT_USER": "Alice"}])
+def test_client_sdk_call_to_our_own_number_is_still_refused(client):
+    ncco = ncco_of(client.get("/voice/answer", query_string={"from_user": "Bob", "to": "+44 7700 900001"}))
     assert connected_number(ncco) is None
     assert "own number" in spoken(ncco)
 

@@ -11,8 +11,18 @@ import pytest
 import requests
 
 from conftest import CALL_LOG_TOKEN
-from ncco import CallPlan, connect_ncco, parse_ncco, refusal_ncco
-from simulate import OUTCOMES, Simulator, call_events, percentile, run_load
+from ncco import CallPlan, app_connect_ncco, connect_ncco, parse_ncco, refusal_ncco
+from simulate import (
+    OUTCOMES,
+    Scenario,
+    Simulator,
+    answer_request,
+    call_events,
+    percentile,
+    run_load,
+    scenario_events,
+    scenario_problem,
+)
 from test_serve import run_server
 
 SECRET = "simulator-secret-0123456789abcdef0123"
@@ -206,3 +216,124 @@ def test_unreachable_server_is_named(runner):
     result = runner.invoke(args=["simulate", "447700900000", "--url", f"http://127.0.0.1:{free_port()}"])
     assert result.exit_code == 1
     assert "cannot reach" in result.output
+
+
+# --- the call shapes (--scenario) -----------------------------------------------------------------------------
+
+SYNCHRONOUS_PLAN = CallPlan(event_url="http://127.0.0.1:3000/voice/event/connect")
+
+
+def test_inbound_events_have_the_phone_on_the_callers_leg_and_the_user_on_the_leg_rung():
+    scenario = Scenario("inbound", "447700900001", caller_number="447700900123", duration=60)
+    ncco = app_connect_ncco("Alice", SYNCHRONOUS_PLAN, "447700900123")
+    events = scenario_events(parse_ncco(ncco), scenario, "CON-1", "in-1", "out-1", START)
+    caller, rung = events[0], events[3]
+    assert (caller["from"], caller["to"], caller["direction"]) == ("447700900123", "447700900001", "inbound")
+    assert (rung["from"], rung["to"], rung["direction"]) == ("447700900123", "Alice", "outbound")
+    assert [e["status"] for e in events if e["direction"] == "outbound"] == [
+        "started",
+        "ringing",
+        "answered",
+        "completed",
+    ]
+    caller_completed, rung_completed = events[-1], events[-2]
+    assert caller_completed["rate"] == "0.00390000" and Decimal(caller_completed["price"]) > 0
+    assert (rung_completed["price"], rung_completed["from"]) == ("0", "447700900123")
+
+
+def test_app_to_app_events_ring_the_user_by_name():
+    events = scenario_events(
+        parse_ncco(app_connect_ncco("Bob", SYNCHRONOUS_PLAN)), Scenario("app-to-app", "Bob"), "C", "i", "o", START
+    )
+    assert events[0]["to"] == "Alice" and events[0]["from"] is None
+    assert {(e["from"], e["to"]) for e in events if e["direction"] == "outbound"} == {("Alice", "Bob")}
+
+
+def test_the_answer_request_is_a_phones_or_a_client_sdk_users():
+    phone = answer_request(Scenario("inbound", "447700900001"), "CON-1", "in-1")
+    user = answer_request(Scenario("app-to-app", "Bob"), "CON-1", "in-1")
+    assert (phone["from"], phone["to"], "from_user" in phone) == ("447700900123", "447700900001", False)
+    assert (user["from_user"], user["to"], "from" in user) == ("Alice", "Bob", False)
+
+
+@pytest.mark.parametrize(
+    "scenario, ncco, problem",
+    [
+        (Scenario("inbound", "447700900001"), refusal_ncco("nobody is available"), "INBOUND_ROUTES"),
+        (Scenario("app-to-app", "Bob"), app_connect_ncco("Carol", CallPlan()), "rang the app user Carol, not Bob"),
+        (Scenario("busy"), connect_ncco("447700900000", CallPlan()), "not synchronous"),
+        (Scenario("busy"), refusal_ncco("calls to that country are not allowed"), "no callee can be busy"),
+    ],
+)
+def test_an_ncco_that_does_not_take_the_scenarios_call_is_named(scenario, ncco, problem):
+    assert problem in scenario_problem(scenario, parse_ncco(ncco))
+
+
+@pytest.mark.parametrize("settings_env", [{"VONAGE_SIGNATURE_SECRET": SECRET}])
+def test_busy_scenario_cli_shows_the_caller_told_why(signed_server, runner):
+    output = runner.invoke(args=["simulate", "--scenario", "busy", "--url", signed_server])
+    assert output.exit_code == 0, output.output
+    assert "simulating a call (busy) from Alice to 447700900000" in output.output
+    lines = output.output.splitlines()
+    busy = next(index for index, line in enumerate(lines) if line.startswith("event   busy (outbound)"))
+    assert "->  200" in lines[busy]
+    assert lines[busy + 2] == "told    say 'The number you called is busy. Please try again later.'"
+
+
+@pytest.mark.parametrize("settings_env", [{"VONAGE_SIGNATURE_SECRET": SECRET}])
+def test_inbound_scenario_against_a_server_with_no_route_fails_naming_the_settings(signed_server, runner):
+    output = runner.invoke(args=["simulate", "--scenario", "inbound", "--url", signed_server])
+    assert output.exit_code == 1
+    assert "simulating a call (inbound) from 447700900123 to 447700900001" in output.output
+    assert "PROBLEM the server did not ring an app user" in output.output
+    assert "INBOUND_ROUTES or INBOUND_DEFAULT_USER" in output.output
+
+
+class SilentOutcomeServer(BaseHTTPRequestHandler):
+    """A server that makes its connects synchronous, then answers their outcome with `outcome_reply`."""
+
+    outcome_reply = (204, "", b"")
+
+    def do_GET(self):
+        host = self.headers["Host"]
+        ncco = connect_ncco("447700900000", CallPlan(event_url=f"http://{host}/voice/event/connect"))
+        self._reply(200, "application/json", json.dumps(ncco).encode())
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self._reply(*(self.outcome_reply if body["status"] == "busy" else (204, "", b"")))
+
+    def _reply(self, status, kind, body):
+        self.send_response(status)
+        if kind:
+            self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def outcome_server(request):
+    handler = type("Handler", (SilentOutcomeServer,), {"outcome_reply": request.param})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "outcome_server, problem",
+    [
+        ((204, "", b""), "the busy outcome got no NCCO back, so the caller is not told why"),
+        ((200, "application/json", b'[{"action": "talk"}]'), "busy (outbound): the reply is not a valid NCCO"),
+        ((200, "text/plain", b"busy"), "busy (outbound): the reply has Content-Type 'text/plain'"),
+    ],
+    indirect=["outcome_server"],
+)
+def test_busy_scenario_fails_when_the_caller_is_not_told_why(outcome_server, problem):
+    result = Simulator(outcome_server).play(Scenario("busy"))
+    assert not result.ok
+    assert any(problem in found for found in result.problems), result.problems
