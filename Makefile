@@ -33,6 +33,8 @@ lint: $(DEV)
 test: lint
 	$(BIN)/python -m pytest
 
+# This server side by side with the tutorial's Express server when node is installed (ANCHOR=path to choose the
+# tutorial's folder); BENCH_ROUNDS, BENCH_SECONDS and BENCH_DATABASE_URL as in bench/README.md.
 bench: $(RUNTIME)
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run

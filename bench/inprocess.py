@@ -31,10 +31,10 @@ def environs(kind: str, count: int) -> list[dict]:
         if kind == "cheapest":
             builder = EnvironBuilder(path="/")
         elif kind == "answer":
-            query, auth = answer_request(index, True, now)
+            query, auth = answer_request(f"inproc-{now}", index, now)
             builder = EnvironBuilder(path="/voice/answer", query_string=query, headers={"Authorization": auth})
         else:
-            body, auth = event_request(f"inproc-{now}", index, True, now)
+            body, auth = event_request(f"inproc-{now}", index, now)
             builder = EnvironBuilder(
                 path="/voice/event",
                 method="POST",

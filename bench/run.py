@@ -1,12 +1,16 @@
-"""`make bench`: the production server under wrk on loopback, signatures on, a fresh database; prints the table.
+"""`make bench`: this server and the tutorial's Express server under the same wrk rounds, side by side.
 
-Each figure is the median of ROUNDS rounds. With ANCHOR=path/to/node-tutorial the tutorial's Express server is
-measured in the same run and the ratios are printed. bench/inprocess.py adds what the request path costs with no
-server at all: the bound no server can lift.
+Both servers run for the whole measurement and the rounds alternate between them (our answers, theirs, our
+events, theirs, then the next round), so a drift of the machine hits both alike. A round counts only if every
+response was 2xx and no socket failed; otherwise the run stops and shows the round's status counts. Without
+node, or without the tutorial's folder (../shared/anchors/node-tutorial, or ANCHOR=path), this server is
+measured alone. bench/README.md explains every line of the output.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -20,6 +24,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -29,11 +34,14 @@ from events import event_key
 from signatures import sign_webhook
 
 ROOT = Path(__file__).resolve().parent.parent
+REQUESTS_LUA = ROOT / "bench" / "requests.lua"
+DEFAULT_ANCHOR = ROOT.parent / "shared" / "anchors" / "node-tutorial"
+ANCHOR_CACHE = ROOT / "bench" / ".anchor-cache"
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5))
 CONNECTIONS = 16
-MAX_RATE = 20_000  # requests/s the pre-signed request files are sized for
+MAX_RATE = 20_000  # requests/s the request files are sized for; wrk stops with an error if a server is faster
 SECRET = "bench-signature-secret-0123456789abcdef"
 TOKEN = "bench-call-log-token-0123456789"
 ANSWER_QUERY = {
@@ -43,6 +51,43 @@ ANSWER_QUERY = {
     "region_url": "https://api-eu-1.vonage.com",
 }
 EXACT_LOSS_EVENTS = 2000
+FIGURES = {
+    "answer": "signed answers: GET /voice/answer, signed as Vonage signs (the tutorial server ignores signatures)",
+    "event": "signed stored events: POST /voice/event, each distinct, ours stored before its 2xx",
+}
+US = "this server"
+TUTORIAL = "tutorial server"
+
+
+class BenchFailed(Exception):
+    """The run's figures are not valid: a refused round, a lost event, a server or tool that failed."""
+
+
+@dataclass
+class Side:
+    """One server under test, with its figures of every round by figure name."""
+
+    name: str
+    url: str
+    process: subprocess.Popen
+    main_role: str  # what its processes other than the call-log writer are called in the CPU figures
+    startup: float
+    roles: dict[str, list[int]] = field(default_factory=dict)
+    rounds: dict[str, list[dict]] = field(default_factory=lambda: {"answer": [], "event": []})
+
+    @property
+    def owner(self) -> str:
+        """How a round is named in messages: "this server's" or "the tutorial server's"."""
+        return f"{self.name}'s" if self.name == US else f"the {self.name}'s"
+
+    def find_roles(self) -> None:
+        self.roles = process_roles(self.process.pid, self.main_role)
+
+    def median(self, figure: str, key: str) -> float:
+        return statistics.median(round_[key] for round_ in self.rounds[figure])
+
+
+# Processes, from /proc.
 
 
 def free_port() -> int:
@@ -51,18 +96,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> float:
-    """Seconds until `url` answers."""
+def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> float:
+    """Seconds until `url` answers; BenchFailed, with the end of the server's log, if it exits or never does."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         if process.poll() is not None:
-            raise SystemExit(f"bench: the server exited with {process.returncode} before answering")
+            tail = log.read_text(errors="replace")[-2000:]
+            raise BenchFailed(f"{' '.join(process.args)} exited with {process.returncode} before answering:\n{tail}")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return time.perf_counter() - started
         except OSError:
             time.sleep(0.01)
-    raise SystemExit(f"bench: {url} did not answer within {timeout} s")
+    raise BenchFailed(f"{url} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def children(pid: int) -> list[int]:
@@ -78,6 +133,20 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def process_roles(pid: int, main_role: str) -> dict[str, list[int]]:
+    """A server's processes by role: the call-log writer (known by its command line), and the rest as main_role."""
+    processes = [pid, *children(pid)]
+    writers = []
+    for candidate in processes:
+        with contextlib.suppress(OSError):
+            if b"calllog.writer" in Path(f"/proc/{candidate}/cmdline").read_bytes():
+                writers.append(candidate)
+    roles = {main_role: [candidate for candidate in processes if candidate not in writers]}
+    if writers:
+        roles["writer"] = writers
+    return roles
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time these processes have used so far (from /proc; a process gone counts 0)."""
     total = 0.0
@@ -91,21 +160,25 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return 0.0
 
 
-def answer_request(index: int, signed: bool, now: float) -> tuple[str, str]:
-    """One distinct answer request: its query string and its Authorization header ("" when unsigned)."""
-    pairs = list({**ANSWER_QUERY, "uuid": f"in-{index}", "conversation_uuid": f"CON-bench-{index}"}.items())
-    return urlencode(pairs), sign_webhook(SECRET, "GET", b"", pairs, now) if signed else ""
+# Requests: every one distinct, signed as Vonage signs webhooks.
 
 
-def answer_lines(count: int, signed: bool) -> list[str]:
+def answer_request(run: str, index: int, now: float) -> tuple[str, str]:
+    """One distinct answer request: its query string and its Authorization header."""
+    pairs = list({**ANSWER_QUERY, "uuid": f"in-{run}-{index}", "conversation_uuid": f"CON-{run}-{index}"}.items())
+    return urlencode(pairs), sign_webhook(SECRET, "GET", b"", pairs, now)
+
+
+def answer_lines(run: str, count: int) -> list[str]:
     now = time.time()
-    requests = (answer_request(index, signed, now) for index in range(count))
+    requests = (answer_request(run, index, now) for index in range(count))
     return [f"GET\t/voice/answer?{query}\t{auth}\t" for query, auth in requests]
 
 
@@ -121,33 +194,44 @@ def event_payload(run: str, index: int) -> dict:
     }
 
 
-def event_request(run: str, index: int, signed: bool, now: float) -> tuple[str, str]:
-    """One distinct event: its JSON body and its Authorization header ("" when unsigned)."""
+def event_request(run: str, index: int, now: float) -> tuple[str, str]:
+    """One distinct event: its JSON body and its Authorization header."""
     body = json.dumps(event_payload(run, index), separators=(",", ":"))
-    return body, sign_webhook(SECRET, "POST", body.encode(), [], now) if signed else ""
+    return body, sign_webhook(SECRET, "POST", body.encode(), [], now)
 
 
-def event_lines(run: str, count: int, signed: bool) -> list[str]:
+def event_lines(run: str, count: int) -> list[str]:
     now = time.time()
-    requests = (event_request(run, index, signed, now) for index in range(count))
+    requests = (event_request(run, index, now) for index in range(count))
     return [f"POST\t/voice/event\t{auth}\t{body}" for body, auth in requests]
 
 
-def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS, roles: dict | None = None) -> dict:
-    """One wrk run's figures; with `roles` ({"workers": [pid, ...], ...}) also each role's CPU µs per request."""
+def write_requests(path: Path, lines: list[str]) -> Path:
+    """The request file bench/requests.lua reads: METHOD, PATH, AUTHORIZATION, BODY, tab-separated, one a line."""
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# One wrk round, and what makes it valid.
+
+
+def wrk_round(url: str, requests_file: Path, label: str, seconds: int = SECONDS, roles: dict | None = None) -> dict:
+    """One wrk run replaying `requests_file` against `url`: its figures, checked by check_round.
+
+    With `roles` ({"workers": [pid, ...], ...}) the figures also hold each role's CPU µs per request.
+    """
     roles = roles or {}
-    requests_file = workdir / "requests.tsv"
-    requests_file.write_text("\n".join(lines) + "\n")
     cpu_before = {role: cpu_seconds(pids) for role, pids in roles.items()}
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(ROOT / "bench" / "requests.lua"), base_url],
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(REQUESTS_LUA), url],
         env={**os.environ, "BENCH_REQUESTS": str(requests_file)},
         capture_output=True,
         text=True,
     )
     if result.returncode != 0:
-        raise SystemExit(f"bench: wrk failed: {result.stderr.strip() or result.stdout.strip()}")
+        raise BenchFailed(f"wrk failed in {label}: {(result.stderr.strip() or result.stdout.strip())[-2000:]}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
+    check_round(figures, label)
     figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
     for role, pids in roles.items():
         used = max(0.0, cpu_seconds(pids) - cpu_before[role])  # 0 if a process was replaced meanwhile
@@ -155,13 +239,129 @@ def wrk(base_url: str, lines: list[str], workdir: Path, seconds: int = SECONDS, 
     return figures
 
 
+def check_round(figures: dict, label: str) -> None:
+    """BenchFailed, showing the responses by status and the socket errors, unless every response was 2xx."""
+    statuses = {int(status): count for status, count in figures["statuses"].items()}
+    refused = sum(count for status, count in statuses.items() if not 200 <= status < 300)
+    errors = {kind: count for kind, count in figures["errors"].items() if count}
+    if statuses and not refused and not errors:
+        return
+    by_status = ", ".join(f"{status}: {count:,}" for status, count in sorted(statuses.items())) or "no response"
+    socket_errors = ", ".join(f"{kind} {count:,}" for kind, count in errors.items()) or "none"
+    raise BenchFailed(
+        f"{label} is not valid, so no figure of this run is: {refused:,} of {sum(statuses.values()):,} responses "
+        f"were not 2xx; responses by status: {by_status}; socket errors: {socket_errors}"
+    )
+
+
+# The two servers.
+
+
+def start_this_server(workdir: Path, database_url: str, stack: contextlib.ExitStack) -> Side:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "DATABASE_URL": database_url,
+        "VONAGE_SIGNATURE_SECRET": SECRET,
+        "CALL_LOG_TOKEN": TOKEN,
+    }
+    log = workdir / "server.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    stack.callback(stop, process)
+    url = f"http://127.0.0.1:{port}"
+    return Side(US, url, process, "workers", wait_for(f"{url}/", process, log))
+
+
+def tutorial_folder() -> Path | None:
+    """The tutorial server's folder ready to run, or None (said in one line) when it cannot run here."""
+    anchor = Path(os.environ.get("ANCHOR") or DEFAULT_ANCHOR).resolve()
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        print("bench: node is not installed, so this server is measured alone (no tutorial server)")
+        return None
+    if not (anchor / "server.js").is_file():
+        print(f"bench: no tutorial server at {anchor} (set ANCHOR=path), so this server is measured alone")
+        return None
+    try:
+        return cached_copy(anchor)
+    except subprocess.CalledProcessError as error:
+        print(f"bench: npm install failed ({error.stderr.strip()[-300:]}), so this server is measured alone")
+        return None
+
+
+def cached_copy(anchor: Path) -> Path:
+    """The anchor's files copied under bench/.anchor-cache, with node_modules installed once and then reused."""
+    ANCHOR_CACHE.mkdir(exist_ok=True)
+    copy = ANCHOR_CACHE / f"{anchor.name}-{hashlib.sha256(str(anchor).encode()).hexdigest()[:8]}"
+    for source in anchor.rglob("*"):
+        relative = source.relative_to(anchor)
+        if source.is_file() and "node_modules" not in relative.parts:
+            (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+            # copyfile, not copy2: a read-only anchor would make a cache that cannot be refreshed or installed into.
+            shutil.copyfile(source, copy / relative)
+    package = (copy / "package.json").read_text()
+    stamp = copy / "node_modules" / ".bench-installed-package.json"
+    if not stamp.is_file() or stamp.read_text() != package:
+        npm = ["npm", "install", "--no-audit", "--no-fund", "--silent"]
+        subprocess.run(npm, cwd=copy, check=True, capture_output=True, text=True)
+        stamp.write_text(package)
+    return copy
+
+
+def start_tutorial_server(folder: Path, workdir: Path, stack: contextlib.ExitStack) -> Side:
+    port = free_port()
+    # QUIET=1 would silence its per-request logging; it is measured as the tutorial runs it.
+    env = {**{name: value for name, value in os.environ.items() if name != "QUIET"}, "PORT": str(port)}
+    log = workdir / "tutorial.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(["node", "server.js"], cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT)
+    stack.callback(stop, process)
+    url = f"http://127.0.0.1:{port}"
+    return Side(TUTORIAL, url, process, "node", wait_for(f"{url}/voice/answer?to=447700900000", process, log))
+
+
+def tool_versions(folder: Path | None) -> str:
+    if folder is None:
+        return ""
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    express = json.loads((folder / "node_modules" / "express" / "package.json").read_text())["version"]
+    return f"node {node}, Express {express}"
+
+
+# The measurement.
+
+
+def measure(sides: list[Side], workdir: Path) -> None:
+    """A warm-up, then ROUNDS rounds alternating between the sides figure by figure, into each side's rounds.
+
+    Both sides replay the same request file: each request reaches each server once.
+    """
+    warm_up = write_requests(workdir / "warm-up.tsv", answer_lines(f"warm-{time.time_ns()}", MAX_RATE))
+    for side in sides:
+        wrk_round(side.url, warm_up, f"{side.owner} warm-up", seconds=1)
+        side.find_roles()  # after the warm-up, when every worker has started
+    builders = {"answer": answer_lines, "event": event_lines}
+    for round_index in range(ROUNDS):
+        run = f"r{round_index}-{time.time_ns()}"
+        for figure, build in builders.items():
+            # Signed just before use: a signature is valid for SIGNATURE_MAX_AGE (300 s) only.
+            requests_file = write_requests(workdir / f"{figure}.tsv", build(run, MAX_RATE * SECONDS))
+            for side in sides:
+                label = f"{side.owner} {figure} round {round_index + 1}"
+                side.rounds[figure].append(wrk_round(side.url, requests_file, label, roles=side.roles))
+
+
 def exact_loss_check(base_url: str, store: CallLogReader) -> tuple[int, int]:
     """Post distinct signed events from CONNECTIONS threads; return (acknowledged, acknowledged but not stored)."""
     acknowledged: list[str] = []
     lock = threading.Lock()
+    run = f"exact-{time.time_ns()}"
 
     def post(index: int) -> None:
-        body, auth = event_request("exact", index, True, time.time())
+        body, auth = event_request(run, index, time.time())
         request = urllib.request.Request(
             f"{base_url}/voice/event",
             data=body.encode(),
@@ -169,12 +369,12 @@ def exact_loss_check(base_url: str, store: CallLogReader) -> tuple[int, int]:
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                ok = response.status == 204
+                ok = 200 <= response.status < 300
         except OSError:
             ok = False
         if ok:
             with lock:
-                acknowledged.append(event_key(event_payload("exact", index)))
+                acknowledged.append(event_key(event_payload(run, index)))
 
     with ThreadPoolExecutor(CONNECTIONS) as pool:
         list(pool.map(post, range(EXACT_LOSS_EVENTS)))
@@ -182,38 +382,41 @@ def exact_loss_check(base_url: str, store: CallLogReader) -> tuple[int, int]:
     return len(acknowledged), len(set(acknowledged) - stored)
 
 
-def median(rounds: list[dict], key: str) -> float:
-    return statistics.median(round_[key] for round_ in rounds)
+def count_losses(ours: Side, store: CallLogReader, stored_before: int) -> dict:
+    """Events acknowledged under wrk against those stored, then the exact check; `failed` if any is missing."""
+    stored = store.count_events() - stored_before
+    acknowledged = sum(round_["requests"] for round_ in ours.rounds["event"])  # every response was 2xx
+    # wrk stops with requests in flight: those may be stored without having been acknowledged.
+    allowance = CONNECTIONS * len(ours.rounds["event"])
+    exact_acknowledged, exact_lost = exact_loss_check(ours.url, store)
+    lost = max(0, acknowledged - stored)
+    return {
+        "acknowledged": acknowledged,
+        "stored": stored,
+        "allowance": allowance,
+        "lost": lost,
+        "exact_acknowledged": exact_acknowledged,
+        "exact_lost": exact_lost,
+        # A refused post in the exact check is an error like a refused round's.
+        "failed": bool(
+            lost or exact_lost or stored - acknowledged > allowance or exact_acknowledged < EXACT_LOSS_EVENTS
+        ),
+    }
 
 
-def measure(base_url: str, workdir: Path, signed: bool, cheapest: str | None, roles: dict) -> dict:
-    count = MAX_RATE * SECONDS
-    figures: dict[str, list[dict]] = {"cheapest": [], "answer": [], "event": []}
-    wrk(base_url, answer_lines(MAX_RATE, signed), workdir, seconds=1)  # warm up
-    for round_index in range(ROUNDS):
-        if cheapest:
-            figures["cheapest"].append(wrk(base_url, [f"GET\t{cheapest}\t\t"] * count, workdir, roles=roles))
-        figures["answer"].append(wrk(base_url, answer_lines(count, signed), workdir, roles=roles))
-        run = f"r{round_index}-{time.time_ns()}"
-        figures["event"].append(wrk(base_url, event_lines(run, count, signed), workdir, roles=roles))
-    return figures
-
-
-def server_roles(server_pid: int) -> dict[str, list[int]]:
-    """The server's processes by role: granian's workers (with granian's main process) and the call-log writer."""
-    processes = children(server_pid)
-    writers = [pid for pid in processes if b"calllog.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    return {"workers": [server_pid, *(pid for pid in processes if pid not in writers)], "writer": writers}
-
-
-def cpu_summary(figures: dict, roles: list[str]) -> str:
-    """Median CPU µs per request of each role, per figure: 'answer: workers 180, writer 16'."""
+def peak_memory(sides: list[Side]) -> str:
+    """Peak RSS (VmHWM) of each server's processes: per worker, the writer, the tutorial's node."""
     parts = []
-    for name in ("cheapest", "answer", "event"):
-        if figures[name]:
-            shares = ", ".join(f"{role} {median(figures[name], f'{role}_cpu_us'):.0f}" for role in roles)
-            parts.append(f"{name}: {shares}")
-    return "; ".join(parts)
+    for side in sides:
+        main_pid = side.process.pid
+        workers = [pid for pid in side.roles[side.main_role] if pid != main_pid] or [main_pid]
+        part = f"{side.name} {max(peak_rss_mib(pid) for pid in workers):.0f} MiB"
+        if side.name == US:
+            part += f" per worker ({len(workers)} workers)"
+        if "writer" in side.roles:
+            part += f", call-log writer {max(peak_rss_mib(pid) for pid in side.roles['writer']):.0f} MiB"
+        parts.append(part)
+    return "peak RSS: " + "; ".join(parts)
 
 
 def inprocess_costs(workdir: Path) -> dict:
@@ -222,128 +425,152 @@ def inprocess_costs(workdir: Path) -> dict:
         [sys.executable, "-m", "bench.inprocess", str(workdir)], cwd=ROOT, capture_output=True, text=True
     )
     if result.returncode != 0:
-        raise SystemExit(f"bench: the in-process measurement failed: {result.stderr.strip()[-2000:]}")
+        raise BenchFailed(f"the in-process measurement failed: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def start_node_anchor(anchor: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
-    copy = workdir / "anchor"
-    shutil.copytree(anchor, copy, ignore=shutil.ignore_patterns("node_modules"))
-    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=copy, check=True, capture_output=True)
-    port = free_port()
-    # Like this server, the tutorial's logs every request: both write their logs to a file.
-    with open(workdir / "anchor.log", "w") as log:
-        process = subprocess.Popen(
-            ["node", "server.js"], cwd=copy, env={**os.environ, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT
+# The report.
+
+TARGET_RATIOS = {"answer": 1.5, "event": 1.2}
+TARGET_ANSWER_P99_MS = 10
+
+
+def header_lines(sides: list[Side], database_url: str, versions: str) -> list[str]:
+    ours = sides[0]
+    workers = len(ours.roles["workers"]) - 1  # granian's main process is not a worker
+    database = (
+        "SQLite (WAL, synchronous=FULL), a fresh file"
+        if database_url.startswith("sqlite")
+        else f"{database_url.split(':')[0]} from BENCH_DATABASE_URL"
+    )
+    lines = [
+        f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+        + (f", {versions}" if versions else ""),
+        f"wrk -t1 -c{CONNECTIONS} on loopback; {ROUNDS} round{'s' if ROUNDS != 1 else ''} of {SECONDS} s per server "
+        "and figure, alternating between the servers; figures are medians of the rounds",
+        f"{US}: serve.py, {workers} workers and a call-log writer, answering {ours.startup:.2f} s after start; "
+        f"signatures on; {database}",
+    ]
+    if len(sides) > 1:
+        lines.append(
+            f"{TUTORIAL}: node server.js, answering {sides[1].startup:.2f} s after start; "
+            "both servers log every request to a file"
         )
-    base_url = f"http://127.0.0.1:{port}"
-    wait_for(f"{base_url}/voice/answer?to=447700900000", process)
-    return process, base_url
+    responses = sum(round_["requests"] for side in sides for rounds in side.rounds.values() for round_ in rounds)
+    lines.append(f"every round valid: {responses:,} responses, all 2xx, and no socket errors")
+    return lines
+
+
+def figure_lines(figure: str, sides: list[Side]) -> list[str]:
+    lines = [FIGURES[figure]]
+    for side in sides:
+        cpu = ", ".join(f"{role} {side.median(figure, f'{role}_cpu_us'):.0f}" for role in side.roles)
+        lines.append(
+            f"  {side.name:<16}{side.median(figure, 'rps'):>8,.0f} requests/s   "
+            f"p50 {side.median(figure, 'p50_us') / 1000:6.2f} ms   p99 {side.median(figure, 'p99_us') / 1000:6.2f} ms"
+            f"   CPU µs per request: {cpu}"
+        )
+    return lines + ratio_lines(figure, sides)
+
+
+def ratio_lines(figure: str, sides: list[Side]) -> list[str]:
+    """The ratio of the medians, the spread of the rounds' ratios, and the figure's target with PASS or FAIL."""
+    target = f">= {TARGET_RATIOS[figure]}x the {TUTORIAL}"
+    if figure == "answer":
+        target += f" and our p99 < {TARGET_ANSWER_P99_MS} ms at {CONNECTIONS} connections"
+    if len(sides) < 2:
+        return [f"  {'target':<16}{target}: not measured (no {TUTORIAL})"]
+    ours, theirs = sides
+    ratio = ours.median(figure, "rps") / theirs.median(figure, "rps")
+    per_round = [mine["rps"] / other["rps"] for mine, other in zip(ours.rounds[figure], theirs.rounds[figure])]
+    met = ratio >= TARGET_RATIOS[figure]
+    if figure == "answer":
+        met = met and ours.median(figure, "p99_us") / 1000 < TARGET_ANSWER_P99_MS
+    return [
+        f"  {'ratio':<16}{ratio:.2f}x (of the medians); the rounds' ratios {min(per_round):.2f}x to "
+        f"{max(per_round):.2f}x",
+        f"  {'target':<16}{target}: {'PASS' if met else 'FAIL'}",
+    ]
+
+
+def loss_lines(losses: dict) -> list[str]:
+    return [
+        f"events acknowledged under wrk: {losses['acknowledged']:,}; stored: {losses['stored']:,} (up to "
+        f"{losses['allowance']} more may be stored: requests in flight when wrk stops); lost: {losses['lost']:,}",
+        f"exact check: {EXACT_LOSS_EVENTS:,} distinct signed events posted, {losses['exact_acknowledged']:,} "
+        f"acknowledged, {losses['exact_lost']:,} of them not stored",
+        f"target zero events lost: {'FAIL' if losses['failed'] else 'PASS'}",
+    ]
+
+
+def inprocess_line(costs: dict) -> str:
+    cores = os.cpu_count() or 1
+    return (
+        f"in one process with no HTTP server (the Flask app called directly, one thread), CPU µs per request: "
+        f"cheapest route {costs['cheapest']:.0f}, answer {costs['answer']:.0f}, event {costs['event']:.0f} (the "
+        f"writer's commit not counted); so whatever served it, {cores} cores could run at most "
+        f"{cores * 1e6 / costs['answer']:,.0f} answers/s and {cores * 1e6 / costs['event']:,.0f} events/s of this code"
+    )
+
+
+# The run, top to bottom.
 
 
 def main() -> int:
     if shutil.which("wrk") is None:
-        raise SystemExit("bench: wrk is not installed; `apt-get install wrk` (make bench does this)")
+        raise BenchFailed("wrk is not installed; `apt-get install wrk` (make bench does this)")
+    folder = tutorial_folder()
     workdir = Path(tempfile.mkdtemp(prefix="voice-bench-"))
     # BENCH_DATABASE_URL measures another database (a PostgreSQL one, say); events already in it are not counted.
     database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'calls.db'}"
-    store = CallLogReader(Database(database_url))
-    stored_before = store.count_events()
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "DATABASE_URL": database_url,
-        "VONAGE_SIGNATURE_SECRET": SECRET,
-        "CALL_LOG_TOKEN": TOKEN,
-    }
-    with open(workdir / "server.log", "w") as log:
-        server = subprocess.Popen([sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        startup = wait_for(f"{base_url}/", server)
-        roles = server_roles(server.pid)
-        figures = measure(base_url, workdir, signed=True, cheapest="/", roles=roles)
-        stored = store.count_events() - stored_before
-        acknowledged = sum(r["requests"] - r["non_2xx"] for r in figures["event"])
-        exact_acknowledged, exact_lost = exact_loss_check(base_url, store)
-        workers = [pid for pid in roles["workers"] if pid != server.pid]
-        rss = max((peak_rss_mib(pid) for pid in workers), default=0.0)
-        writer_rss = max((peak_rss_mib(pid) for pid in roles["writer"]), default=0.0)
+        sides, losses, memory = measure_servers(folder, workdir, database_url)
+        costs = inprocess_costs(workdir)
+    except BenchFailed as failure:
+        raise BenchFailed(f"{failure}\n(the servers' logs are in {workdir})") from None
     finally:
-        server.terminate()
-        server.wait(timeout=20)
-
-    python_costs = inprocess_costs(workdir)
-    anchor_figures = None
-    if os.environ.get("ANCHOR"):
-        anchor, anchor_url = start_node_anchor(Path(os.environ["ANCHOR"]).resolve(), workdir)
-        try:
-            anchor_figures = measure(anchor_url, workdir, signed=False, cheapest=None, roles={"node": [anchor.pid]})
-        finally:
-            anchor.terminate()
-
-    cheapest_rps = median(figures["cheapest"], "rps")
-    # wrk stops with requests in flight: those may be stored without having been acknowledged.
-    in_flight_allowance = CONNECTIONS * ROUNDS
-    lost = max(0, acknowledged - stored)
-    lines = [
-        f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
-        f"wrk -t1 -c{CONNECTIONS}, {ROUNDS} rounds of {SECONDS} s, medians; signatures on; "
-        + ("SQLite (WAL, synchronous=FULL)" if database_url.startswith("sqlite") else database_url.split(":")[0]),
-        "",
-        "| figure | requests/s | p50 ms | p99 ms | vs cheapest route |"
-        + (" vs tutorial server |" if anchor_figures else ""),
-        "|---|---|---|---|---|" + ("---|" if anchor_figures else ""),
-    ]
-    for name, label in (
-        ("cheapest", "cheapest route (GET /)"),
-        ("answer", "/voice/answer, signed GET"),
-        ("event", "/voice/event, signed POST, stored"),
-    ):
-        rps = median(figures[name], "rps")
-        row = (
-            f"| {label} | {rps:,.0f} | {median(figures[name], 'p50_us') / 1000:.2f} | "
-            f"{median(figures[name], 'p99_us') / 1000:.2f} | {rps / cheapest_rps:.2f} |"
+        for requests_file in workdir.glob("*.tsv"):
+            requests_file.unlink()
+    print(
+        "\n".join(
+            [
+                *header_lines(sides, database_url, tool_versions(folder)),
+                "",
+                *figure_lines("answer", sides),
+                *figure_lines("event", sides),
+                "",
+                *loss_lines(losses),
+                memory,
+                inprocess_line(costs),
+            ]
         )
-        if anchor_figures:
-            row += f" {rps / median(anchor_figures[name], 'rps'):.2f}x |" if anchor_figures[name] else " |"
-        lines.append(row)
-    if anchor_figures:
-        lines.append(
-            f"| tutorial server: answer / event | {median(anchor_figures['answer'], 'rps'):,.0f} / "
-            f"{median(anchor_figures['event'], 'rps'):,.0f} | | | | |"
-        )
-    lines += [
-        "",
-        f"- start-up: {startup:.2f} s to the first answer; peak RSS per worker: {rss:.0f} MiB ({len(workers)} workers), "
-        f"call-log writer: {writer_rss:.0f} MiB",
-        f"- events acknowledged under wrk: {acknowledged:,}; stored: {stored:,} "
-        f"(up to {in_flight_allowance} more may be stored: requests in flight when wrk stops); lost: {lost}",
-        f"- exact check: {exact_acknowledged:,} distinct signed events acknowledged, {exact_lost} of them not stored",
-        f"- CPU µs per request (from /proc, medians): {cpu_summary(figures, ['workers', 'writer'])}"
-        + (
-            f"; tutorial server: answer {median(anchor_figures['answer'], 'node_cpu_us'):.0f}, "
-            f"event {median(anchor_figures['event'], 'node_cpu_us'):.0f}"
-            if anchor_figures
-            else ""
-        ),
-    ]
-    cores = os.cpu_count() or 1
-    lines.append(
-        f"- in one process with no HTTP server (the Flask app called directly, one thread), CPU µs per request: "
-        f"cheapest {python_costs['cheapest']:.0f}, answer {python_costs['answer']:.0f}, event "
-        f"{python_costs['event']:.0f} (the writer's commit not counted); so whatever served it, {cores} cores could "
-        f"run at most {cores * 1e6 / python_costs['answer']:,.0f} answers/s and "
-        f"{cores * 1e6 / python_costs['event']:,.0f} events/s of this code"
     )
-    print("\n".join(lines))
-    failed = lost or exact_lost or stored - acknowledged > in_flight_allowance
-    if failed:
-        print("bench: FAILED: acknowledged events are missing from the database", file=sys.stderr)
+    if losses["failed"]:
+        raise BenchFailed(f"acknowledged events are missing, or were refused (the servers' logs are in {workdir})")
     shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+    return 0
+
+
+def measure_servers(folder: Path | None, workdir: Path, database_url: str) -> tuple[list[Side], dict, str]:
+    """Both servers started, measured in alternation, this one checked for lost events, then both stopped."""
+    database = Database(database_url)
+    store = CallLogReader(database)
+    try:
+        stored_before = store.count_events()
+        with contextlib.ExitStack() as stack:
+            sides = [start_this_server(workdir, database_url, stack)]
+            if folder is not None:
+                sides.append(start_tutorial_server(folder, workdir, stack))
+            measure(sides, workdir)
+            losses = count_losses(sides[0], store, stored_before)
+            return sides, losses, peak_memory(sides)
+    finally:
+        database.close()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BenchFailed as failure:
+        print(f"bench: FAILED: {failure}", file=sys.stderr)
+        sys.exit(1)

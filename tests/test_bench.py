@@ -1,9 +1,19 @@
-"""The benchmark's in-process measurement (bench/inprocess.py): it must measure requests that were served and
-stored, never error paths."""
+"""The benchmark (bench/): it must measure requests that were served and stored, never error paths.
+
+The wrk tests run one short round, through the function `make bench` uses, against a small local HTTP server.
+"""
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench import inprocess
+from bench import inprocess, run
 from conftest import CALL_LOG_TOKEN, built_app, call_log_reader
 
 
@@ -26,3 +36,121 @@ def test_a_refused_request_fails_the_measurement(tmp_path):
     }
     with built_app(config) as app, pytest.raises(SystemExit, match="2 requests were refused .first: 401"):
         inprocess.cpu_per_request(app.wsgi_app, inprocess.environs("answer", 2))
+
+
+def require_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    message = "the benchmark's wrk tests need wrk: `apt-get install wrk`"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """wrk drops its connections mid-request when a round ends; that is not a failure of the test."""
+
+
+@contextlib.contextmanager
+def local_server(status: int):
+    """An HTTP/1.1 server on a free port answering `status` to well-formed requests (400 to the rest).
+
+    Well-formed means what Express insists on: a Host header naming the server, and a body exactly as long as its
+    Content-Length. Yields the base URL and the list of (method, path, Authorization, body) received.
+    """
+    received: list[tuple[str, str, str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as wrk expects
+        disable_nagle_algorithm = True  # headers and body go out in two writes; Nagle would hold the second
+
+        def answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            well_formed = self.headers.get("Host") == f"127.0.0.1:{self.server.server_port}" and len(body) == length
+            received.append((self.command, self.path, self.headers.get("Authorization", ""), body))
+            text = b"ok" if well_formed else b"bad request"
+            self.send_response(status if well_formed else 400)
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+
+        do_GET = do_POST = answer
+
+        def log_message(self, format, *args):
+            pass
+
+    server = QuietServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def request_file(tmp_path, count: int = 100_000):
+    """Distinct GETs and POSTs with JSON bodies, more than a Python server can answer in one second."""
+    lines = []
+    for index in range(count):
+        if index % 2:
+            lines.append(f"POST\t/voice/event\tBearer token-{index}\t{json.dumps({'uuid': f'leg-{index}'})}")
+        else:
+            lines.append(f"GET\t/voice/answer?to=447700900000&uuid=in-{index}\tBearer token-{index}\t")
+    return run.write_requests(tmp_path / "requests.tsv", lines)
+
+
+def test_a_server_answering_400_fails_the_round_and_shows_the_status_counts(tmp_path):
+    require_wrk()
+    with local_server(400) as (url, received), pytest.raises(run.BenchFailed) as failure:
+        run.wrk_round(url, request_file(tmp_path), "the test round", seconds=1)
+    counts = re.search(
+        r"([\d,]+) of ([\d,]+) responses were not 2xx; responses by status: 400: ([\d,]+);", str(failure.value)
+    )
+    assert counts and counts[1] == counts[2] == counts[3] != "0"
+    assert received
+
+
+def test_a_round_of_well_formed_requests_all_answered_2xx_is_accepted(tmp_path):
+    require_wrk()
+    with local_server(200) as (url, received):
+        figures = run.wrk_round(url, request_file(tmp_path), "the test round", seconds=1)
+    assert figures["statuses"] == {"200": figures["requests"]}
+    assert figures["requests"] > 0 and figures["rps"] > 0
+    # Each request line went out at most once, and POSTs carried their JSON and its type.
+    assert len(set(received)) == len(received)
+    assert all(body.startswith(b'{"uuid"') for method, _, _, body in received if method == "POST")
+
+
+@pytest.mark.parametrize(
+    "statuses, errors, shown",
+    [
+        ({"200": 90, "503": 10}, {}, "10 of 100 responses were not 2xx; responses by status: 200: 90, 503: 10"),
+        ({"200": 100}, {"read": 3}, "socket errors: read 3"),
+        ({"204": 100}, {"timeout": 1}, "socket errors: timeout 1"),
+        ({}, {}, "responses by status: no response"),
+    ],
+)
+def test_a_round_with_any_refusal_or_socket_error_is_not_valid(statuses, errors, shown):
+    figures = {"statuses": statuses, "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0, **errors}}
+    with pytest.raises(run.BenchFailed, match="is not valid") as failure:
+        run.check_round(figures, "a round")
+    assert shown in str(failure.value)
+
+
+def side(name: str, answers_rps: list[float], p99_us: float) -> run.Side:
+    fake = run.Side(name, "http://127.0.0.1:1", None, "workers", 0.0)
+    fake.rounds["answer"] = [{"rps": rps, "p99_us": p99_us} for rps in answers_rps]
+    return fake
+
+
+def test_the_answer_target_needs_the_ratio_and_the_p99():
+    theirs = side(run.TUTORIAL, [1000, 1000, 1000], 2000)
+    passing = run.ratio_lines("answer", [side(run.US, [1400, 1600, 1700], 9000), theirs])
+    assert "1.60x (of the medians); the rounds' ratios 1.40x to 1.70x" in passing[0]
+    assert passing[1].endswith("PASS")
+    assert run.ratio_lines("answer", [side(run.US, [1600, 1600, 1600], 11000), theirs])[1].endswith("FAIL")
+    assert run.ratio_lines("answer", [side(run.US, [1400, 1400, 1400], 9000), theirs])[1].endswith("FAIL")
+    assert run.ratio_lines("answer", [side(run.US, [1600], 9000)])[0].endswith("not measured (no tutorial server)")
