@@ -7,7 +7,6 @@ import gc
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from granian.http import HTTP1Settings
 from calllog.schema import Database, StorageError
 from calllog.writer_process import wait_until_ready
 from config import DATABASE_EXAMPLE, ConfigError, Settings, load_settings
+from stop_signals import relay_stop_signals
 
 BLOCKING_THREADS = 16
 BACKPRESSURE = 1024
@@ -31,6 +31,7 @@ HEADER_SECONDS = 5
 # How long a worker may take to finish its requests once told to stop, and then the writer its batch.
 WORKER_STOP_SECONDS = 5
 WRITER_STOP_SECONDS = 5
+MAX_SOCKET_PATH = 100  # Linux allows 107 bytes for a Unix socket's path
 
 
 def startup_notes(settings: Settings) -> list[str]:
@@ -172,13 +173,24 @@ def main() -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     print("\n".join(startup_notes(settings)), flush=True)
-    socket_folder = tempfile.mkdtemp(prefix="voice-writer-")
+    # Before any thread starts, so that every thread of this process inherits the blocked signals.
+    relay_stop_signals()
+    try:
+        run(settings)
+    except KeyboardInterrupt:  # stopped while still starting
+        return 130
+    return 0
+
+
+def run(settings: Settings) -> None:
+    """The writer process, then granian's workers until they are stopped; then the writer, last."""
+    socket_folder = tempfile.mkdtemp(prefix="voice-writer-", dir=_short_temp_folder())
     writer = WriterProcess(os.path.join(socket_folder, "writer.sock"))
     # The workers read where the writer listens from the environment they inherit.
     os.environ["CALL_LOG_WRITER_SOCKET"] = writer.socket_path
-    writer.start()
     auto_webhooks = None
     try:
+        writer.start()
         if settings.auto_webhooks:
             from vonage_helper.auto import AutoWebhooks  # the SDK's REST client: this process only, when asked for
 
@@ -190,7 +202,12 @@ def main() -> int:
             auto_webhooks.stop()
         writer.stop()
         shutil.rmtree(socket_folder, ignore_errors=True)
-    return 0
+
+
+def _short_temp_folder() -> str | None:
+    """The temp folder for the writer's socket: TMPDIR, unless its path is too long for a Unix socket's."""
+    base = tempfile.gettempdir()
+    return base if len(os.path.join(base, "voice-writer-xxxxxxxx", "writer.sock")) < MAX_SOCKET_PATH else "/tmp"
 
 
 def production_app():
@@ -201,33 +218,11 @@ def production_app():
     """
     from app import create_app
 
-    _relay_stop_signals()
+    relay_stop_signals(only_from_parent=True)
     application = create_app()
     gc.collect()
     gc.freeze()
     return application
-
-
-def _relay_stop_signals() -> None:
-    """Make sure a worker hears Ctrl-C and SIGTERM.
-
-    The kernel hands a process's signal to any of its threads that does not block it, and Python runs the
-    handler only when the main thread next runs; granian's main thread waits for its handler without ever
-    waking, so a signal that lands on another thread (granian's own, or the log thread) was never heard and
-    the worker never stopped. Here every thread blocks them (threads started later inherit the mask) and one
-    thread waits for them and calls the handler granian installs.
-    """
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-
-    def relay() -> None:
-        while True:
-            received = signal.sigwait(stop_signals)
-            handler = signal.getsignal(received)
-            if callable(handler):
-                handler(received, None)
-
-    threading.Thread(target=relay, name="stop-signal-relay", daemon=True).start()
 
 
 def serve(settings: Settings) -> None:

@@ -1,0 +1,59 @@
+"""Ctrl-C and SIGTERM, heard by the process they are meant for, in every process `make run` starts.
+
+Python runs a signal's handler only in the main thread, and only once that thread runs again; the kernel
+hands a process's signal to any of its threads that does not block it. granian's main thread (in the
+server and in each worker) sleeps until its handler has run, so a signal that landed on another thread
+(granian's own, the log thread) was heard late or never: a worker never stopped, or the server, woken by a
+worker that had stopped by itself, took it for a crash and exited 1. Here every thread blocks the two
+signals, and one thread takes each and calls the handler the process installed.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import signal
+import threading
+import time
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+PARENT_GRACE_SECONDS = 2.0
+
+
+def relay_stop_signals(only_from_parent: bool = False) -> None:
+    """Block SIGINT and SIGTERM in this thread and every thread started after, and relay them to the handler.
+
+    With `only_from_parent`, the process stops when its parent tells it to, not when Ctrl-C reaches the whole
+    group: a worker that stopped by itself before the server had marked it as stopping was taken for a
+    crash. Two signals that arrive together are merged into one by the kernel, so the parent's may be lost
+    in the group's: a signal from anyone else stops the process after PARENT_GRACE_SECONDS all the same.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    parent = os.getppid() if only_from_parent else None
+    threading.Thread(target=_relay, args=(parent,), name="stop-signal-relay", daemon=True).start()
+
+
+def _relay(parent: int | None) -> None:
+    stop_at = None  # when a signal from outside stops the process if its parent has not by then
+    while True:
+        if stop_at is None:
+            received = signal.sigwaitinfo(STOP_SIGNALS)
+        else:
+            received = signal.sigtimedwait(STOP_SIGNALS, max(0.0, stop_at - time.monotonic()))
+        if received is None:
+            stop_at = None
+            _call_handler(signal.SIGTERM)
+        elif parent is not None and received.si_pid != parent:
+            stop_at = stop_at or time.monotonic() + PARENT_GRACE_SECONDS
+        else:
+            stop_at = None
+            _call_handler(received.si_signo)
+
+
+def _call_handler(signal_number: int) -> None:
+    handler = signal.getsignal(signal_number)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal_number, None)
+    else:
+        # No handler of the process's own yet (it is still starting): stop it as Ctrl-C would.
+        _thread.interrupt_main()

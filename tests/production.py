@@ -1,0 +1,284 @@
+"""The production server (serve.py, as `make run` starts it) for the suites that attack it from outside.
+
+It runs in a session of its own (so a signal reaches its whole process group), with its output captured in a file,
+its temporary files in a folder of the test, signatures on; its processes are found by role from /proc; and
+requests are signed as Vonage signs them (signatures.sign_webhook).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+
+from conftest import ROOT
+from events import event_key
+from signatures import sign_webhook
+from test_serve import free_port, run_env, wait_until_listening
+
+SECRET = "production-suites-signature-secret-0123456789"
+CALL_LOG_TOKEN = "production-suites-call-log-token"
+CALLEE = "447700900000"
+STATUSES = ("started", "ringing", "answered", "completed")
+CONNECTION_ERROR = "connection error"
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    parent: int
+    group: int
+    state: str
+    command: list[str]
+
+
+def processes() -> list[ProcessInfo]:
+    """Every process on the machine, from /proc (those that exit while being read are left out)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        arguments = [part.decode(errors="replace") for part in command if part]
+        found.append(ProcessInfo(int(entry), int(fields[1]), int(fields[2]), fields[0], arguments))
+    return found
+
+
+def group_members(group: int) -> list[ProcessInfo]:
+    """The processes of a process group that still exist and are not zombies (a zombie runs nothing)."""
+    return [process for process in processes() if process.group == group and process.state != "Z"]
+
+
+@dataclass
+class Production:
+    """A running serve.py: its process, where it listens, and its output so far."""
+
+    process: subprocess.Popen
+    port: int
+    output_path: Path
+    database_url: str
+    workers: int
+    tmpdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def roles(self) -> dict[str, list[int]]:
+        """The server's children by role: the call-log writer and granian's workers."""
+        found: dict[str, list[int]] = {"writer": [], "worker": []}
+        for child in processes():
+            if child.parent == self.process.pid and child.state != "Z":
+                role = "writer" if "calllog.writer_process" in child.command else "worker"
+                found[role].append(child.pid)
+        return found
+
+    def started_workers(self) -> int:
+        return self.output().count("[INFO] Started worker-")
+
+
+def server_env(port: int, tmpdir: Path, database_url: str, workers: int, settings: dict) -> dict:
+    env = run_env(
+        PORT=str(port),
+        WORKERS=str(workers),
+        DATABASE_URL=database_url,
+        VONAGE_SIGNATURE_SECRET=SECRET,
+        CALL_LOG_TOKEN=CALL_LOG_TOKEN,
+        TMPDIR=str(tmpdir),
+        **settings,
+    )
+    env.pop("CALL_LOG_WRITER_SOCKET", None)
+    return env
+
+
+def short_tmpdir() -> Path:
+    """A fresh, empty folder for the server's TMPDIR, with a short path: the writer's Unix socket lives in it, and
+    a socket's path may not be longer than 107 bytes (pytest's tmp_path is too long for that)."""
+    return Path(tempfile.mkdtemp(prefix="vt-", dir="/tmp" if os.path.isdir("/tmp") else None))
+
+
+def start_server(folder: Path, database_url: str, workers: int = 2, **settings) -> Production:
+    """Start serve.py and wait until every worker has started; its output goes to a file in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmpdir = short_tmpdir()
+    port = free_port()
+    output_path = folder / f"server-{port}.log"
+    with open(output_path, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py"],
+            cwd=ROOT,
+            env=server_env(port, tmpdir, database_url, workers, settings),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Production(process, port, output_path, database_url, workers, tmpdir)
+    try:
+        wait_until_listening(port, process)
+        wait_until(lambda: server.started_workers() >= workers, 60, "the workers did not start", process)
+    except BaseException as error:
+        stop_group(process)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise AssertionError(f"the server did not start ({error}); its output:\n{server.output()[-3000:]}") from None
+    return server
+
+
+def wait_until(condition, seconds: float, what: str, process: subprocess.Popen | None = None) -> float:
+    """Poll `condition` until it holds; return how long that took, or fail saying `what` did not happen."""
+    started = time.monotonic()
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{what}: the server exited with {process.returncode}")
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"{what} within {seconds} s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Make sure nothing of a server's process group is left: SIGTERM, then SIGKILL for what remains."""
+    for stop_signal, seconds in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        if not group_members(process.pid) and process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, stop_signal)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=seconds)
+    process.wait()
+
+
+@contextlib.contextmanager
+def running_server(folder: Path, database_url: str, workers: int = 2, **settings):
+    server = start_server(folder, database_url, workers, **settings)
+    try:
+        yield server
+    finally:
+        stop_group(server.process)
+        shutil.rmtree(server.tmpdir, ignore_errors=True)
+
+
+# Signed requests, every one distinct.
+
+
+def event_payload(run: str, index: int) -> dict:
+    """Event `index` of a run: four statuses per leg, two legs per conversation, each with its own identity."""
+    return {
+        "from": "Alice",
+        "to": CALLEE,
+        "uuid": f"leg-{run}-{index // 4}",
+        "conversation_uuid": f"CON-{run}-{index // 8}",
+        "status": STATUSES[index % 4],
+        "direction": "outbound",
+        "timestamp": f"2026-11-24T10:00:{index % 4:02d}.000Z",
+    }
+
+
+def signed_event(payload: dict) -> tuple[bytes, dict]:
+    """A POST /voice/event body and its headers, signed now."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    authorization = sign_webhook(SECRET, "POST", body, [], time.time())
+    return body, {"Content-Type": "application/json", "Authorization": authorization}
+
+
+def signed_answer(index: int) -> tuple[str, dict]:
+    """A GET /voice/answer path and its headers, signed now, for a call to CALLEE."""
+    pairs = [("to", CALLEE), ("from_user", "Alice"), ("uuid", f"in-{index}"), ("conversation_uuid", f"CON-a-{index}")]
+    authorization = sign_webhook(SECRET, "GET", b"", pairs, time.time())
+    return f"/voice/answer?{urlencode(pairs)}", {"Authorization": authorization}
+
+
+def post_event(session: requests.Session, url: str, payload: dict, timeout: float = 30) -> int | str:
+    """Deliver one signed event: its status, or CONNECTION_ERROR, or the name of what else went wrong."""
+    body, headers = signed_event(payload)
+    try:
+        return session.post(f"{url}/voice/event", data=body, headers=headers, timeout=timeout).status_code
+    except requests.ConnectionError as error:
+        if isinstance(error, requests.ConnectTimeout):
+            return "connect timeout"
+        return CONNECTION_ERROR
+    except requests.RequestException as error:
+        return type(error).__name__
+
+
+@dataclass
+class Load:
+    """Threads, each with its own connection, posting distinct signed events until stopped (or `limit` sent).
+
+    Every outcome is kept with the phase the test was in when it arrived.
+    """
+
+    url: str
+    run: str
+    connections: int = 16
+    limit: int | None = None
+    phase: str = "before the faults"
+    outcomes: dict[int, tuple[int | str, str]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _next: itertools.count = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Load:
+        for number in range(self.connections):
+            thread = threading.Thread(target=self._deliver, name=f"load-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _deliver(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                with self._lock:
+                    index = next(self._next)
+                if self.limit is not None and index >= self.limit:
+                    return
+                outcome = post_event(session, self.url, event_payload(self.run, index))
+                with self._lock:
+                    self.outcomes[index] = (outcome, self.phase)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in self._threads), "a load thread is still waiting"
+
+    def snapshot(self) -> dict[int, tuple[int | str, str]]:
+        with self._lock:
+            return dict(self.outcomes)
+
+    def count(self, outcome: int | str) -> int:
+        return sum(1 for got, _ in self.snapshot().values() if got == outcome)
+
+    def payloads(self, outcome: int | str | None = None) -> list[dict]:
+        """The payloads sent (with `outcome`, only those that got it)."""
+        chosen = self.snapshot().items()
+        return [event_payload(self.run, index) for index, (got, _) in chosen if outcome in (None, got)]
+
+    def tally(self) -> Counter:
+        return Counter(got for got, _ in self.snapshot().values())
+
+
+def event_keys(payloads: list[dict]) -> list[str]:
+    return [event_key(payload) for payload in payloads]
