@@ -37,6 +37,10 @@ def event_conversation(payload: dict) -> str | None:
     return str(value) if value is not None else None
 
 
+# One encoder for every event: json.dumps with options builds a new one on every call.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def event_key(payload: dict) -> str:
     """The identity of one event, the same for every delivery of it: leg, conversation, kind and timestamp.
 
@@ -48,7 +52,7 @@ def event_key(payload: dict) -> str:
         identity = ["payload", payload]
     else:
         identity = [leg_uuid(payload), event_conversation(payload), event_kind(payload), str(timestamp)]
-    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    canonical = _canonical(identity)
     # surrogatepass: a JSON \udfff escape gives a string with no UTF-8 form, and it still needs an identity.
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 

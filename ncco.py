@@ -324,9 +324,12 @@ class AnswerDecision:
             object.__setattr__(self, "body", ncco_body(self.ncco))
 
 
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def ncco_body(ncco: list[dict]) -> bytes:
     """The NCCO as the answer URL's response body: compact JSON."""
-    return json.dumps(ncco, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _compact(ncco).encode("utf-8")
 
 
 def callee_from_answer(fields: Mapping) -> str | None:

@@ -17,6 +17,8 @@ import jwt
 ALGORITHM = "HS256"
 ISSUER = "Vonage"
 MAX_TOKEN_LENGTH = 4096
+# JSON as JavaScript's JSON.stringify writes it; one encoder, not one per call.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 UNSIGNED = "no Authorization header (Vonage retries an unsigned callback after a 5xx)"
 
 
@@ -45,7 +47,7 @@ def payload_for_hash(method: str, body: bytes, query_pairs: Sequence[tuple[str, 
             params[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
         else:
             params[key] = value
-    return json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _compact(params).encode("utf-8")
 
 
 def payload_hash(method: str, body: bytes, query_pairs: Sequence[tuple[str, str]]) -> str:
@@ -153,7 +155,9 @@ def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
     signature = _segment(parts[2])
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii", "replace")
     for secret in secrets:
-        if hmac.compare_digest(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest(), signature):
+        mac = _keyed(secret).copy()
+        mac.update(signing_input)
+        if hmac.compare_digest(mac.digest(), signature):
             break
     else:
         raise SignatureError(401, "the signature matches no VONAGE_SIGNATURE_SECRET")
@@ -161,6 +165,12 @@ def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
     if not isinstance(claims, dict):
         raise SignatureError(401, "the token's claims are not a JSON object")
     return claims
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: str) -> hmac.HMAC:
+    """An HMAC-SHA256 with `secret`'s key already mixed in: each check copies it instead of keying afresh."""
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
 
 @functools.lru_cache(maxsize=64)

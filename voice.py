@@ -88,7 +88,7 @@ def check_signature():
     req = request._get_current_object()
     try:
         # The token first: the body of a request nobody signed is never waited for.
-        claims = verify_token(req.headers.get("Authorization"), secrets, time.time(), voice.settings.signature_max_age)
+        claims = verify_token(req.authorization_header, secrets, time.time(), voice.settings.signature_max_age)
         check_payload(claims, req.method, req.body, req.query_pairs)
     except SignatureError as refusal:
         return _refuse(voice.log, refusal.status, refusal.reason)

@@ -12,7 +12,10 @@ from payloads import Payload
 
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
 ANSWER_COLUMNS = tuple(column.name for column in answers.columns if column.name != "id")
-UNREADABLE = "unreadable"  # the kind of an event whose body could not be read into fields
+UNREADABLE = "unreadable"
+_encode = json.JSONEncoder(
+    ensure_ascii=False, default=str
+).encode  # the kind of an event whose body could not be read into fields
 
 
 def column_text(value, limit: int | None = None) -> str | None:
@@ -47,7 +50,7 @@ def event_row(payload: Payload, received_at: str, verified: bool) -> tuple:
     if payload.problem is not None:
         key = event_key({"unreadable": payload.text})
         return (key, None, None, UNREADABLE, None, received_at, verified, payload.text, payload.problem)
-    stored = payload.text if payload.text is not None else json.dumps(fields, ensure_ascii=False, default=str)
+    stored = payload.text if payload.text is not None else _encode(fields)
     timestamp = fields.get("timestamp")
     return (
         event_key(fields),
