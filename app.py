@@ -1,7 +1,7 @@
 """The webhook server's application factory: it reads the settings and wires logging, the call log, the
 blueprints and the `flask` commands together. Each part lives in its own module:
 
-    voice.py     /voice/answer, /voice/fallback, /voice/event (signed webhooks)
+    voice.py     /voice/answer, /voice/fallback, /voice/event: the signed webhooks, served in front of Flask
     calllog/     the call log: storage, the writer, /api/calls, /calls, `flask calls`
     status.py    / and /health
     cli.py       the `flask` commands, imported when run
@@ -24,14 +24,12 @@ from calllog.page import bp as page_blueprint
 from config import load_settings, settings_from
 from logs import configure_logging
 from payloads import MAX_BODY_BYTES
-from webhook import WebhookRequest
 
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     """Build the server. `test_config` replaces the environment and .env (for tests) when given."""
     settings = settings_from(test_config) if test_config is not None else load_settings()
     app = Flask(__name__, static_folder=None)
-    app.request_class = WebhookRequest
     # Flask refuses larger bodies with 413 before a route reads them.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SETTINGS"] = settings

@@ -37,7 +37,9 @@ def error_response(error: Exception):
 
 def routes() -> list[str]:
     """Every route this server answers, in order, without the static files' own."""
-    seen = []
+    from voice import PATHS  # served in front of Flask, so not in its URL map
+
+    seen = list(PATHS)
     for rule in current_app.url_map.iter_rules():
         if rule.endpoint != "static" and not rule.endpoint.endswith(".static") and rule.rule not in seen:
             seen.append(rule.rule)

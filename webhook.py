@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import io
 
-from flask import Request
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.utils import cached_property
+from werkzeug.wrappers import Request
 
 from payloads import MAX_BODY_BYTES, Payload, PayloadError, first_values, parse_query, read_payload
 
+TOO_LARGE = f"the body is over the limit of {MAX_BODY_BYTES} bytes; Vonage's webhooks are far smaller"
+
 
 class WebhookRequest(Request):
-    """A Flask request that parses its query string once (the signature check and the fields both need it),
-    never waits on the input stream for a request that has no body, and reads a body in one call."""
+    """A webhook request (werkzeug's) that parses its query string once (the signature check and the fields both
+    need it), never waits on the input stream for a request that has no body, and reads a body in one call."""
 
+    max_content_length = MAX_BODY_BYTES  # a chunked body too, read by werkzeug
     signature_verified = False  # set by the signature check when the request carried a valid one
 
     # The few headers a webhook needs, read from the WSGI environ: werkzeug's header view costs more per
@@ -42,7 +45,7 @@ class WebhookRequest(Request):
         if not length:
             return b""
         if length > MAX_BODY_BYTES:
-            raise RequestEntityTooLarge()
+            raise RequestEntityTooLarge(TOO_LARGE)
         # One read of the announced length: werkzeug's stream reads through a 64 KiB buffer and several layers,
         # and with granian every read call gives up the GIL, so each one costs a wait for it under load.
         data = self.environ["wsgi.input"].read(length)
