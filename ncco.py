@@ -339,7 +339,8 @@ def callee_from_answer(fields: Mapping) -> str | None:
     `custom_data` may be an object or a JSON string. Raises NumberError if the request is unreadable.
     """
     for name in ANSWER_TEXT_FIELDS:
-        if not isinstance(_as_text(fields.get(name)), (str, type(None))):
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str) and not isinstance(_as_text(value), str):
             raise NumberError(
                 f"the answer request could not be read: {name}: not text", "the call request could not be read"
             )

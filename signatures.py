@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import hashlib
 import hmac
 import json
+import re
+import string
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -128,13 +129,32 @@ def _segment(text: str) -> bytes:
     """A JWT segment's bytes. Only the canonical base64url spelling is read: the decoder skips characters
     outside its alphabet and ignores padding and unused bits, so one token could otherwise be re-spelt
     in many ways and still verify."""
-    try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, binascii.Error):
-        raise SignatureError(401, "the token is not a JWT") from None
-    if base64.urlsafe_b64encode(data).rstrip(b"=") != text.encode("ascii", "replace"):
+    if not _canonical_base64url(text):
         raise SignatureError(401, "the token is not a JWT: a part is not written in canonical base64url")
-    return data
+    try:
+        return binascii.a2b_base64(text.encode("ascii").translate(_TO_BASE64) + b"=" * (-len(text) % 4))
+    except binascii.Error:
+        raise SignatureError(401, "the token is not a JWT") from None
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+_DIGIT_VALUE = {
+    character: value
+    for value, character in enumerate(string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_")
+}
+_TO_BASE64 = bytes.maketrans(b"-_", b"+/")
+
+
+def _canonical_base64url(text: str) -> bool:
+    """Whether `text` is base64url as a JWT writes it: its alphabet only, no padding, no length that no bytes
+    make, and the bits left over in its last character all zero."""
+    if not _BASE64URL.fullmatch(text):
+        return False
+    spare = len(text) % 4
+    if spare == 1:
+        return False
+    # 2 characters left over carry 1 byte (4 unused bits), 3 carry 2 bytes (2 unused bits).
+    return spare == 0 or _DIGIT_VALUE[text[-1]] % (16 if spare == 2 else 4) == 0
 
 
 def _json_segment(text: str, what: str):

@@ -111,7 +111,9 @@ def call_table(calls: list[dict]) -> list[str]:
         rows.append(f"{call['started_at']}  {call['conversation_uuid']}  total {price}")
         for answer in call["answers"]:
             if not answer["connected"]:
-                rows.append(f"  refused: {answer['caller'] or '?'} -> {answer['requested'] or '?'}: {answer['reason']}")
+                label = "told why" if answer["route"] == "outcome" else "refused"
+                who = f"{answer['caller'] or '?'} -> {answer['requested'] or '?'}"
+                rows.append(f"  {label}: {who}: {answer['reason']}")
         for leg in call["legs"]:
             rows.append(
                 f"  {leg['direction'] or '-':8} {leg['from'] or '-':16} {leg['to'] or '-':16} {leg['status'] or '-':12} "
