@@ -143,3 +143,67 @@ def test_port_in_use_stops_start_up_with_one_line():
         )
     assert result.returncode == 2
     assert f"PORT: {port} is already in use" in result.stderr
+
+
+def test_port_in_use_suggests_a_port_that_is_free():
+    with socket.socket() as holder, socket.socket() as next_one:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        try:
+            next_one.bind(("127.0.0.1", port + 1))  # the obvious suggestion is taken too
+            next_one.listen()
+        except OSError:
+            pytest.skip(f"port {port + 1} is not free to take on this machine")
+        result = subprocess.run(
+            [sys.executable, "serve.py"],
+            cwd=ROOT,
+            env=run_env(PORT=str(port)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    suggested = int(result.stderr.rsplit("PORT=", 1)[1].split()[0])
+    assert suggested not in (port, port + 1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", suggested))
+
+
+@pytest.mark.parametrize(
+    "database_url, problem",
+    [
+        ("sqlite://instance/calls.db", "has a host; an SQLite URL has three slashes before its path"),
+        ("bogus", "is not a database URL"),
+        ("mysql://user@localhost/calls", "mysql is not supported"),
+        ("postgresql://user@localhost", "names no database"),
+    ],
+)
+def test_a_malformed_database_url_stops_start_up_with_one_line(database_url, problem, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "serve.py"],
+        cwd=ROOT,
+        env=run_env(DATABASE_URL=database_url, TMPDIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: DATABASE_URL: ") and problem in line and "for example DATABASE_URL=" in line
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing left behind
+
+
+@pytest.mark.parametrize("database_url", ["postgresql://user@nohost.invalid/calls", "sqlite:////proc/calls.db"])
+def test_a_database_that_cannot_be_reached_or_created_stops_start_up_with_one_line(database_url, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "serve.py"],
+        cwd=ROOT,
+        env=run_env(DATABASE_URL=database_url, TMPDIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: DATABASE_URL: cannot prepare the ") and "for example DATABASE_URL=" in line
+    assert list(tmp_path.iterdir()) == []

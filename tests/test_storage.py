@@ -332,3 +332,13 @@ def test_a_version_1_database_is_migrated_in_place_and_keeps_its_events(database
         assert app.extensions["call_log"].reader.count_events() == 2
         with app.extensions["call_log"].database.engine.connect() as connection:
             assert connection.execute(select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
+
+
+def test_flask_calls_says_in_one_line_when_the_call_log_cannot_be_read(runner, call_log):
+    move_table(call_log, "conversations", "conversations_away")
+    result = runner.invoke(args=["calls"])
+    move_table(call_log, "conversations_away", "conversations")
+    assert result.exit_code != 0
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: the call log is unavailable: ")
+    assert "Traceback" not in result.output
