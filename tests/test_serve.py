@@ -207,3 +207,13 @@ def test_a_database_that_cannot_be_reached_or_created_stops_start_up_with_one_li
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: DATABASE_URL: cannot prepare the ") and "for example DATABASE_URL=" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_production_server_reads_a_chunked_event(server):
+    body = json.dumps({"status": "started", "uuid": "chunked-leg", "timestamp": "2026-11-24T10:00:00.000Z"}).encode()
+    head = b"POST /voice/event HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:])) + b"0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1])), timeout=10) as connection:
+        connection.sendall(head + chunks)
+        status_line = connection.recv(4096).split(b"\r\n")[0]
+    assert status_line == b"HTTP/1.1 204 No Content"
