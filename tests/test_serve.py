@@ -145,16 +145,28 @@ def test_port_in_use_stops_start_up_with_one_line():
     assert f"PORT: {port} is already in use" in result.stderr
 
 
-def test_port_in_use_suggests_a_port_that_is_free():
-    with socket.socket() as holder, socket.socket() as next_one:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
+def two_listeners_on_consecutive_ports() -> tuple[socket.socket, socket.socket]:
+    """Two sockets listening on ports N and N+1, N chosen by the system (tried until N+1 is free too)."""
+    for _ in range(50):
+        first = socket.socket()
+        first.bind(("127.0.0.1", 0))
+        second = socket.socket()
         try:
-            next_one.bind(("127.0.0.1", port + 1))  # the obvious suggestion is taken too
-            next_one.listen()
+            second.bind(("127.0.0.1", first.getsockname()[1] + 1))
         except OSError:
-            pytest.skip(f"port {port + 1} is not free to take on this machine")
+            first.close()
+            second.close()
+            continue
+        first.listen()
+        second.listen()
+        return first, second
+    raise AssertionError("found no two free consecutive ports in 50 tries")
+
+
+def test_port_in_use_suggests_a_port_that_is_free():
+    holder, next_one = two_listeners_on_consecutive_ports()  # the obvious suggestion, the next port, is taken too
+    with holder, next_one:
+        port = holder.getsockname()[1]
         result = subprocess.run(
             [sys.executable, "serve.py"],
             cwd=ROOT,
