@@ -27,3 +27,11 @@ def fresh_postgres_url() -> str:
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+def database_url_for(backend: str, folder) -> str:
+    """A fresh database for a test parametrized over backends: "postgresql" (the emptied test database) or
+    "sqlite" (a new file in `folder`)."""
+    if backend == "postgresql":
+        return fresh_postgres_url()
+    return f"sqlite:///{folder / 'calls.db'}"

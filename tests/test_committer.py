@@ -11,16 +11,14 @@ from calllog.rows import EVENT_COLUMNS, event_row
 from calllog.schema import Database, StorageError
 from conftest import FIXTURES, call_log_reader, load_fixture
 from payloads import Payload
-from pg import fresh_postgres_url
+from pg import database_url_for, fresh_postgres_url
 
 RECEIVED = "2026-11-24T09:00:00.000Z"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
-    if request.param == "postgresql":
-        return fresh_postgres_url()
-    return f"sqlite:///{tmp_path / 'calls.db'}"
+    return database_url_for(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -6,16 +6,14 @@ import json
 import pytest
 
 from conftest import CALL_LOG_TOKEN
-from pg import fresh_postgres_url
+from pg import database_url_for
 
 AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
-    if request.param == "postgresql":
-        return fresh_postgres_url()
-    return f"sqlite:///{tmp_path / 'calls.db'}"
+    return database_url_for(request.param, tmp_path)
 
 
 def event(**fields) -> dict:

@@ -191,34 +191,31 @@ def test_port_in_use_suggests_a_port_that_is_free():
     ],
 )
 def test_a_malformed_database_url_stops_start_up_with_one_line(database_url, problem, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "serve.py"],
-        cwd=ROOT,
-        env=run_env(DATABASE_URL=database_url, TMPDIR=str(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    (line,) = result.stderr.splitlines()
+    line = start_up_error(tmp_path, DATABASE_URL=database_url)
     assert line.startswith("error: DATABASE_URL: ") and problem in line and "for example DATABASE_URL=" in line
-    assert list(tmp_path.iterdir()) == []  # nothing started, nothing left behind
 
 
 @pytest.mark.parametrize("database_url", ["postgresql://user@nohost.invalid/calls", "sqlite:////proc/calls.db"])
 def test_a_database_that_cannot_be_reached_or_created_stops_start_up_with_one_line(database_url, tmp_path):
+    line = start_up_error(tmp_path, DATABASE_URL=database_url)
+    assert line.startswith("error: DATABASE_URL: cannot prepare the ") and "for example DATABASE_URL=" in line
+
+
+def start_up_error(folder, **settings) -> str:
+    """The one line `make run` prints when it refuses to start with these settings (TMPDIR in `folder`, which
+    must be left empty: nothing was started)."""
     result = subprocess.run(
         [sys.executable, "serve.py"],
         cwd=ROOT,
-        env=run_env(DATABASE_URL=database_url, TMPDIR=str(tmp_path)),
+        env=run_env(TMPDIR=str(folder), **settings),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
+    assert list(folder.iterdir()) == []
     (line,) = result.stderr.splitlines()
-    assert line.startswith("error: DATABASE_URL: cannot prepare the ") and "for example DATABASE_URL=" in line
-    assert list(tmp_path.iterdir()) == []
+    return line
 
 
 def test_production_server_reads_a_chunked_event(server):

@@ -154,7 +154,22 @@ def test_load_mode_cli_exits_nonzero_on_failures(signed_server, runner):
     assert "failures     2" in output.output
 
 
-class BadServer(BaseHTTPRequestHandler):
+class QuietHandler(BaseHTTPRequestHandler):
+    """A test double's HTTP handler: answers with `_reply` and logs nothing."""
+
+    def _reply(self, status, kind, body):
+        self.send_response(status)
+        if kind:
+            self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class BadServer(QuietHandler):
     behaviour = "500"
     release = threading.Event()
 
@@ -172,14 +187,7 @@ class BadServer(BaseHTTPRequestHandler):
             )
         else:
             body, status, kind = b"<html>hi</html>", 200, "text/html"
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self._reply(status, kind, body)
 
 
 @pytest.fixture
@@ -289,7 +297,7 @@ def test_inbound_scenario_against_a_server_with_no_route_fails_naming_the_settin
     assert "INBOUND_ROUTES or INBOUND_DEFAULT_USER" in output.output
 
 
-class SilentOutcomeServer(BaseHTTPRequestHandler):
+class SilentOutcomeServer(QuietHandler):
     """A server that makes its connects synchronous, then answers their outcome with `outcome_reply`."""
 
     outcome_reply = (204, "", b"")
@@ -302,17 +310,6 @@ class SilentOutcomeServer(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self._reply(*(self.outcome_reply if body["status"] == "busy" else (204, "", b"")))
-
-    def _reply(self, status, kind, body):
-        self.send_response(status)
-        if kind:
-            self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture

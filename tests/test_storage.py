@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, select, text
 
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, migrate, schema_version
 from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, load_fixture
-from pg import fresh_postgres_url
+from pg import database_url_for
 
 CONVERSATION = "CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77"
 AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
@@ -17,9 +17,7 @@ AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """Every test here runs on SQLite and on PostgreSQL."""
-    if request.param == "postgresql":
-        return fresh_postgres_url()
-    return f"sqlite:///{tmp_path / 'calls.db'}"
+    return database_url_for(request.param, tmp_path)
 
 
 def post_events(client, payloads):
