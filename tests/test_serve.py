@@ -115,34 +115,18 @@ def test_production_server_reads_a_body_that_arrives_in_pieces_whole(server):
     assert status_line == b"HTTP/1.1 204 No Content"
 
 
-def test_bad_setting_stops_start_up_with_one_line():
-    result = subprocess.run(
-        [sys.executable, "serve.py"],
-        cwd=ROOT,
-        env=run_env(RINGING_TIMEOUT="500"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert result.stderr == "error: RINGING_TIMEOUT: 500 is outside 1-120; for example RINGING_TIMEOUT=60\n"
+def test_bad_setting_stops_start_up_with_one_line(tmp_path):
+    line = start_up_error(tmp_path, RINGING_TIMEOUT="500")
+    assert line == "error: RINGING_TIMEOUT: 500 is outside 1-120; for example RINGING_TIMEOUT=60"
 
 
-def test_port_in_use_stops_start_up_with_one_line():
+def test_port_in_use_stops_start_up_with_one_line(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "serve.py"],
-            cwd=ROOT,
-            env=run_env(PORT=str(port)),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    assert result.returncode == 2
-    assert f"PORT: {port} is already in use" in result.stderr
+        line = start_up_error(tmp_path, PORT=str(port))
+    assert f"PORT: {port} is already in use" in line
 
 
 def two_listeners_on_consecutive_ports() -> tuple[socket.socket, socket.socket]:
@@ -163,19 +147,12 @@ def two_listeners_on_consecutive_ports() -> tuple[socket.socket, socket.socket]:
     raise AssertionError("found no two free consecutive ports in 50 tries")
 
 
-def test_port_in_use_suggests_a_port_that_is_free():
+def test_port_in_use_suggests_a_port_that_is_free(tmp_path):
     holder, next_one = two_listeners_on_consecutive_ports()  # the obvious suggestion, the next port, is taken too
     with holder, next_one:
         port = holder.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "serve.py"],
-            cwd=ROOT,
-            env=run_env(PORT=str(port)),
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    suggested = int(result.stderr.rsplit("PORT=", 1)[1].split()[0])
+        line = start_up_error(tmp_path, PORT=str(port))
+    suggested = int(line.rsplit("PORT=", 1)[1].split()[0])
     assert suggested not in (port, port + 1)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", suggested))
