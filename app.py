@@ -35,7 +35,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["CALL_LOG_TOKEN"] = settings.call_log_token or secrets.token_urlsafe(18)
     log = configure_logging(settings.log_format)
-    call_log = CallLog(settings.database_url, settings.writer_socket)
+    call_log = CallLog(settings.database_url, settings.writer_socket, settings.call_log_retention)
     app.extensions["call_log"] = call_log
     try:
         call_log.database.ensure_schema()

@@ -14,6 +14,7 @@ COMMANDS = {
     "settings": "cli:settings_command",
     "ncco": "cli:ncco_command",
     "calls": "calllog.api:calls_command",
+    "prune": "calllog.retention_command:prune_command",
     "simulate": "simulate:simulate_command",
     "call": "vonage_helper.commands:call_command",
     "token": "vonage_helper.commands:token_command",

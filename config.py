@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -77,6 +78,7 @@ class Settings:
     ngrok_api_url: str = "http://127.0.0.1:4040/api/tunnels"
     auto_webhooks: str | None = None
     writer_socket: str | None = None
+    call_log_retention: timedelta | None = None
 
     def described(self) -> dict[str, str]:
         """Every setting as text for people: secrets say only whether they are set."""
@@ -95,6 +97,8 @@ class Settings:
                 value = ",".join(f"{number}={user}" for number, user in value) or "(none)"
             elif setting.name == "callable_users":
                 value = ",".join(sorted(value)) or "(none)"
+            elif setting.name == "call_log_retention":
+                value = f"{describe_age(value)} (pruned by the writer)" if value else "(not set: kept forever)"
             shown[setting.name] = str(value)
         return shown
 
@@ -315,6 +319,33 @@ def _callable_users(raw: str) -> frozenset[str]:
     return frozenset(_user_name(name) for name in names)
 
 
+AGE_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+LONGEST_AGE = timedelta(days=36500)
+
+
+def parse_age(raw: str) -> timedelta:
+    """An age such as 12h, 90d or 2w (hours, days, weeks) as a timedelta; ValueError says what is wrong."""
+    value = raw.strip().lower()
+    match = re.fullmatch(r"(\d{1,9})\s*([a-z]*)", value)
+    if match is None or match.group(2) not in AGE_UNITS:
+        raise ValueError(f"{raw.strip()!r} is not an age: a whole number of hours, days or weeks (h, d or w)")
+    age = int(match.group(1)) * AGE_UNITS[match.group(2)]
+    if age < timedelta(hours=1):
+        raise ValueError(f"{raw.strip()!r} would keep nothing; the shortest is 1h")
+    if age > LONGEST_AGE:
+        raise ValueError(f"{raw.strip()!r} is over the longest, {LONGEST_AGE.days}d")
+    return age
+
+
+def describe_age(age: timedelta) -> str:
+    """An age for people: "30 days", "1 day", "12 hours"."""
+    if age % timedelta(days=1):
+        count, unit = age // timedelta(hours=1), "hour"
+    else:
+        count, unit = age.days, "day"
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
 def _log_format(raw: str) -> str:
     value = raw.strip().lower()
     if value not in LOG_FORMATS:
@@ -383,6 +414,11 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "VONAGE_API_SECRET": ("api_secret", _text(256), "VONAGE_API_SECRET=... (dashboard: API settings)"),
     "NGROK_API_URL": ("ngrok_api_url", _ngrok_api_url, "NGROK_API_URL=http://127.0.0.1:4040"),
     "AUTO_WEBHOOKS": ("auto_webhooks", _auto_webhooks, "AUTO_WEBHOOKS=ngrok"),
+    "CALL_LOG_RETENTION": (
+        "call_log_retention",
+        parse_age,
+        "CALL_LOG_RETENTION=90d (or 12h, 2w; unset keeps the call log forever)",
+    ),
     "CALL_LOG_WRITER_SOCKET": ("writer_socket", _text(200), "CALL_LOG_WRITER_SOCKET=/tmp/voice-writer/writer.sock"),
 }
 

@@ -3,6 +3,7 @@
 schema      tables, migrations, the database
 committer   the one group commit: a batch of writes in one transaction
 writer      the call-log writer (a process under `make run`, else a thread) that runs the committer
+retention   removing conversations older than CALL_LOG_RETENTION (by the writer) or `flask prune`
 client      how a worker hands its writes to the writer
 queries     reading conversations, legs, answers and events
 legs        folding a leg's events into its record
@@ -14,6 +15,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from calllog.client import WriterClient
@@ -29,17 +31,18 @@ class CallLog:
 
     With `writer_socket` (set by `make run` for its workers) it writes through that writer process; without,
     it starts a writer thread of its own on a socket in a private folder. Either way every write takes the
-    same path: over a socket to the writer, committed by the committer. `close` releases all of it.
+    same path: over a socket to the writer, committed by the committer. `close` releases all of it. A writer
+    thread of its own prunes what is older than `retention`, if given (the writer process reads it itself).
     """
 
-    def __init__(self, database_url: str, writer_socket: str | None = None):
+    def __init__(self, database_url: str, writer_socket: str | None = None, retention: timedelta | None = None):
         self.database = Database(database_url)
         self.reader = CallLogReader(self.database)
         self._folder: str | None = None
         self._writer: WriterThread | None = None
         if writer_socket is None:
             self._folder = tempfile.mkdtemp(prefix="voice-writer-")
-            self._writer = WriterThread(database_url, str(Path(self._folder) / "writer.sock"))
+            self._writer = WriterThread(database_url, str(Path(self._folder) / "writer.sock"), retention)
             self._writer.start()
             writer_socket = self._writer.socket_path
         self.client = WriterClient(writer_socket)

@@ -174,11 +174,10 @@ class Committer:
         return outcomes
 
     def _write(self, run, event_rows: list[tuple], answer_rows: list[dict]) -> list[bool]:
-        outcomes = self._write_events(run, event_rows)
         answer_rows = [fit("answers", row) for row in answer_rows]
-        if answer_rows:
-            rows = [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in answer_rows]
-            run(self._statements.insert_answers, rows)
+        # Conversations first, in key order, as calllog.retention locks them: a prune and a batch then take
+        # their locks in one order (conversation, then its rows), and a batch's new rows are never under a
+        # conversation that a prune is removing.
         touched: dict[str, tuple[str, str]] = {}
         times = [(row[CONVERSATION], row[RECEIVED]) for row in event_rows]
         times += [(row.get("conversation_uuid"), row.get("received_at")) for row in answer_rows]
@@ -188,6 +187,10 @@ class Committer:
                 touched[uuid] = (min(first, at), max(last, at))
         if touched:
             run(self._statements.touch_conversations, [(uuid, *times) for uuid, times in sorted(touched.items())])
+        outcomes = self._write_events(run, event_rows)
+        if answer_rows:
+            rows = [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in answer_rows]
+            run(self._statements.insert_answers, rows)
         return outcomes
 
     def _write_events(self, run, rows: list[tuple]) -> list[bool]:

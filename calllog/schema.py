@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, make_url
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -38,7 +38,8 @@ conversations = Table(
     metadata,
     Column("conversation_uuid", String(100), primary_key=True),
     Column("started_at", String(32), nullable=False, index=True),
-    Column("updated_at", String(32), nullable=False),
+    # Indexed (version 3) for retention: the conversations whose latest activity is older than a cutoff.
+    Column("updated_at", String(32), nullable=False, index=True),
 )
 events = Table(
     "events",
@@ -103,8 +104,13 @@ def _add_event_problem(connection) -> None:
         connection.execute(text("ALTER TABLE events ADD COLUMN problem TEXT"))
 
 
+def _index_conversation_activity(connection) -> None:
+    # A database created at version 3 already has the index (tables are created as defined above).
+    connection.execute(text("CREATE INDEX IF NOT EXISTS ix_conversations_updated_at ON conversations (updated_at)"))
+
+
 # version -> the step that brings a database from the version before to it.
-MIGRATIONS = {1: _create_tables, 2: _add_event_problem}
+MIGRATIONS = {1: _create_tables, 2: _add_event_problem, 3: _index_conversation_activity}
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.
 COLUMN_LENGTHS = {

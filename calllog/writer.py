@@ -15,10 +15,13 @@ import os
 import selectors
 import socket
 import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 
 from calllog import frames
 from calllog.committer import BATCH_LIMIT, Committer
+from calllog.retention import BackgroundPrune
 from calllog.rows import EVENT_COLUMNS
 from calllog.schema import Database, StorageError
 from logs import LOGGER_NAME
@@ -54,11 +57,15 @@ class _Batch:
 
 
 class WriterServer:
-    """The writer's loop over its socket. `serve_forever` runs until `stop` is called from another thread."""
+    """The writer's loop over its socket. `serve_forever` runs until `stop` is called from another thread.
 
-    def __init__(self, socket_path: str, committer: Committer):
+    With `pruning` (CALL_LOG_RETENTION set), a chunk of pruning runs between batches whenever it is due.
+    """
+
+    def __init__(self, socket_path: str, committer: Committer, pruning: BackgroundPrune | None = None):
         self.socket_path = socket_path
         self.committer = committer
+        self.pruning = pruning
         self._selector = selectors.DefaultSelector()
         self._unread: dict[socket.socket, frames.FrameReader] = {}
         self._listener: socket.socket | None = None
@@ -85,6 +92,8 @@ class WriterServer:
         try:
             while not self._stopping.is_set():
                 self._commit_and_reply(self._read_ready())
+                if self.pruning is not None and not self._stopping.is_set():
+                    self.pruning.step()
         finally:
             self._close_everything()
 
@@ -98,7 +107,8 @@ class WriterServer:
 
     def _read_ready(self) -> _Batch:
         batch = _Batch()
-        for key, _ in self._selector.select():
+        timeout = None if self.pruning is None else self.pruning.seconds_until_due()
+        for key, _ in self._selector.select(timeout):
             if key.fileobj is self._listener:
                 self._accept()
             elif key.fileobj is self._wake_reader:
@@ -172,11 +182,15 @@ class WriterServer:
 
 
 class WriterThread:
-    """The writer in a thread of this process, on its own database connection: for the app run outside `make run`."""
+    """The writer in a thread of this process, on its own database connection: for the app run outside `make run`.
 
-    def __init__(self, database_url: str, socket_path: str):
+    With `retention`, it prunes the call log of what is older (`clock` gives the time, for tests).
+    """
+
+    def __init__(self, database_url: str, socket_path: str, retention: timedelta | None = None, clock=time.time):
         self.database = Database(database_url)
-        self.server = WriterServer(socket_path, Committer(self.database))
+        pruning = None if retention is None else BackgroundPrune(self.database, retention, clock=clock)
+        self.server = WriterServer(socket_path, Committer(self.database), pruning)
         self._thread = threading.Thread(target=self.server.serve_forever, name="call-log-writer", daemon=True)
 
     @property

@@ -15,6 +15,7 @@ import threading
 import time
 
 from calllog.committer import Committer
+from calllog.retention import BackgroundPrune
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterServer
 from logs import LOGGER_NAME
@@ -62,7 +63,9 @@ def main(socket_path: str) -> int:
         database.ensure_schema()
     except StorageError as error:
         log.error("call log unavailable at start-up: %s", error)
-    server = WriterServer(socket_path, Committer(database))
+    retention = settings.call_log_retention
+    pruning = None if retention is None else BackgroundPrune(database, retention)
+    server = WriterServer(socket_path, Committer(database), pruning)
     server.listen()
     threading.Thread(target=_stop_when_told, args=(server,), name="stop-when-told", daemon=True).start()
     server.serve_forever()
