@@ -9,7 +9,6 @@ blueprints and the `flask` commands together. Each part lives in its own module:
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 
 from flask import Flask
@@ -21,6 +20,7 @@ import voice
 from calllog import CallLog, StorageError
 from calllog.api import bp as api_blueprint
 from calllog.page import bp as page_blueprint
+from calllog.token_store import call_log_token
 from config import load_settings, settings_from
 from logs import configure_logging
 from payloads import MAX_BODY_BYTES
@@ -29,11 +29,11 @@ from payloads import MAX_BODY_BYTES
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     """Build the server. `test_config` replaces the environment and .env (for tests) when given."""
     settings = settings_from(test_config) if test_config is not None else load_settings()
-    app = Flask(__name__, static_folder=None)
+    app = Flask(__name__, static_folder=None, instance_path=settings.instance_path)
     # Flask refuses larger bodies with 413 before a route reads them.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SETTINGS"] = settings
-    app.config["CALL_LOG_TOKEN"] = settings.call_log_token or secrets.token_urlsafe(18)
+    app.config["CALL_LOG_TOKEN"] = call_log_token(settings)
     log = configure_logging(settings.log_format)
     call_log = CallLog(settings.database_url, settings.writer_socket, settings.call_log_retention)
     app.extensions["call_log"] = call_log

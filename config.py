@@ -33,7 +33,9 @@ LOG_FORMATS = ("pretty", "json")
 MACHINE_DETECTION_MODES = ("off", *MACHINE_DETECTION_ACTIONS)
 MAX_USER_NAME_LENGTH = 100  # the call log's caller column
 DATABASE_EXAMPLE = "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psycopg://user:password@localhost/calls"
-DEFAULT_DATABASE_URL = f"sqlite:///{Path(__file__).resolve().parent / 'instance' / 'calls.db'}"
+# Flask's default instance folder for app.py: the generated call-log token and the webhooks record live there.
+DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent / "instance")
+DEFAULT_DATABASE_URL = f"sqlite:///{Path(DEFAULT_INSTANCE_PATH) / 'calls.db'}"
 _TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
 _LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
 # Settings that are secrets: never shown, in a repr, a log line or `flask settings`.
@@ -69,6 +71,7 @@ class Settings:
     signature_max_age: int = 300
     database_url: str = DEFAULT_DATABASE_URL
     call_log_token: str | None = field(default=None, repr=False)
+    instance_path: str = DEFAULT_INSTANCE_PATH
     application_id: str | None = None
     private_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
@@ -214,11 +217,17 @@ def _database_url(raw: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _token(raw: str) -> str:
+def valid_token(raw: str) -> str:
+    """A call-log token, stripped; ValueError when too short or holding spaces."""
     value = raw.strip()
     if len(value) < 16 or any(character.isspace() for character in value):
         raise ValueError("it must be at least 16 characters with no spaces")
     return value
+
+
+def _folder(raw: str) -> str:
+    # Flask wants an absolute instance path.
+    return str(Path(raw.strip()).expanduser().resolve())
 
 
 def _application_id(raw: str) -> str:
@@ -399,9 +408,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "CALL_LOG_TOKEN": (
         "call_log_token",
-        _token,
+        valid_token,
         "CALL_LOG_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe())')",
     ),
+    "INSTANCE_PATH": ("instance_path", _folder, "INSTANCE_PATH=/var/lib/voice-webhooks"),
     "VONAGE_APPLICATION_ID": (
         "application_id",
         _application_id,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -20,6 +19,7 @@ from granian.constants import Interfaces
 from granian.http import HTTP1Settings
 
 from calllog.schema import Database, StorageError
+from calllog.token_store import call_log_token
 from calllog.writer_process import wait_until_ready
 from config import DATABASE_EXAMPLE, ConfigError, Settings, load_settings
 from stop_signals import relay_stop_signals
@@ -161,13 +161,13 @@ class WriterProcess:
 def main() -> int:
     try:
         settings = load_settings()
+        # The same token across restarts (kept in the instance folder when CALL_LOG_TOKEN is unset), so an
+        # open call-log page keeps working. The workers read it from the environment they inherit.
+        settings = replace(settings, call_log_token=call_log_token(settings))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if settings.call_log_token is None:
-        # Like Jupyter: a fresh token each start. The workers read it from the environment they inherit.
-        settings = replace(settings, call_log_token=secrets.token_urlsafe(18))
-        os.environ["CALL_LOG_TOKEN"] = settings.call_log_token
+    os.environ["CALL_LOG_TOKEN"] = settings.call_log_token
     problem = port_problem(settings.host, settings.port) or database_problem(settings.database_url)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

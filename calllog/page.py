@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from calllog.api import RETRY_AFTER_SECONDS, reader, request_token, token_matches
-from calllog.legs import IN_PROGRESS, STATUS_RANK
+from calllog.legs import STATUS_RANK
+from calllog.outcome import LABELS, call_outcome, leg_outcome
 from calllog.schema import StorageError
 from ncco import looks_like_phone_number
 
@@ -16,22 +19,32 @@ COOKIE = "call_log_token"
 PAGE_SIZE = 50
 # The filter's choices: the two summaries the call log offers, then every status a leg can end up in.
 STATUSES = ("in_progress", "refused", *STATUS_RANK)
+# Each outcome's badge colour (calls.css): blue live, green done, amber busy, red failed, grey missed, purple refused.
+BADGE_CLASSES = {
+    "in_progress": "live",
+    "completed": "done",
+    "busy": "busy",
+    "failed": "failed",
+    "unanswered": "missed",
+    "refused": "refused",
+    "unknown": "unknown",
+}
 
 
 def badge_class(status: str | None) -> str:
-    """The colour family of a status badge."""
-    if status in IN_PROGRESS:
-        return "live"
-    if status == "completed":
-        return "done"
-    if status is None:
-        return "unknown"
-    return "bad"
+    """The colour family of a leg status's badge."""
+    return BADGE_CLASSES[leg_outcome(status)]
 
 
 @bp.app_template_filter("badge")
 def _badge(status):
     return badge_class(status)
+
+
+@bp.app_template_filter("outcome")
+def _outcome(call) -> dict:
+    outcome = call_outcome((leg["status"] for leg in call["legs"]), call["answers"])
+    return {"name": outcome, "label": LABELS[outcome], "badge": BADGE_CLASSES[outcome]}
 
 
 def call_shape(caller: str | None, callee: str | None) -> str:
@@ -44,6 +57,66 @@ def call_shape(caller: str | None, callee: str | None) -> str:
     if not callee:
         return "app"
     return f"app → {'phone' if looks_like_phone_number(callee) else 'app'}"
+
+
+def timeline_rows(call: dict) -> list[dict]:
+    """Every event of a call in one list, in time order, each with the leg it belongs to (None for none)."""
+    rows = [{"leg": leg, **event} for leg in call["legs"] for event in leg["events"]]
+    rows += [{"leg": None, **event} for event in call["other_events"]]
+    return sorted(rows, key=lambda row: (str(row["timestamp"] or row["received_at"]), row["received_at"]))
+
+
+def event_facts(payload) -> list[tuple[str, str]]:
+    """The few fields of an event worth a glance, as (name, text) pairs; the payload's other fields stay folded."""
+    if not isinstance(payload, dict):
+        return []
+    facts = []
+    for key, label, unit in FACTS:
+        value = payload.get(key)
+        if value not in (None, "", {}, []):
+            facts.append((label, f"{value}{unit}"))
+    return facts
+
+
+# (payload key, label, unit): Vonage reports rate (per minute) and price in euros.
+FACTS = (
+    ("duration", "duration", " s"),
+    ("price", "price", " EUR"),
+    ("rate", "rate", " EUR/min"),
+    ("detail", "detail", ""),
+    ("reason", "reason", ""),
+    ("dtmf", "dtmf", ""),
+    ("recording_url", "recording", ""),
+)
+
+
+@bp.app_template_filter("utc")
+def utc_text(iso: str) -> str:
+    """An ISO 8601 UTC moment ("2026-11-24T10:36:21.301Z") as "2026-11-24 10:36:21 UTC"; other text as it is."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?(Z|\+00:00)", str(iso))
+    return f"{match[1]} {match[2]} UTC" if match else str(iso)
+
+
+@bp.app_template_filter("euros")
+def euros(amount: str | None) -> str:
+    """An exact sum in euros, to the cent, or to four places when under a euro ("0.0213 EUR")."""
+    value = Decimal(amount or 0)
+    places = Decimal("0.01") if abs(value) >= 1 or value == 0 else Decimal("0.0001")
+    return f"{value.quantize(places)} EUR"
+
+
+@bp.app_template_filter("seconds")
+def duration_text(seconds: float | None) -> str:
+    """A duration for people: "42 s", "3 min 05 s"; "—" for none."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
+
+
+@bp.app_template_filter("facts")
+def _facts(payload):
+    return event_facts(payload)
 
 
 @bp.app_template_filter("shape")
@@ -79,16 +152,20 @@ def calls_page():
         response.set_cookie(COOKIE, request.args["token"], httponly=True, samesite="Strict", secure=request.is_secure)
         return response
     filters = _filters()
+    cursor = request.args.get("cursor") or None
     template = "calls_list.html" if request.args.get("partial") == "list" else "calls.html"
+    kept = {name: value for name, value in filters.items() if value}
+    shown = {"filters": filters, "kept": kept, "statuses": STATUSES, "cursor": cursor}
     try:
         status, number = filters["status"] or None, filters["number"] or None
-        calls, _ = reader().list_calls(limit=PAGE_SIZE, status=status, number=number)
+        calls, next_cursor = reader().list_calls(limit=PAGE_SIZE, cursor=cursor, status=status, number=number)
+        summary = reader().summarize(status=status, number=number)
     except StorageError as error:
-        page = render_template(template, calls=[], filters=filters, statuses=STATUSES, problem=str(error))
+        page = render_template(template, calls=[], problem=str(error), **shown)
         return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
     except ValueError as error:
-        return render_template(template, calls=[], filters=filters, statuses=STATUSES, problem=str(error)), 400
-    return render_template(template, calls=calls, filters=filters, statuses=STATUSES, problem=None)
+        return render_template(template, calls=[], problem=str(error), **shown), 400
+    return render_template(template, calls=calls, summary=summary, next_cursor=next_cursor, problem=None, **shown)
 
 
 @bp.get("/calls/<conversation_uuid>/timeline")
@@ -100,4 +177,4 @@ def timeline(conversation_uuid: str):
         return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if call is None:
         return render_template("timeline.html", call=None, problem="no such conversation"), 404
-    return render_template("timeline.html", call=call, problem=None)
+    return render_template("timeline.html", call=call, rows=timeline_rows(call), problem=None)

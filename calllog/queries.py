@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 
-from sqlalchemy import and_, exists, func, or_, select, text
+from sqlalchemy import and_, case, exists, func, or_, select, text
 from sqlalchemy.engine import Connection
 
 from calllog.legs import IN_PROGRESS, total_price
@@ -69,10 +69,7 @@ class CallLogReader:
         # Text from a URL may hold what no column does (a NUL, which PostgreSQL refuses): made storable first.
         if cursor:
             query = query.where(_after(*(column_text(part) for part in decode_cursor(cursor))))
-        if status:
-            query = query.where(_has_status(column_text(status)))
-        if number:
-            query = query.where(_involves(column_text(number)))
+        query = _filtered(query, status, number)
         with self._connect() as connection:
             rows = connection.execute(query.limit(limit + 1)).mappings().all()
             page = rows[:limit]
@@ -82,6 +79,26 @@ class CallLogReader:
         )
         return calls, next_cursor
 
+    def summarize(self, status: str | None = None, number: str | None = None) -> dict:
+        """Totals over every conversation the filter matches (not one page): {"calls", "answered" (calls whose
+        callee picked up: an outbound leg was answered), "total_price" (exact sum of leg prices, EUR, or None),
+        "median_duration" (in seconds, of answered calls, each as long as its longest answered outbound leg;
+        None when there are none)}. The caller's own leg does not count: Vonage answers it for every call, the
+        refused ones too.
+
+        Only counts, one column of prices and the middle one or two durations leave the database."""
+        chosen = select(_filtered(select(conversations.c.conversation_uuid), status, number).subquery())
+        was_answered = exists().where(and_(legs.c.conversation_uuid == conversations.c.conversation_uuid, _picked_up()))
+        counts = select(func.count(), func.coalesce(func.sum(case((was_answered, 1), else_=0)), 0)).where(
+            conversations.c.conversation_uuid.in_(chosen)
+        )
+        prices = select(legs.c.price).where(legs.c.conversation_uuid.in_(chosen), legs.c.price.is_not(None))
+        with self._connect() as connection:
+            calls, answered = connection.execute(counts).one()
+            total = total_price(connection.execute(prices).scalars())
+            median = _median_duration(connection, chosen)
+        return {"calls": calls, "answered": answered, "total_price": total, "median_duration": median}
+
     def get_call(self, conversation_uuid: str) -> dict | None:
         """One conversation with each leg's ordered events, or None if unknown."""
         with self._connect() as connection:
@@ -90,6 +107,37 @@ class CallLogReader:
             if row is None:
                 return None
             return _assemble(connection, [row], with_events=True)[0]
+
+
+def _filtered(query, status: str | None, number: str | None):
+    """`query` over conversations, narrowed to those with a leg in `status` and involving `number`."""
+    # Text from a URL may hold what no column does (a NUL, which PostgreSQL refuses): made storable first.
+    if status:
+        query = query.where(_has_status(column_text(status)))
+    if number:
+        query = query.where(_involves(column_text(number)))
+    return query
+
+
+def _picked_up():
+    """A leg Vonage rang (outbound) that was answered."""
+    return and_(legs.c.direction == "outbound", legs.c.answer_time.is_not(None))
+
+
+def _median_duration(connection: Connection, chosen) -> float | None:
+    """The median of the chosen answered calls' durations, sorted by the database, which sends the middle only."""
+    durations = (
+        select(func.max(legs.c.duration).label("seconds"))
+        .where(legs.c.conversation_uuid.in_(chosen), _picked_up(), legs.c.duration.is_not(None))
+        .group_by(legs.c.conversation_uuid)
+        .subquery()
+    )
+    count = connection.execute(select(func.count()).select_from(durations)).scalar_one()
+    if not count:
+        return None
+    middle = select(durations.c.seconds).order_by(durations.c.seconds).offset((count - 1) // 2)
+    values = connection.execute(middle.limit(2 - count % 2)).scalars().all()
+    return sum(values) / len(values)
 
 
 def _after(started_at: str, uuid: str):

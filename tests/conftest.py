@@ -7,6 +7,8 @@ the app starts), which commits with the one committer.
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CALL_LOG_TOKEN = "test-call-log-token-0123456789"
 SEED_EVENTS = sorted((FIXTURES / "seed").glob("*.json"))
 STATUS_EVENTS = sorted((FIXTURES / "events").glob("*.json"))
+# The instance folder of every app and server the tests start without one of their own, so that no test writes
+# a call-log token (or anything else) into the repository's instance/.
+SCRATCH_INSTANCE = Path(tempfile.mkdtemp(prefix="calls-test-instance-"))
 
 
 def load_fixture(path: Path) -> dict:
@@ -39,7 +44,7 @@ def call_log_reader(database_url: str):
 @contextlib.contextmanager
 def built_app(config: dict):
     """An app built from `config`, its call log closed afterwards."""
-    application = create_app(config)
+    application = create_app({"INSTANCE_PATH": str(SCRATCH_INSTANCE), **config})
     try:
         yield application
     finally:
@@ -59,9 +64,13 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def app(settings_env, database_url, tmp_path):
-    with built_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN, **settings_env}) as application:
-        # What commands keep (flask webhooks' record of the application's settings) stays with the test.
-        application.instance_path = str(tmp_path / "instance")
+    # What commands keep (flask webhooks' record of the application's settings) stays with the test.
+    config = {
+        "DATABASE_URL": database_url,
+        "CALL_LOG_TOKEN": CALL_LOG_TOKEN,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+    }
+    with built_app({**config, **settings_env}) as application:
         yield application
 
 
@@ -82,6 +91,7 @@ def runner(app):
 
 def pytest_sessionfinish(session, exitstatus):
     """In CI nothing may be skipped: a skip there would hide a service .ci/run failed to provide."""
+    shutil.rmtree(SCRATCH_INSTANCE, ignore_errors=True)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if os.environ.get("CI") and skipped and exitstatus == 0:

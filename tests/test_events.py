@@ -175,7 +175,8 @@ def test_logged_events_reach_standard_output_before_the_process_exits(tmp_path, 
 
     script = (
         "from app import create_app\n"
-        f"app = create_app({{'DATABASE_URL': 'sqlite:///{tmp_path}/calls.db', 'LOG_FORMAT': '{log_format}'}})\n"
+        f"app = create_app({{'DATABASE_URL': 'sqlite:///{tmp_path}/calls.db', 'LOG_FORMAT': '{log_format}', "
+        f"'INSTANCE_PATH': '{tmp_path}'}})\n"
         "for n in range(3):\n"
         "    app.test_client().post('/voice/event', json={'status': 'started', 'uuid': f'leg-{n}', 'timestamp': str(n)})\n"
     )

@@ -1,13 +1,18 @@
 """The call-log page in a real browser: calls appear and change live, timelines expand, filters, XSS, the token."""
 
 import json
+import re
 import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
 from browser import CHROMIUM_ARGS, chromium_path
-from conftest import CALL_LOG_TOKEN, ROOT
+from conftest import CALL_LOG_TOKEN, ROOT, SEED_EVENTS, load_fixture
+from simulate import Simulator
 from test_serve import run_server
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -123,7 +128,7 @@ def test_a_call_expands_to_its_ordered_timeline_with_raw_payloads(page, server):
     events = card.locator(".timeline .event")
     expect(events).to_have_count(3, timeout=WAIT_MS)
     expect(events.locator(".badge")).to_have_text(["started", "ringing", "answered"])
-    payload = json.loads(events.nth(0).locator(".payload").inner_text())
+    payload = json.loads(events.nth(0).locator(".payload").text_content())
     assert payload["status"] == "started" and payload["uuid"] == "leg-tl-1"
     # It stays open, and keeps up, while the list refreshes.
     post_event(
@@ -174,8 +179,6 @@ def test_payload_values_are_rendered_as_text(page, server):
 
 
 def test_screenshot_of_a_simulated_call(page, server):
-    from simulate import Simulator
-
     result = Simulator(server).call("447700900000", "answered", duration=42)
     assert result.ok, result.problems
     card = call_card(page, result.conversation_uuid)
@@ -185,3 +188,128 @@ def test_screenshot_of_a_simulated_call(page, server):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "calls-page.png"), full_page=True)
     assert (ARTIFACTS / "calls-page.png").stat().st_size > 0
+
+
+def api_call(server, conversation):
+    headers = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
+    return requests.get(f"{server}/api/calls/{conversation}", headers=headers, timeout=10).json()
+
+
+def opened(browser, url, **context_options):
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    page.goto(f"{url}/calls?token={CALL_LOG_TOKEN}")
+    return page
+
+
+@pytest.mark.parametrize(
+    ("number", "outcome", "badge"),
+    [
+        ("447700900101", "answered", "done"),
+        ("447700900102", "busy", "busy"),
+        ("447700900103", "failed", "failed"),
+        ("447700900104", "unanswered", "missed"),
+        ("449098790000", "answered", "refused"),
+    ],
+)
+def test_each_call_has_a_badge_coloured_by_its_outcome(page, server, number, outcome, badge):
+    result = Simulator(server).call(number, outcome, duration=5)
+    headline = call_card(page, result.conversation_uuid).locator(".headline .badge")
+    expect(headline).to_have_class(re.compile(rf"\b{badge}\b"), timeout=WAIT_MS)
+    # The answer decision is told apart from the outcome: never a green "connected" on a busy call.
+    expect(call_card(page, result.conversation_uuid).locator(".answer .badge.done")).to_have_count(0)
+
+
+def test_a_call_still_ringing_has_a_blue_in_progress_badge(page, server):
+    post_event(server, status="answered", direction="inbound", uuid="leg-ring-in", conversation_uuid="CON-ringing")
+    post_event(server, status="ringing", uuid="leg-ring-out", conversation_uuid="CON-ringing")
+    headline = call_card(page, "CON-ringing").locator(".headline .badge")
+    expect(headline).to_have_class(re.compile(r"\blive\b"), timeout=WAIT_MS)
+    expect(headline).to_have_text("in progress")
+
+
+def test_times_show_in_the_browsers_zone_with_how_long_ago(browser, server):
+    post_event(server, status="started", uuid="leg-tz-1", conversation_uuid="CON-tz-0001")
+    started = datetime.fromisoformat(api_call(server, "CON-tz-0001")["started_at"])
+    context = browser.new_context(timezone_id="Asia/Tokyo", locale="en-GB")
+    page = context.new_page()
+    page.clock.set_fixed_time(started + timedelta(minutes=3, seconds=10))
+    page.goto(f"{server}/calls?token={CALL_LOG_TOKEN}")
+    moment = call_card(page, "CON-tz-0001").locator(".headline time")
+    in_tokyo = started.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M:%S")
+    expect(moment).to_contain_text(in_tokyo, timeout=WAIT_MS)
+    expect(moment).to_contain_text("3 min ago")
+    assert moment.get_attribute("datetime") == api_call(server, "CON-tz-0001")["started_at"]
+    context.close()
+
+
+def test_prices_are_labelled_in_euros_as_vonage_reports_them(page, server):
+    post_event(
+        server, status="completed", uuid="leg-eur-1", conversation_uuid="CON-eur", price="0.01291667", rate="0.01270000"
+    )
+    card = call_card(page, "CON-eur")
+    expect(card.locator(".leg .price")).to_have_text("0.01291667 EUR", timeout=WAIT_MS)
+    expect(card.locator(".headline .price")).to_have_text("0.01291667 EUR")
+    assert card.locator(".leg .price").get_attribute("title") == "rate 0.01270000 EUR/min"
+
+
+def test_the_summary_strip_covers_every_call_the_filter_matches(page, server):
+    simulator = Simulator(server)
+    answered = simulator.call("447700900555", "answered", duration=30)
+    simulator.call("447700900555", "busy")
+    page.fill("input[name=number]", "447700900555")
+    page.press("input[name=number]", "Enter")
+    expect(page.locator("[data-summary=calls]")).to_have_text("2", timeout=WAIT_MS)
+    expect(page.locator("[data-summary=answered]")).to_have_text("50%")
+    expect(page.locator("[data-summary=median]")).to_have_text("30 s")
+    spend = sum(Decimal(leg["price"] or 0) for leg in api_call(server, answered.conversation_uuid)["legs"])
+    expect(page.locator("[data-summary=spend]")).to_contain_text(f"{spend.quantize(Decimal('0.0001'))} EUR")
+
+
+def test_older_calls_are_a_page_away_and_the_refresh_keeps_to_that_page(browser, tmp_path):
+    with run_server(DATABASE_URL=f"sqlite:///{tmp_path / 'many.db'}", CALL_LOG_TOKEN=CALL_LOG_TOKEN) as url:
+        for number in range(55):
+            post_event(url, status="ringing", uuid=f"leg-many-{number}", conversation_uuid=f"CON-many-{number:02d}")
+        page = opened(browser, url)
+        expect(page.locator("details.call")).to_have_count(50, timeout=WAIT_MS)
+        page.click("a.older")
+        expect(page.locator("details.call")).to_have_count(5, timeout=WAIT_MS)
+        expect(call_card(page, "CON-many-00")).to_be_visible()
+        # Live: a call on this older page changes, and the page stays the older page.
+        post_event(url, status="busy", uuid="leg-many-0", conversation_uuid="CON-many-00")
+        expect(call_card(page, "CON-many-00").locator(".leg .badge")).to_have_text("busy", timeout=WAIT_MS)
+        expect(page.locator("details.call")).to_have_count(5)
+        page.click("a.newest")
+        expect(page.locator("details.call")).to_have_count(50, timeout=WAIT_MS)
+        page.context.close()
+
+
+def test_a_timeline_is_one_compact_row_per_event_with_payloads_folded(browser, server):
+    for path in SEED_EVENTS:
+        requests.post(f"{server}/voice/event", json=load_fixture(path), timeout=10).raise_for_status()
+    conversation = load_fixture(SEED_EVENTS[0])["conversation_uuid"]
+    page = opened(browser, server, viewport={"width": 1200, "height": 900})
+    card = call_card(page, conversation)
+    card.locator("summary").first.click()
+    events = card.locator(".timeline .event")
+    expect(events).to_have_count(5, timeout=WAIT_MS)
+    expect(events.locator(".leg-name")).to_have_text(["inbound", "outbound", "outbound", "outbound", "inbound"])
+    expect(events.nth(3)).to_contain_text("duration 5 s")
+    expect(events.nth(3)).to_contain_text("price 0.00833333 EUR")
+    for event in events.all():
+        # One line each, the toggle included: no marker or "payload" link on a line of its own.
+        assert event.bounding_box()["height"] < 30
+    expect(events.locator(".payload").first).to_be_hidden()
+    events.nth(0).locator(".event-row").click()
+    expect(events.nth(0).locator(".payload")).to_be_visible()
+    page.context.close()
+
+
+def test_a_token_that_no_longer_works_stops_the_refresh_with_a_banner(page, server):
+    banner = page.locator("#session-expired")
+    expect(banner).to_be_hidden()
+    # What a restart with a new CALL_LOG_TOKEN does to an open page: its cookie no longer matches.
+    page.context.add_cookies([{"name": "call_log_token", "value": "an-older-token-0123456789", "url": server}])
+    expect(banner).to_be_visible(timeout=WAIT_MS)
+    expect(banner).to_contain_text("open the new link printed at start-up")
+    assert page.evaluate("document.body.classList.contains('expired')")

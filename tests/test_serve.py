@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, SCRATCH_INSTANCE
 from ncco import parse_ncco
 
 
@@ -25,6 +25,7 @@ def run_env(**settings) -> dict:
     env = {key: value for key, value in os.environ.items() if key not in ("VONAGE_NUMBER", "LOG_FORMAT")}
     # A developer's .env may point their real application at a tunnel: never from the tests.
     env["AUTO_WEBHOOKS"] = ""
+    env["INSTANCE_PATH"] = str(SCRATCH_INSTANCE)
     env.update(settings)
     return env
 

@@ -295,7 +295,8 @@ def test_a_worker_serving_calls_has_not_loaded_the_sdks_rest_client_nor_the_help
     script = (
         "import sys, tempfile\n"
         "from app import create_app\n"
-        "app = create_app({'DATABASE_URL': f'sqlite:///{tempfile.mkdtemp()}/calls.db'})\n"
+        "folder = tempfile.mkdtemp()\n"
+        "app = create_app({'DATABASE_URL': f'sqlite:///{folder}/calls.db', 'INSTANCE_PATH': folder})\n"
         "client = app.test_client()\n"
         "assert client.get('/voice/answer?to=447700900000').status_code == 200\n"
         "assert client.post('/voice/event', json={'status': 'started', 'uuid': 'u1'}).status_code == 204\n"

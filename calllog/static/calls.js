@@ -1,9 +1,15 @@
 // Keeps the call log current without a reload: fetches the server-rendered list every second and swaps it in,
 // keeping open calls open; opening a call loads its event timeline. All HTML comes escaped from the server.
+// Times arrive as <time datetime="...UTC..."> and are shown here in the browser's own zone, with "3 min ago".
+// A 401 (the token changed: a restart with a new CALL_LOG_TOKEN) stops the refresh and says what to do.
 (function () {
   "use strict";
   var form = document.getElementById("filters");
+  var banner = document.getElementById("session-expired");
   var lastList = null;
+  var expired = false;
+  var timers = [];
+  var MINUTE = 60 * 1000;
 
   function filterQuery() {
     var params = new URLSearchParams();
@@ -11,40 +17,98 @@
     return params;
   }
 
+  function startOfDay(date) {
+    return new Date(date.getFullYear(), date.getMonth(), date.getDate()).getTime();
+  }
+
+  // "just now", "3 min ago", "2 h ago", "yesterday", "4 days ago"; "" past a week (the date says enough).
+  function relativeText(date, now) {
+    var minutes = Math.floor((now - date) / MINUTE);
+    if (minutes < 1) { return "just now"; }
+    if (minutes < 60) { return minutes + " min ago"; }
+    var days = Math.round((startOfDay(now) - startOfDay(date)) / (24 * 60 * MINUTE));
+    if (days < 1) { return Math.floor(minutes / 60) + " h ago"; }
+    if (days === 1) { return "yesterday"; }
+    return days < 7 ? days + " days ago" : "";
+  }
+
+  function localizeTimes(root) {
+    var now = new Date();
+    root.querySelectorAll("time[datetime]").forEach(function (element) {
+      var date = new Date(element.getAttribute("datetime"));
+      if (isNaN(date.getTime())) { return; }
+      element.title = date.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+      if (element.dataset.style === "clock") {
+        element.textContent = date.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+        return;
+      }
+      var local = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+      var relative = relativeText(date, now);
+      element.textContent = relative ? local + " · " + relative : local;
+    });
+  }
+
+  function expire() {
+    expired = true;
+    timers.forEach(clearInterval);
+    banner.hidden = false;
+    document.body.classList.add("expired");
+  }
+
+  // The response's text, or null for one to skip (a 503 while the database is away: try again next tick).
+  function textOf(response) {
+    if (response.status === 401) { expire(); }
+    return response.ok ? response.text() : null;
+  }
+
   function loadTimeline(details) {
     var url = "/calls/" + encodeURIComponent(details.dataset.conversation) + "/timeline";
     fetch(url, { credentials: "same-origin" })
-      .then(function (response) { return response.text(); })
-      .then(function (html) { details.querySelector(".timeline").innerHTML = html; });
+      .then(textOf)
+      .then(function (html) {
+        if (html === null) { return; }
+        var timeline = details.querySelector(".timeline");
+        timeline.innerHTML = html;
+        localizeTimes(timeline);
+      });
+  }
+
+  function swapIn(html) {
+    var current = document.getElementById("calls");
+    var opened = {};
+    current.querySelectorAll("details.call[open]").forEach(function (details) {
+      opened[details.dataset.conversation] = {
+        updated: details.dataset.updated,
+        timeline: details.querySelector(".timeline").innerHTML
+      };
+    });
+    var holder = document.createElement("div");
+    holder.innerHTML = html;
+    var fresh = holder.querySelector("#calls");
+    fresh.querySelectorAll("details.call").forEach(function (details) {
+      var was = opened[details.dataset.conversation];
+      if (!was) { return; }
+      details.querySelector(".timeline").innerHTML = was.timeline;
+      details.open = true;
+      if (was.updated !== details.dataset.updated) { loadTimeline(details); }
+    });
+    localizeTimes(fresh);
+    current.replaceWith(fresh);
   }
 
   function refresh() {
+    if (expired) { return; }
     var params = filterQuery();
+    // An older page (after "Older calls") stays that page: its calls still change status, none are added.
+    var cursor = new URLSearchParams(location.search).get("cursor");
+    if (cursor) { params.set("cursor", cursor); }
     params.set("partial", "list");
     fetch("/calls?" + params.toString(), { credentials: "same-origin" })
-      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(textOf)
       .then(function (html) {
-        if (html === null || html === lastList) { return; }
+        if (html === null || html === lastList || expired) { return; }
         lastList = html;
-        var current = document.getElementById("calls");
-        var opened = {};
-        current.querySelectorAll("details[open]").forEach(function (details) {
-          opened[details.dataset.conversation] = {
-            updated: details.dataset.updated,
-            timeline: details.querySelector(".timeline").innerHTML
-          };
-        });
-        var holder = document.createElement("div");
-        holder.innerHTML = html;
-        var fresh = holder.querySelector("#calls");
-        fresh.querySelectorAll("details.call").forEach(function (details) {
-          var was = opened[details.dataset.conversation];
-          if (!was) { return; }
-          details.querySelector(".timeline").innerHTML = was.timeline;
-          details.open = true;
-          if (was.updated !== details.dataset.updated) { loadTimeline(details); }
-        });
-        current.replaceWith(fresh);
+        swapIn(html);
       })
       .catch(function () { /* the server is restarting: try again on the next tick */ });
   }
@@ -56,6 +120,7 @@
 
   function applyFilters(event) {
     if (event) { event.preventDefault(); }
+    // A new filter starts again from the newest calls.
     var query = filterQuery().toString();
     history.replaceState(null, "", "/calls" + (query ? "?" + query : ""));
     lastList = null;
@@ -64,5 +129,7 @@
   form.addEventListener("submit", applyFilters);
   form.addEventListener("change", applyFilters);
 
-  setInterval(refresh, 1000);
+  localizeTimes(document);
+  timers.push(setInterval(refresh, 1000));
+  timers.push(setInterval(function () { localizeTimes(document); }, 30 * 1000));
 })();

@@ -1,0 +1,51 @@
+"""A call's outcome, for the call-log page's badges: one word per leg status, and one per conversation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# What a leg's status says about the leg. `disconnected` is a leg hung up after it was answered.
+LEG_OUTCOMES = {
+    "started": "in_progress",
+    "ringing": "in_progress",
+    "answered": "in_progress",
+    "completed": "completed",
+    "disconnected": "completed",
+    "busy": "busy",
+    "failed": "failed",
+    "rejected": "failed",
+    "unanswered": "unanswered",
+    "timeout": "unanswered",
+    "cancelled": "unanswered",
+}
+# Finished legs, most telling first: when Alice's app leg completes but the phone it rang was busy, the call
+# was busy; a failure says more about a call than the caller's leg completing.
+MOST_TELLING_FIRST = ("failed", "busy", "unanswered", "completed")
+LABELS = {
+    "in_progress": "in progress",
+    "completed": "completed",
+    "busy": "busy",
+    "failed": "failed",
+    "unanswered": "unanswered",
+    "refused": "refused",
+    "unknown": "no status yet",
+}
+
+
+def leg_outcome(status: str | None) -> str:
+    """The outcome a leg status stands for: one of LABELS' keys except "refused"; "unknown" for none."""
+    return LEG_OUTCOMES.get(status or "", "unknown")
+
+
+def call_outcome(leg_statuses: Iterable[str | None], answers: Iterable[dict]) -> str:
+    """A conversation's outcome from its legs' statuses and its answer decisions ({"connected", "route"}).
+
+    A call with any leg still started, ringing or answered is in progress; else one the server refused to connect
+    (by policy) is refused, whatever its caller's leg says afterwards; else its most telling leg decides. A
+    told-why (route "outcome") is no refusal: the connect was made and failed, and its leg says how."""
+    outcomes = {leg_outcome(status) for status in leg_statuses}
+    if "in_progress" in outcomes:
+        return "in_progress"
+    if any(not answer["connected"] and answer["route"] != "outcome" for answer in answers):
+        return "refused"
+    return next((outcome for outcome in MOST_TELLING_FIRST if outcome in outcomes), "unknown")
