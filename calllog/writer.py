@@ -16,12 +16,16 @@ import selectors
 import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calllog import frames
 from calllog.committer import BATCH_LIMIT, Committer
 from calllog.rows import EVENT_COLUMNS
 from calllog.schema import Database, StorageError
 from logs import LOGGER_NAME
+
+if TYPE_CHECKING:  # not imported here: serve.py imports this module before it sets PROMETHEUS_MULTIPROC_DIR
+    from metrics import Metrics
 
 REPLY_TIMEOUT_SECONDS = 5.0
 VERIFIED = EVENT_COLUMNS.index("verified")
@@ -174,9 +178,9 @@ class WriterServer:
 class WriterThread:
     """The writer in a thread of this process, on its own database connection: for the app run outside `make run`."""
 
-    def __init__(self, database_url: str, socket_path: str):
+    def __init__(self, database_url: str, socket_path: str, metrics: Metrics):
         self.database = Database(database_url)
-        self.server = WriterServer(socket_path, Committer(self.database))
+        self.server = WriterServer(socket_path, Committer(self.database, metrics))
         self._thread = threading.Thread(target=self.server.serve_forever, name="call-log-writer", daemon=True)
 
     @property

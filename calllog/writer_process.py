@@ -46,8 +46,13 @@ def _stop_when_told(server: WriterServer) -> None:
 
 def main(socket_path: str) -> int:
     """Serve until standard input closes, then finish the batch in hand, close everything and exit."""
+    # Imported here, in the writer's own process: serve.py imports this module before PROMETHEUS_MULTIPROC_DIR is
+    # set, and prometheus_client chooses its multi-process mode once, when first imported.
+    from prometheus_client import CollectorRegistry
+
     from config import ConfigError, load_settings
     from logs import configure_logging
+    from metrics import Metrics
 
     for group_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(group_signal, signal.SIG_IGN)
@@ -62,7 +67,7 @@ def main(socket_path: str) -> int:
         database.ensure_schema()
     except StorageError as error:
         log.error("call log unavailable at start-up: %s", error)
-    server = WriterServer(socket_path, Committer(database))
+    server = WriterServer(socket_path, Committer(database, Metrics(CollectorRegistry())))
     server.listen()
     threading.Thread(target=_stop_when_told, args=(server,), name="stop-when-told", daemon=True).start()
     server.serve_forever()
