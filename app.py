@@ -3,6 +3,7 @@ blueprints and the `flask` commands together. Each part lives in its own module:
 
     voice.py     /voice/answer, /voice/fallback, /voice/event: the signed webhooks, served in front of Flask
     calllog/     the call log: storage, the writer, /api/calls, /calls, `flask calls`
+    metrics.py   what the server counts, and /metrics for Prometheus
     status.py    / and /health
     cli.py       the `flask` commands, imported when run
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flask import Flask
+from prometheus_client import CollectorRegistry
 
 import cli
 import http_errors
+import metrics
 import status
 import voice
 from calllog import CallLog, StorageError
@@ -35,15 +38,18 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["CALL_LOG_TOKEN"] = call_log_token(settings)
     log = configure_logging(settings.log_format)
-    call_log = CallLog(settings.database_url, settings.writer_socket, settings.call_log_retention)
+    counted = metrics.Metrics(CollectorRegistry())
+    app.extensions["metrics"] = counted
+    call_log = CallLog(settings.database_url, settings.writer_socket, counted, settings.call_log_retention)
     app.extensions["call_log"] = call_log
     try:
         call_log.database.ensure_schema()
     except StorageError as error:
         # Answering calls needs no database: start anyway, and answer events with 503 until it is back.
         log.error("call log unavailable at start-up: %s", error)
-    voice.init_app(app, settings, call_log, log)
+    voice.init_app(app, settings, call_log, log, counted)
     app.register_blueprint(status.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(page_blueprint)
     http_errors.init_app(app)

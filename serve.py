@@ -32,6 +32,10 @@ HEADER_SECONDS = 5
 WORKER_STOP_SECONDS = 5
 WRITER_STOP_SECONDS = 5
 MAX_SOCKET_PATH = 100  # Linux allows 107 bytes for a Unix socket's path
+# prometheus_client's multi-process mode: each worker and the writer keep their metrics in files of this folder.
+# This process never imports prometheus_client (the workers are forked from it, and the library chooses its mode
+# once, when first imported), so the variable is set before any of them does.
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def startup_notes(settings: Settings) -> list[str]:
@@ -49,6 +53,7 @@ def startup_notes(settings: Settings) -> list[str]:
         f"  health       {base}/health",
         f"  call log     {base}/calls?token={settings.call_log_token}",
         f"  (API)        {base}/api/calls?token={settings.call_log_token}",
+        f"  metrics      {base}/metrics   (Prometheus: Authorization: Bearer <CALL_LOG_TOKEN>)",
     ]
     if not settings.signature_secrets:
         notes.append(
@@ -184,6 +189,9 @@ def main() -> int:
 
 def run(settings: Settings) -> None:
     """The writer process, then granian's workers until they are stopped; then the writer, last."""
+    # A fresh folder each run: a scrape adds up every file in it, so files of an earlier run must not count.
+    metrics_folder = tempfile.mkdtemp(prefix="voice-metrics-", dir=_short_temp_folder())
+    os.environ[METRICS_FOLDER_VARIABLE] = metrics_folder
     socket_folder = tempfile.mkdtemp(prefix="voice-writer-", dir=_short_temp_folder())
     writer = WriterProcess(os.path.join(socket_folder, "writer.sock"))
     # The workers read where the writer listens from the environment they inherit.
@@ -202,6 +210,7 @@ def run(settings: Settings) -> None:
             auto_webhooks.stop()
         writer.stop()
         shutil.rmtree(socket_folder, ignore_errors=True)
+        shutil.rmtree(metrics_folder, ignore_errors=True)
 
 
 def _short_temp_folder() -> str | None:

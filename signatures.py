@@ -23,12 +23,36 @@ _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 UNSIGNED = "no Authorization header (Vonage retries an unsigned callback after a 5xx)"
 
 
-class SignatureError(Exception):
-    """A webhook that must not be processed. `status`: 401 for a bad signature, 503 for none at all."""
+# Why a webhook was refused, in a word from a fixed set (a metrics label); the reason says the rest in a sentence.
+UNSIGNED_CODE = "unsigned"
+UNREADABLE_CODE = "unreadable"  # the body could not be read, so it could not be checked (see voice.check_signature)
+REFUSAL_CODES = (
+    UNSIGNED_CODE,  # no Authorization header
+    "not_bearer",  # an Authorization header that is not "Bearer <token>"
+    "malformed",  # not a JWT as Vonage writes one: too long, not canonical base64url, not JSON, extensions
+    "wrong_algorithm",  # a JWT that is not HS256
+    "bad_signature",  # signed with no VONAGE_SIGNATURE_SECRET
+    "missing_claim",  # no payload_hash or no iat
+    "bad_claim",  # a time claim that is not a whole number of seconds
+    "stale",  # iat further from now than SIGNATURE_MAX_AGE
+    "expired",  # exp passed
+    "not_yet_valid",  # nbf not reached
+    "wrong_issuer",  # iss is not Vonage
+    "payload_mismatch",  # payload_hash is not the request's
+    UNREADABLE_CODE,
+)
 
-    def __init__(self, status: int, reason: str):
+
+class SignatureError(Exception):
+    """A webhook that must not be processed: `code` from REFUSAL_CODES, `reason` a sentence for people.
+    `status`: 503 for no signature at all (Vonage retries it), else 401."""
+
+    def __init__(self, code: str, reason: str):
+        if code not in REFUSAL_CODES:
+            raise ValueError(f"{code!r} is not one of REFUSAL_CODES")
         super().__init__(reason)
-        self.status = status
+        self.code = code
+        self.status = 503 if code == UNSIGNED_CODE else 401
         self.reason = reason
 
 
@@ -82,28 +106,28 @@ def verify_token(authorization: str | None, secrets: Sequence[str], now: float, 
     A server that checks this before reading a body never waits on the body of a request nobody signed.
     """
     if authorization is None:
-        raise SignatureError(503, UNSIGNED)
+        raise SignatureError(UNSIGNED_CODE, UNSIGNED)
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise SignatureError(401, "the Authorization header is not 'Bearer <JWT>'")
+        raise SignatureError("not_bearer", "the Authorization header is not 'Bearer <JWT>'")
     if len(token) > MAX_TOKEN_LENGTH:
-        raise SignatureError(401, f"the token is over {MAX_TOKEN_LENGTH} characters")
+        raise SignatureError("malformed", f"the token is over {MAX_TOKEN_LENGTH} characters")
     claims = _verified_hs256(token, secrets)
     if not isinstance(claims.get("payload_hash"), str):
-        raise SignatureError(401, "the token has no payload_hash")
+        raise SignatureError("missing_claim", "the token has no payload_hash")
     issued_at = _time_claim(claims, "iat")
     if issued_at is None:
-        raise SignatureError(401, "the token has no iat (issued-at time)")
+        raise SignatureError("missing_claim", "the token has no iat (issued-at time)")
     if abs(now - issued_at) > max_age:
-        raise SignatureError(401, f"the token was issued {int(now - issued_at)} s from now, outside ±{max_age} s")
+        raise SignatureError("stale", f"the token was issued {int(now - issued_at)} s from now, outside ±{max_age} s")
     expires, not_before = _time_claim(claims, "exp"), _time_claim(claims, "nbf")
     if expires is not None and now >= expires:
-        raise SignatureError(401, "the token has expired (exp)")
+        raise SignatureError("expired", "the token has expired (exp)")
     if not_before is not None and now < not_before:
-        raise SignatureError(401, "the token is not valid yet (nbf)")
+        raise SignatureError("not_yet_valid", "the token is not valid yet (nbf)")
     if "iss" in claims and claims["iss"] != ISSUER:
-        raise SignatureError(401, f"the token's issuer is {claims['iss']!r}, not {ISSUER!r}")
+        raise SignatureError("wrong_issuer", f"the token's issuer is {claims['iss']!r}, not {ISSUER!r}")
     return claims
 
 
@@ -111,7 +135,7 @@ def check_payload(claims: dict, method: str, body: bytes, query_pairs: Sequence[
     """The second half: the verified token's payload_hash must be the request's own. Raises SignatureError."""
     expected_hash = payload_hash(method, body, query_pairs)
     if not hmac.compare_digest(claims["payload_hash"].lower().encode(), expected_hash.encode()):
-        raise SignatureError(401, "payload_hash does not match the request's payload")
+        raise SignatureError("payload_mismatch", "payload_hash does not match the request's payload")
 
 
 def _time_claim(claims: dict, name: str) -> int | None:
@@ -121,7 +145,7 @@ def _time_claim(claims: dict, name: str) -> int | None:
     if value is None and name not in claims:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise SignatureError(401, f"the token's {name} is not a whole number of seconds")
+        raise SignatureError("bad_claim", f"the token's {name} is not a whole number of seconds")
     return value
 
 
@@ -130,11 +154,11 @@ def _segment(text: str) -> bytes:
     outside its alphabet and ignores padding and unused bits, so one token could otherwise be re-spelt
     in many ways and still verify."""
     if not _canonical_base64url(text):
-        raise SignatureError(401, "the token is not a JWT: a part is not written in canonical base64url")
+        raise SignatureError("malformed", "the token is not a JWT: a part is not written in canonical base64url")
     try:
         return binascii.a2b_base64(text.encode("ascii").translate(_TO_BASE64) + b"=" * (-len(text) % 4))
     except binascii.Error:
-        raise SignatureError(401, "the token is not a JWT") from None
+        raise SignatureError("malformed", "the token is not a JWT") from None
 
 
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -161,17 +185,17 @@ def _json_segment(text: str, what: str):
     try:
         return json.loads(_segment(text))
     except (ValueError, RecursionError):
-        raise SignatureError(401, f"the token's {what} is not JSON") from None
+        raise SignatureError("malformed", f"the token's {what} is not JSON") from None
 
 
 def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
     """The claims of an HS256 JWT whose signature matches one of `secrets`; raise SignatureError."""
     parts = token.split(".")
     if len(parts) != 3:
-        raise SignatureError(401, "the token is not a JWT")
+        raise SignatureError("malformed", "the token is not a JWT")
     algorithm = _header_algorithm(parts[0])
     if algorithm != ALGORITHM:
-        raise SignatureError(401, f"the token's algorithm is {algorithm!r}, not {ALGORITHM}")
+        raise SignatureError("wrong_algorithm", f"the token's algorithm is {algorithm!r}, not {ALGORITHM}")
     signature = _segment(parts[2])
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii", "replace")
     for secret in secrets:
@@ -180,10 +204,10 @@ def _verified_hs256(token: str, secrets: Sequence[str]) -> dict:
         if hmac.compare_digest(mac.digest(), signature):
             break
     else:
-        raise SignatureError(401, "the signature matches no VONAGE_SIGNATURE_SECRET")
+        raise SignatureError("bad_signature", "the signature matches no VONAGE_SIGNATURE_SECRET")
     claims = _json_segment(parts[1], "claims")
     if not isinstance(claims, dict):
-        raise SignatureError(401, "the token's claims are not a JSON object")
+        raise SignatureError("malformed", "the token's claims are not a JSON object")
     return claims
 
 
@@ -201,11 +225,11 @@ def _header_algorithm(segment: str) -> str | None:
     """
     header = _json_segment(segment, "header")
     if not isinstance(header, dict):
-        raise SignatureError(401, "the token's header is not a JSON object")
+        raise SignatureError("malformed", "the token's header is not a JSON object")
     if "crit" in header or "b64" in header:
-        raise SignatureError(401, "the token's header asks for extensions (crit, b64) that Vonage never uses")
+        raise SignatureError("malformed", "the token's header asks for extensions (crit, b64) that Vonage never uses")
     if not isinstance(header.get("kid", ""), str):
-        raise SignatureError(401, "the token's header has a kid that is not text")
+        raise SignatureError("malformed", "the token's header has a kid that is not text")
     return header.get("alg")
 
 

@@ -19,6 +19,7 @@ ROUTES = {
     "health": "/health",
     "call_log": "/api/calls",
     "call_log_page": "/calls",
+    "metrics": "/metrics",
 }
 
 

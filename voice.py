@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from prometheus_client import Counter
 from werkzeug.exceptions import HTTPException
 
 from calllog import CallLog, StorageError
@@ -25,6 +26,7 @@ from calllog.rows import answer_row, event_row
 from config import Settings
 from events import log_event
 from logs import utc_timestamp
+from metrics import UNKNOWN_SHAPE, Metrics
 from ncco import (
     OUTBOUND,
     AnswerDecision,
@@ -37,7 +39,7 @@ from ncco import (
     told_why,
 )
 from payloads import Payload, PayloadError
-from signatures import SignatureError, check_payload, verify_token
+from signatures import UNREADABLE_CODE, SignatureError, check_payload, verify_token
 from webhook import WebhookRequest
 
 ANSWER_URL = "/voice/answer"
@@ -47,6 +49,8 @@ EVENT_URL = "/voice/event"
 CONNECT_EVENT_URL = "/voice/event/connect"
 FALLBACK_URL = "/voice/fallback"
 PATHS = (ANSWER_URL, FALLBACK_URL, EVENT_URL, CONNECT_EVENT_URL)
+# Each path's name in the metrics' `route` label.
+ROUTE_NAMES = {ANSWER_URL: "answer", FALLBACK_URL: "fallback", EVENT_URL: "event", CONNECT_EVENT_URL: "connect"}
 METHODS = ("GET", "POST")
 SIGNATURE_RETRY_AFTER_SECONDS = 5
 STORAGE_RETRY_AFTER_SECONDS = 5
@@ -60,6 +64,7 @@ class Voice:
     settings: Settings
     call_log: CallLog
     log: logging.Logger
+    metrics: Metrics
     policy: DestinationPolicy = field(init=False)
     plan: CallPlan = field(init=False)
     routing: CallRouting = field(init=False)
@@ -100,13 +105,24 @@ def json_error(status: int, message: str, *headers: tuple[str, str]) -> Reply:
     return Reply(status, _encode({"error": message}).encode("utf-8"), "application/json", headers)
 
 
+@dataclass(frozen=True)
+class Route:
+    """One webhook: the function that serves it, and its counters (voice_webhooks_total), bound at start-up."""
+
+    handle: Callable[[Voice, WebhookRequest], Reply]
+    by_status: dict[int, Counter]  # response status -> the counter of that status's outcome
+    refused: Counter  # requests the signature check refused
+    error: Counter  # requests that failed with an unexpected error
+
+
 class VoiceWebhooks:
     """The WSGI layer: a request for one of PATHS is served here, anything else goes on to `app`."""
 
     def __init__(self, app: Callable, voice: Voice):
         self.app = app
         self.voice = voice
-        self.routes = {ANSWER_URL: answer, FALLBACK_URL: fallback, EVENT_URL: event, CONNECT_EVENT_URL: connect_event}
+        handlers = {ANSWER_URL: answer, FALLBACK_URL: fallback, EVENT_URL: event, CONNECT_EVENT_URL: connect_event}
+        self.routes = {path: _route(handle, voice.metrics, ROUTE_NAMES[path]) for path, handle in handlers.items()}
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         route = self.routes.get(environ.get("PATH_INFO"))
@@ -115,21 +131,36 @@ class VoiceWebhooks:
         if environ.get("REQUEST_METHOD") not in METHODS:
             path, method = environ["PATH_INFO"], environ.get("REQUEST_METHOD")
             reply = json_error(405, f"{method} is not supported on {path}; use GET or POST", ("Allow", "GET, POST"))
+            route.by_status[405].inc()
             return reply.send(start_response)
         return self.serve(route, WebhookRequest(environ)).send(start_response)
 
-    def serve(self, route: Callable, req: WebhookRequest) -> Reply:
+    def serve(self, route: Route, req: WebhookRequest) -> Reply:
         voice = self.voice
         try:
             refusal = check_signature(voice, req)
-            return refusal if refusal is not None else route(voice, req)
+            if refusal is not None:
+                route.refused.inc()
+                return refusal
+            reply = route.handle(voice, req)
         except Exception as error:
-            return failed(voice, req, route, error)
+            reply = failed(voice, req, route.handle, error)
+            # An unexpected error counts as one even when the caller still heard a sentence (an answer's 200).
+            (route.by_status[reply.status] if isinstance(error, HTTPException) else route.error).inc()
+            return reply
+        route.by_status[reply.status].inc()
+        return reply
 
 
-def init_app(app, settings: Settings, call_log: CallLog, log: logging.Logger) -> None:
+def _route(handle: Callable, metrics: Metrics, name: str) -> Route:
+    """The route `name` (its `route` label) served by `handle`, with its counters."""
+    counted = metrics.webhooks[name]
+    return Route(handle, counted, metrics.signature_refused[name], counted[500])
+
+
+def init_app(app, settings: Settings, call_log: CallLog, log: logging.Logger, metrics: Metrics) -> None:
     """Put the voice webhooks in front of the Flask app (Flask's documented way to add WSGI middleware)."""
-    voice = Voice(settings, call_log, log)
+    voice = Voice(settings, call_log, log, metrics)
     app.extensions["voice"] = voice
     app.wsgi_app = VoiceWebhooks(app.wsgi_app, voice)
 
@@ -144,9 +175,11 @@ def check_signature(voice: Voice, req: WebhookRequest) -> Reply | None:
         claims = verify_token(req.authorization_header, secrets, time.time(), voice.settings.signature_max_age)
         check_payload(claims, req.method, req.body, req.query_pairs)
     except SignatureError as refusal:
+        voice.metrics.refusals[refusal.code].inc()
         return _refuse(voice.log, req, refusal.status, refusal.reason)
     except HTTPException as error:
         # The body could not be read, so the request cannot be checked: refused like a bad signature.
+        voice.metrics.refusals[UNREADABLE_CODE].inc()
         return _refuse(voice.log, req, error.code or 400, error.description or "the request could not be read")
     req.signature_verified = True
     return None
@@ -218,6 +251,7 @@ def _tell_why(voice: Voice, req: WebhookRequest, fields: dict, told: ToldWhy, ne
     repeat = "" if new else " (a repeated delivery)"
     voice.log.info("connect outcome on leg %s: %s%s", leg, told.reason, repeat, extra=details)
     if new:
+        voice.metrics.told_why.inc()
         to = fields.get("to")
         decision = AnswerDecision(
             told.ncco, to if isinstance(to, str) else None, None, told.reason, dict(fields), told.body
@@ -277,11 +311,14 @@ def _unreadable(voice: Voice, problem: str) -> AnswerDecision:
         requested=None,
         callee=None,
         reason=f"the answer request could not be read: {problem}",
+        shape=UNKNOWN_SHAPE,
     )
 
 
 def _respond(voice: Voice, req: WebhookRequest, route: str, decision: AnswerDecision) -> Reply:
     log_answer(voice.log, route, decision)
+    # An unreadable request's decision has UNKNOWN_SHAPE, which Metrics.refused_calls counts as unreadable.
+    (voice.metrics.connected if decision.connected else voice.metrics.refused_calls)[decision.shape].inc()
     received_at = utc_timestamp(time.time())
     try:
         voice.call_log.client.record_answer(answer_row(route, decision, received_at, req.signature_verified))

@@ -17,11 +17,15 @@ import shutil
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calllog.client import WriterClient
 from calllog.queries import CallLogReader
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterThread
+
+if TYPE_CHECKING:  # not imported here: serve.py imports this package before it sets PROMETHEUS_MULTIPROC_DIR
+    from metrics import Metrics
 
 __all__ = ["CallLog", "StorageError"]
 
@@ -31,18 +35,21 @@ class CallLog:
 
     With `writer_socket` (set by `make run` for its workers) it writes through that writer process; without,
     it starts a writer thread of its own on a socket in a private folder. Either way every write takes the
-    same path: over a socket to the writer, committed by the committer. `close` releases all of it. A writer
-    thread of its own prunes what is older than `retention`, if given (the writer process reads it itself).
+    same path: over a socket to the writer, committed by the committer. `close` releases all of it. Read failures
+    and the writer thread's commits are counted in `metrics`. A writer thread of its own prunes what is older than
+    `retention`, if given (the writer process reads it itself).
     """
 
-    def __init__(self, database_url: str, writer_socket: str | None = None, retention: timedelta | None = None):
+    def __init__(
+        self, database_url: str, writer_socket: str | None, metrics: Metrics, retention: timedelta | None = None
+    ):
         self.database = Database(database_url)
-        self.reader = CallLogReader(self.database)
+        self.reader = CallLogReader(self.database, on_failure=metrics.read_errors.inc)
         self._folder: str | None = None
         self._writer: WriterThread | None = None
         if writer_socket is None:
             self._folder = tempfile.mkdtemp(prefix="voice-writer-")
-            self._writer = WriterThread(database_url, str(Path(self._folder) / "writer.sock"), retention)
+            self._writer = WriterThread(database_url, str(Path(self._folder) / "writer.sock"), metrics, retention)
             self._writer.start()
             writer_socket = self._writer.socket_path
         self.client = WriterClient(writer_socket)

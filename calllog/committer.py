@@ -5,11 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
+from typing import TYPE_CHECKING
 
-from calllog.legs import LEG_FIELDS, fold_leg
+from calllog.legs import FINAL_STATUSES, LEG_FIELDS, fold_leg
 from calllog.rows import ANSWER_COLUMNS, EVENT_COLUMNS, fit
 from calllog.schema import SQLITE_BEGIN, Database, StorageError, brief
 from logs import LOGGER_NAME
+
+if TYPE_CHECKING:  # not imported here: serve.py imports this module before it sets PROMETHEUS_MULTIPROC_DIR
+    from metrics import Metrics
 
 BATCH_LIMIT = 256
 
@@ -37,11 +42,12 @@ class _Statements:
         self.begin = SQLITE_BEGIN if dialect_name == "sqlite" else None
         smaller, larger = ("MIN", "MAX") if dialect_name == "sqlite" else ("LEAST", "GREATEST")
         self.insert_legs = f"INSERT INTO legs (uuid) VALUES ({self.mark}) ON CONFLICT (uuid) DO NOTHING"
-        # Lock the legs (in one order, against deadlocks) so that two servers folding the same leg at
-        # once cannot lose an event. SQLite needs none: a writer there holds the whole database.
+        # The legs' statuses before the fold. On PostgreSQL this also locks the legs (in one order, against
+        # deadlocks) so that two servers folding the same leg at once cannot lose an event, nor both count it
+        # as ended. SQLite needs no lock: a writer there holds the whole database.
         self.lock_legs = None
         if dialect_name == "postgresql":
-            self.lock_legs = "SELECT uuid FROM legs WHERE uuid = ANY(%s) ORDER BY uuid FOR UPDATE"
+            self.lock_legs = "SELECT uuid, status FROM legs WHERE uuid = ANY(%s) ORDER BY uuid FOR UPDATE"
         assignments = ", ".join(f'"{name}" = {self.mark}' for name in LEG_FIELDS)
         self.update_legs = f"UPDATE legs SET {assignments} WHERE uuid = {self.mark}"
         self.touch_conversations = (
@@ -65,6 +71,14 @@ class _Statements:
         if key not in self._by_size:
             conflict = " ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
             self._by_size[key] = self._insert("events", EVENT_COLUMNS, rows) + conflict
+        return self._by_size[key]
+
+    def leg_statuses(self, count: int) -> str:
+        """The statuses of `count` legs (SQLite's; PostgreSQL's lock_legs reads them)."""
+        key = ("leg_statuses", count)
+        if key not in self._by_size:
+            marks = ", ".join([self.mark] * count)
+            self._by_size[key] = f"SELECT uuid, status FROM legs WHERE uuid IN ({marks})"
         return self._by_size[key]
 
     def leg_payloads(self, count: int) -> str:
@@ -101,13 +115,15 @@ def _transient(error: Exception) -> bool:
 
 
 Outcome = bool | StorageError  # for an event: True if new, False for a repeated delivery, or why it failed
+ENDS = frozenset(FINAL_STATUSES)
 
 
 class Committer:
     """Stores batches of event and answer rows, each batch in one transaction on one kept-open connection."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, metrics: Metrics):
         self.database = database
+        self.metrics = metrics
         self._statements = _Statements(database.engine.dialect.name, database.engine.dialect.paramstyle)
         # Kept open between batches; replaced after any failure.
         self._connection = None
@@ -122,6 +138,7 @@ class Committer:
             try:
                 return self._commit(event_rows, answer_rows)
             except Exception as error:
+                self.metrics.commit_errors.inc()
                 if _transient(error) and attempt < TRANSIENT_ATTEMPTS:
                     log.warning("a batch of %d writes met %s; trying it again", writes, brief(error))
                     continue
@@ -132,11 +149,13 @@ class Committer:
             try:
                 outcomes += self._commit([row], [])
             except Exception as error:
+                self.metrics.commit_errors.inc()
                 outcomes.append(StorageError(f"the {self.database.backend} database failed: {brief(error)}"))
         for row in answer_rows:
             try:
                 self._commit([], [row])
             except Exception as error:
+                self.metrics.commit_errors.inc()
                 log.error("answer decision not recorded: %s", brief(error))
         return outcomes
 
@@ -154,12 +173,13 @@ class Committer:
         if self._connection is None:
             self._connection = self.database.engine.raw_connection()
         connection, cursor = self._connection, None
+        started = time.perf_counter()
         try:
             cursor = connection.cursor()
             run = _runner(cursor)
             if self._statements.begin:
                 run(self._statements.begin)
-            outcomes = self._write(run, event_rows, answer_rows)
+            outcomes, ended = self._write(run, event_rows, answer_rows)
             connection.commit()
         except BaseException:
             # Whatever state the connection is in (mid-transaction, or lost), the next batch starts afresh
@@ -171,9 +191,24 @@ class Committer:
                     step()
             raise
         cursor.close()
+        self._count(len(event_rows) + len(answer_rows), time.perf_counter() - started, outcomes, ended)
         return outcomes
 
-    def _write(self, run, event_rows: list[tuple], answer_rows: list[dict]) -> list[bool]:
+    def _count(self, writes: int, seconds: float, outcomes: list[bool], ended: list[str]) -> None:
+        """Count a committed transaction: only once it is committed, so a batch tried again is counted once."""
+        metrics = self.metrics
+        metrics.batch_size.observe(writes)
+        metrics.commit_latency.observe(seconds)
+        new = sum(outcomes)
+        if new:
+            metrics.events_stored.inc(new)
+        if new < len(outcomes):
+            metrics.events_repeated.inc(len(outcomes) - new)
+        for status in ended:
+            metrics.calls_ended[status].inc()
+
+    def _write(self, run, event_rows: list[tuple], answer_rows: list[dict]) -> tuple[list[bool], list[str]]:
+        """Write the rows; return each event's outcome and the final statuses legs reached for the first time."""
         answer_rows = [fit("answers", row) for row in answer_rows]
         # Conversations first, in key order, as calllog.retention locks them: a prune and a batch then take
         # their locks in one order (conversation, then its rows), and a batch's new rows are never under a
@@ -187,39 +222,44 @@ class Committer:
                 touched[uuid] = (min(first, at), max(last, at))
         if touched:
             run(self._statements.touch_conversations, [(uuid, *times) for uuid, times in sorted(touched.items())])
-        outcomes = self._write_events(run, event_rows)
+        outcomes, ended = self._write_events(run, event_rows)
         if answer_rows:
             rows = [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in answer_rows]
             run(self._statements.insert_answers, rows)
-        return outcomes
+        return outcomes, ended
 
-    def _write_events(self, run, rows: list[tuple]) -> list[bool]:
+    def _write_events(self, run, rows: list[tuple]) -> tuple[list[bool], list[str]]:
         """Insert the rows not stored before; each is new only if it is the first of its key, here and ever."""
         first_by_key: dict[str, int] = {}
         for index, row in enumerate(rows):
             first_by_key.setdefault(row[KEY], index)
         if not first_by_key:
-            return []
+            return [], []
         # In key order: two servers inserting overlapping batches then take the index's locks in one order.
         distinct = [rows[first_by_key[key]] for key in sorted(first_by_key)]
         values = tuple(value for row in distinct for value in row)
         inserted = {key for (key,) in run(self._statements.insert_events(len(distinct)), values).fetchall()}
         changed_legs = sorted({row[LEG] for row in distinct if row[LEG] and row[KEY] in inserted})
-        if changed_legs:
-            self._refresh_legs(run, changed_legs)
-        return [row[KEY] in inserted and first_by_key[row[KEY]] == index for index, row in enumerate(rows)]
+        ended = self._refresh_legs(run, changed_legs) if changed_legs else []
+        return [row[KEY] in inserted and first_by_key[row[KEY]] == index for index, row in enumerate(rows)], ended
 
-    def _refresh_legs(self, run, uuids: list[str]) -> None:
-        """Re-fold each leg from all its stored events, so arrival order never matters."""
+    def _refresh_legs(self, run, uuids: list[str]) -> list[str]:
+        """Re-fold each leg from all its stored events, so arrival order never matters. Returns the final status
+        of each leg that has one now and had none before: a leg ends once, however its events arrive."""
         statements = self._statements
         run(statements.insert_legs, [(uuid,) for uuid in uuids])
         if statements.lock_legs is not None:
-            run(statements.lock_legs, (uuids,)).fetchall()
+            before = dict(run(statements.lock_legs, (uuids,)).fetchall())
+        else:
+            before = dict(run(statements.leg_statuses(len(uuids)), tuple(uuids)).fetchall())
         payloads: dict[str, list[dict]] = {uuid: [] for uuid in uuids}
         for uuid, payload in run(statements.leg_payloads(len(uuids)), tuple(uuids)).fetchall():
             payloads[uuid].append(json.loads(payload))
-        updates = []
+        updates, ended = [], []
         for uuid in uuids:
             leg = fit("legs", fold_leg(payloads[uuid]))
             updates.append((*(leg[name] for name in LEG_FIELDS), uuid))
+            if leg["status"] in ENDS and before.get(uuid) not in ENDS:
+                ended.append(leg["status"])
         run(statements.update_legs, updates)
+        return ended

@@ -25,6 +25,8 @@ STATUS_RANK = {
 MAX_SECONDS = 10**9
 MAX_MONEY_TEXT = 40  # the legs table's rate and price columns
 IN_PROGRESS = frozenset({"started", "ringing", "answered"})
+# The statuses that end a leg (rank 4 and 5): the first one a leg reaches counts it in voice_calls_ended_total.
+FINAL_STATUSES = tuple(status for status in STATUS_RANK if status not in IN_PROGRESS)
 MACHINE_DETECTION = frozenset({"human", "machine"})
 LEG_FIELDS = (
     "conversation_uuid",

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import math
+from collections.abc import Callable
 
 from sqlalchemy import and_, case, exists, func, or_, select, text
 from sqlalchemy.engine import Connection
@@ -16,10 +17,12 @@ from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, brie
 
 
 class CallLogReader:
-    """Queries over one call-log database. Every method raises StorageError when the database fails."""
+    """Queries over one call-log database. Every method raises StorageError when the database fails (and calls
+    `on_failure` first: the app counts it in voice_database_errors_total)."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, on_failure: Callable[[], object] = lambda: None):
         self.database = database
+        self._on_failure = on_failure
 
     @contextlib.contextmanager
     def _connect(self):
@@ -29,8 +32,10 @@ class CallLogReader:
             with self.database.engine.connect() as connection:
                 yield connection
         except StorageError:
+            self._on_failure()
             raise
         except Exception as error:
+            self._on_failure()
             raise StorageError(f"the {self.database.backend} database failed: {brief(error)}") from None
 
     def count_events(self) -> int:

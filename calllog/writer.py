@@ -18,6 +18,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calllog import frames
 from calllog.committer import BATCH_LIMIT, Committer
@@ -25,6 +26,9 @@ from calllog.retention import BackgroundPrune
 from calllog.rows import EVENT_COLUMNS
 from calllog.schema import Database, StorageError
 from logs import LOGGER_NAME
+
+if TYPE_CHECKING:  # not imported here: serve.py imports this module before it sets PROMETHEUS_MULTIPROC_DIR
+    from metrics import Metrics
 
 REPLY_TIMEOUT_SECONDS = 5.0
 VERIFIED = EVENT_COLUMNS.index("verified")
@@ -187,10 +191,12 @@ class WriterThread:
     With `retention`, it prunes the call log of what is older (`clock` gives the time, for tests).
     """
 
-    def __init__(self, database_url: str, socket_path: str, retention: timedelta | None = None, clock=time.time):
+    def __init__(
+        self, database_url: str, socket_path: str, metrics: Metrics, retention: timedelta | None = None, clock=time.time
+    ):
         self.database = Database(database_url)
         pruning = None if retention is None else BackgroundPrune(self.database, retention, clock=clock)
-        self.server = WriterServer(socket_path, Committer(self.database), pruning)
+        self.server = WriterServer(socket_path, Committer(self.database, metrics), pruning)
         self._thread = threading.Thread(target=self.server.serve_forever, name="call-log-writer", daemon=True)
 
     @property

@@ -47,8 +47,13 @@ def _stop_when_told(server: WriterServer) -> None:
 
 def main(socket_path: str) -> int:
     """Serve until standard input closes, then finish the batch in hand, close everything and exit."""
+    # Imported here, in the writer's own process: serve.py imports this module before PROMETHEUS_MULTIPROC_DIR is
+    # set, and prometheus_client chooses its multi-process mode once, when first imported.
+    from prometheus_client import CollectorRegistry
+
     from config import ConfigError, load_settings
     from logs import configure_logging
+    from metrics import Metrics
 
     for group_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(group_signal, signal.SIG_IGN)
@@ -65,7 +70,7 @@ def main(socket_path: str) -> int:
         log.error("call log unavailable at start-up: %s", error)
     retention = settings.call_log_retention
     pruning = None if retention is None else BackgroundPrune(database, retention)
-    server = WriterServer(socket_path, Committer(database), pruning)
+    server = WriterServer(socket_path, Committer(database, Metrics(CollectorRegistry())), pruning)
     server.listen()
     threading.Thread(target=_stop_when_told, args=(server,), name="stop-when-told", daemon=True).start()
     server.serve_forever()

@@ -4,12 +4,14 @@ import threading
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, text
 
 from calllog.committer import Committer
 from calllog.rows import EVENT_COLUMNS, event_row
 from calllog.schema import Database, StorageError
 from conftest import FIXTURES, call_log_reader, load_fixture
+from metrics import Metrics
 from payloads import Payload
 from pg import database_url_for, fresh_postgres_url
 
@@ -24,7 +26,7 @@ def database_url(request, tmp_path):
 @pytest.fixture
 def committer(database_url):
     database = Database(database_url)
-    committer = Committer(database)
+    committer = Committer(database, Metrics(CollectorRegistry()))
     yield committer
     committer.close()
     database.close()
@@ -98,7 +100,7 @@ def test_two_servers_folding_one_leg_at_once_lose_no_event():
     """
     url = fresh_postgres_url()
     databases = [Database(url), Database(url)]
-    first, second = (Committer(database) for database in databases)
+    first, second = (Committer(database, Metrics(CollectorRegistry())) for database in databases)
     started = load_fixture(FIXTURES / "events" / "started.json")
     answered = load_fixture(FIXTURES / "events" / "answered.json")
     completed = load_fixture(FIXTURES / "events" / "completed.json")
@@ -134,7 +136,7 @@ def test_a_batch_chosen_as_a_deadlock_victim_is_tried_again_not_failed(caplog):
     aborts the batch (deadlock_detected), and the batch is committed on its next attempt."""
     url = fresh_postgres_url()
     database = Database(url)
-    committer = Committer(database)
+    committer = Committer(database, Metrics(CollectorRegistry()))
     first, second = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
     low, high = sorted((first, second))  # the committer inserts in key order
     database.ensure_schema()

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import func, inspect, select, text
 
 from calllog.client import WriterClient
@@ -16,6 +17,7 @@ from calllog.schema import Database, answers, conversations, events, legs
 from calllog.writer import WriterThread
 from config import ConfigError, settings_from
 from logs import utc_timestamp
+from metrics import Metrics
 from payloads import Payload
 from pg import database_url_for
 
@@ -56,7 +58,9 @@ def clock():
 @pytest.fixture
 def writer(tmp_path, database_url, clock):
     """The call-log writer as the app runs it in a thread, pruning what is older than 90 days by `clock`."""
-    thread = WriterThread(database_url, str(tmp_path / "writer.sock"), RETENTION, clock=clock)
+    thread = WriterThread(
+        database_url, str(tmp_path / "writer.sock"), Metrics(CollectorRegistry()), RETENTION, clock=clock
+    )
     thread.start()
     yield thread
     thread.stop()

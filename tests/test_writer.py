@@ -8,6 +8,7 @@ import time
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry
 
 from calllog.client import WriterClient
 from calllog.rows import event_row
@@ -15,6 +16,7 @@ from calllog.schema import StorageError
 from calllog.writer import WriterThread
 from conftest import CALL_LOG_TOKEN, SEED_EVENTS, built_app, call_log_reader, load_fixture
 from events import event_key
+from metrics import Metrics
 from ncco import parse_ncco
 from payloads import Payload
 from test_serve import run_server
@@ -23,7 +25,7 @@ from test_serve import run_server
 @pytest.fixture
 def writer_socket(tmp_path, database_url):
     """A writer serving on a Unix socket, in a thread of this process, over the test's database."""
-    writer = WriterThread(database_url, str(tmp_path / "writer.sock"))
+    writer = WriterThread(database_url, str(tmp_path / "writer.sock"), Metrics(CollectorRegistry()))
     writer.start()
     yield writer.socket_path
     writer.stop()

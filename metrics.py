@@ -1,0 +1,139 @@
+"""Prometheus metrics: what the webhooks and the call-log writer count, and GET /metrics, which serves them.
+
+Under serve.py the workers and the writer are processes of their own. prometheus_client's multi-process mode keeps
+each process's values in files of the folder PROMETHEUS_MULTIPROC_DIR names (serve.run makes a fresh one per run,
+before any of them starts), and each scrape adds the files up. An app built any other way (tests, `flask` commands)
+counts in a registry of its own, which the scrape reads directly.
+
+Every labelled child is bound once, here, at start-up: a request increments a child it already holds, with no
+`.labels()` lookup, and every series is in the scrape from the start, at 0.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from calllog.api import request_token, token_matches
+from calllog.legs import FINAL_STATUSES
+from ncco import APP_TO_APP, INBOUND, OUTBOUND
+from signatures import REFUSAL_CODES
+
+MULTIPROCESS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+ROUTES = ("answer", "fallback", "event", "connect")
+OUTCOMES = ("ok", "refused", "bad_request", "unavailable", "error")
+SHAPES = (OUTBOUND, INBOUND, APP_TO_APP)
+UNKNOWN_SHAPE = "unknown"  # a request that could not be read, or a connect's outcome: no call shape to tell
+DATABASE_OPERATIONS = ("commit", "read")
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # a transaction holds at most BATCH_LIMIT (256) events
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+bp = Blueprint("metrics", __name__)
+
+
+def outcome_of(status: int) -> str:
+    """A webhook's outcome from its response status (a refused signature is counted before it has one)."""
+    if status < 400:
+        return "ok"
+    if status == 503:
+        return "unavailable"
+    return "bad_request" if status < 500 else "error"
+
+
+class Metrics:
+    """Every metric the server keeps, in `registry`; each process (worker, writer) builds one at start-up."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        webhooks = Counter(
+            "voice_webhooks", "Voice webhook requests by route and outcome", ["route", "outcome"], registry=registry
+        )
+        # route -> response status -> child: the outcome of every status decided once, here.
+        self.webhooks = {
+            route: {status: webhooks.labels(route, outcome_of(status)) for status in range(100, 600)}
+            for route in ROUTES
+        }
+        self.signature_refused = {route: webhooks.labels(route, "refused") for route in ROUTES}
+        refusals = Counter(
+            "voice_signature_refusals",
+            "Webhooks refused by the signature check, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.refusals = {code: refusals.labels(code) for code in REFUSAL_CODES}
+        answers = Counter(
+            "voice_answer_decisions",
+            "Answer decisions (/voice/answer, /voice/fallback, a connect's told-why outcome) by outcome and call shape",
+            ["outcome", "shape"],
+            registry=registry,
+        )
+        # By the decision's shape; a decision with no shape to tell is an unreadable request's.
+        self.connected = {shape: answers.labels("connected", shape) for shape in SHAPES}
+        self.refused_calls = {shape: answers.labels("refused", shape) for shape in SHAPES}
+        self.refused_calls[UNKNOWN_SHAPE] = answers.labels("unreadable", UNKNOWN_SHAPE)
+        self.told_why = answers.labels("told_why", UNKNOWN_SHAPE)
+        self._writer_metrics(registry)
+
+    def _writer_metrics(self, registry: CollectorRegistry) -> None:
+        self.events_stored = Counter(
+            "voice_events_stored", "Events committed to the call log for the first time", registry=registry
+        )
+        self.events_repeated = Counter(
+            "voice_events_repeated", "Events delivered again, already stored, so not stored twice", registry=registry
+        )
+        self.batch_size = Histogram(
+            "voice_commit_batch_size",
+            "Writes (events and answer decisions) per committed transaction",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.commit_latency = Histogram(
+            "voice_commit_latency_seconds",
+            "Time to write and commit one transaction",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        errors = Counter("voice_database_errors", "Database failures by operation", ["operation"], registry=registry)
+        self.commit_errors, self.read_errors = (errors.labels(operation) for operation in DATABASE_OPERATIONS)
+        ended = Counter(
+            "voice_calls_ended",
+            "Call legs that reached a final status, by the first final status each reached",
+            ["final_status"],
+            registry=registry,
+        )
+        self.calls_ended = {status: ended.labels(status) for status in FINAL_STATUSES}
+
+
+def multiprocess_folder() -> str | None:
+    """Where this process's prometheus_client keeps its values, or None when they live in memory.
+
+    prometheus_client reads this variable itself, once, when it is imported; the scrape must read the same one
+    to agree with it, which is why this, unlike every setting, is not in config.Settings.
+    """
+    return os.environ.get(MULTIPROCESS_FOLDER_VARIABLE) or None
+
+
+def exposition(metrics: Metrics) -> bytes:
+    """The scrape, in Prometheus' text format: every process's values added up, or this app's own."""
+    folder = multiprocess_folder()
+    if folder is None:
+        return generate_latest(metrics.registry)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=folder)
+    return generate_latest(registry)
+
+
+@bp.get("/metrics")
+def scrape():
+    if not token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
+        return jsonify(
+            error="/metrics needs the call log's token: add 'Authorization: Bearer <token>' (Prometheus: "
+            "authorization.credentials in the scrape config) or '?token=<token>'; the server prints it at start-up "
+            "(CALL_LOG_TOKEN)"
+        ), 401
+    # The text format every Prometheus reads (2.x and 3.x), as prometheus_client's own handler answers a scraper
+    # that asks for nothing else; the names here are plain ASCII, so nothing needs the 1.0.0 format's escaping.
+    return Response(exposition(current_app.extensions["metrics"]), content_type=CONTENT_TYPE_PLAIN_0_0_4)
