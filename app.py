@@ -34,7 +34,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SETTINGS"] = settings
     app.config["CALL_LOG_TOKEN"] = settings.call_log_token or secrets.token_urlsafe(18)
-    log = configure_logging(settings.log_format)
+    log = configure_logging(settings.log_format, settings.no_color)
     call_log = CallLog(settings.database_url, settings.writer_socket)
     app.extensions["call_log"] = call_log
     try:
