@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from urllib.parse import urlsplit
 
 import click
 from flask import Flask, current_app
@@ -21,6 +22,55 @@ COMMANDS = {
     "webhooks": "vonage_helper.commands:webhooks_command",
     "sign": "vonage_helper.sign:sign_command",
 }
+
+
+class CommandError(click.ClickException):
+    """A command's failure: one line on standard error, `error: ...`, like the server's own, and a non-zero exit."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class Command(click.Command):
+    """Every project command's class: a wrong option or argument is one line naming the problem and where the help
+    is, instead of click's usage block, hint and blank line; the exit code stays click's 2."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            raise _one_line(error) from None
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            raise _one_line(error) from None
+
+
+def _one_line(error: click.UsageError) -> CommandError:
+    message = error.format_message().rstrip(".")
+    message = message[:1].lower() + message[1:]
+    if error.ctx is not None:
+        message += f"; see '{error.ctx.command_path} --help'"
+    return CommandError(message, error.exit_code)
+
+
+def check_base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check a --url option: the base URL of an HTTP server, such as http://127.0.0.1:3000."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise click.BadParameter(f"{value!r} is not a base URL such as http://127.0.0.1:3000")
+    return value
 
 
 class LazyCommands(AppGroup):
@@ -47,7 +97,7 @@ def init_app(app: Flask) -> None:
     app.cli = LazyCommands(COMMANDS)
 
 
-@click.command("settings")
+@click.command("settings", cls=Command)
 @with_appcontext
 def settings_command():
     """Print the settings the server would start with."""
@@ -55,7 +105,7 @@ def settings_command():
         click.echo(f"{name:22} {value}")
 
 
-@click.command("ncco")
+@click.command("ncco", cls=Command)
 @click.argument("number")
 @with_appcontext
 def ncco_command(number: str):

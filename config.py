@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
 import phonenumbers
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
@@ -29,7 +30,7 @@ from ncco import (
     normalize_number,
 )
 
-LOG_FORMATS = ("pretty", "json")
+LOG_FORMATS = ("pretty", "json", "line")
 MACHINE_DETECTION_MODES = ("off", *MACHINE_DETECTION_ACTIONS)
 MAX_USER_NAME_LENGTH = 100  # the call log's caller column
 DATABASE_EXAMPLE = "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psycopg://user:password@localhost/calls"
@@ -42,8 +43,17 @@ _LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
 SECRET_FIELDS = ("signature_secrets", "call_log_token", "private_key", "api_secret")
 
 
-class ConfigError(Exception):
-    """A setting that stops start-up; the message is one line naming the variable and a valid example."""
+class ConfigError(click.ClickException):
+    """A setting that stops start-up; the message is one line naming the variable and a valid example.
+
+    A click error, so that a `flask` command, which builds the app first, shows it as that one line and exits 2
+    instead of printing a traceback.
+    """
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class Settings:
     inbound_default_user: str | None = None
     callable_users: frozenset[str] = frozenset()
     log_format: str = "pretty"
+    no_color: bool = False
     signature_secrets: tuple[str, ...] = field(default=(), repr=False)
     signature_max_age: int = 300
     database_url: str = DEFAULT_DATABASE_URL
@@ -102,6 +113,8 @@ class Settings:
                 value = ",".join(sorted(value)) or "(none)"
             elif setting.name == "call_log_retention":
                 value = f"{describe_age(value)} (pruned by the writer)" if value else "(not set: kept forever)"
+            elif setting.name == "no_color":
+                value = "set: the line format is never coloured" if value else "(not set)"
             shown[setting.name] = str(value)
         return shown
 
@@ -355,6 +368,11 @@ def describe_age(age: timedelta) -> str:
     return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
+def _no_color(raw: str) -> bool:
+    # https://no-color.org: set to any value but the empty text, it turns colour off.
+    return raw != ""
+
+
 def _log_format(raw: str) -> str:
     value = raw.strip().lower()
     if value not in LOG_FORMATS:
@@ -395,6 +413,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "INBOUND_DEFAULT_USER": ("inbound_default_user", _user_name, "INBOUND_DEFAULT_USER=Alice"),
     "CALLABLE_USERS": ("callable_users", _callable_users, "CALLABLE_USERS=Alice,Bob (or * for any user)"),
     "LOG_FORMAT": ("log_format", _log_format, "LOG_FORMAT=json"),
+    "NO_COLOR": ("no_color", _no_color, "NO_COLOR=1"),
     "VONAGE_SIGNATURE_SECRET": (
         "signature_secrets",
         _secrets,
@@ -435,18 +454,21 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
 
 # Settings holding numbers that may be written in national format: parsed with DEFAULT_REGION (listed before them).
 READ_WITH_DEFAULT_REGION = frozenset({"INBOUND_ROUTES"})
+# Settings whose blank value is read, not taken as unset: empty lists mean "none"; NO_COLOR is on for any
+# value but the empty text.
+READ_WHEN_BLANK = frozenset({"ALLOWED_COUNTRIES", "BLOCKED_NUMBER_TYPES", "NO_COLOR"})
 
 
 def settings_from(values: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping of variable names to text; raise ConfigError on the first bad value.
 
     A variable that is unset keeps its default; an empty value counts as unset, except for the
-    two list settings, where empty means "none".
+    two list settings, where empty means "none", and NO_COLOR, which only the empty text leaves off.
     """
     chosen = {}
     for variable, (name, parse, example) in VARIABLES.items():
         raw = values.get(variable)
-        if raw is None or (not raw.strip() and variable not in ("ALLOWED_COUNTRIES", "BLOCKED_NUMBER_TYPES")):
+        if raw is None or (not raw.strip() and variable not in READ_WHEN_BLANK):
             continue
         try:
             if variable in READ_WITH_DEFAULT_REGION:

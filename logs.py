@@ -1,4 +1,5 @@
-"""Log output: readable blocks for people (LOG_FORMAT=pretty) or one JSON object per line (LOG_FORMAT=json)."""
+"""Log output: readable blocks for people (LOG_FORMAT=pretty), one JSON object per line (LOG_FORMAT=json), or one
+short line per webhook for watching calls live in a terminal (LOG_FORMAT=line)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import time
@@ -78,6 +80,148 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return _encode(entry)
+
+
+# ANSI colours of the line format, shown only on a terminal and never with NO_COLOR set (https://no-color.org).
+_DIM, _RED, _GREEN, _YELLOW, _CYAN, _RESET = "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m", "\x1b[0m"
+# An outcome's colour: green went through, cyan is under way, red did not happen; a warning is yellow.
+_COLOURS = {
+    **dict.fromkeys(("connect", "answered", "completed", "human"), _GREEN),
+    **dict.fromkeys(("started", "ringing"), _CYAN),
+    **dict.fromkeys(
+        ("refused", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout", "machine", "error", "critical"),
+        _RED,
+    ),
+    "warning": _YELLOW,
+}
+# C0 and C1 control characters, written as escapes: a newline or an escape sequence sent in a webhook must not
+# start a line of its own or recolour the terminal.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def use_colour(stream, no_color: bool) -> bool:
+    """Whether the line format colours its output: only on a terminal, and never when NO_COLOR is set."""
+    if no_color:
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def short_id(value) -> str:
+    """The start of a uuid, enough to tell calls apart by eye: 63f61863…, CON-f972836a…"""
+    text = str(value)
+    keep = 12 if text.startswith("CON-") else 8
+    return text if len(text) <= keep + 1 else text[:keep] + "…"
+
+
+def _one_line(text: str) -> str:
+    # isprintable() is one pass in C; most lines have nothing to escape.
+    return text if text.isprintable() else text.translate(_CONTROL_ESCAPES)
+
+
+@functools.lru_cache(maxsize=8)
+def _local_second(whole_seconds: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(whole_seconds))
+
+
+def _exception_summary(exc_info) -> str:
+    """An exception as one line: its type, message and the place it was raised."""
+    kind, error, trace = exc_info
+    if kind is None:
+        return ""
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    where = f" at {os.path.basename(trace.tb_frame.f_code.co_filename)}:{trace.tb_lineno}" if trace else ""
+    return f" ({kind.__name__}: {error}{where})"
+
+
+def _argument(record: logging.LogRecord, index: int, default: str = "") -> str:
+    """One of the values a record's message was built from (the line format shows some of them on their own)."""
+    args = record.args
+    return str(args[index]) if isinstance(args, tuple) and -len(args) <= index < len(args) else default
+
+
+class LineFormatter(logging.Formatter):
+    """One line per record, for watching calls live: local time, what happened, its outcome (coloured on a
+    terminal), who called whom, short ids. An answer decision, an event and a told-why each have a shape of their
+    own; any other record is its level and message, an exception its type, message and place, not its traceback.
+    """
+
+    def __init__(self, colour: bool = False):
+        super().__init__()
+        self.colour = colour
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = record.__dict__
+        if "connected" in fields:
+            return self._answer(record, fields)
+        if "event" in fields:
+            return self._event(record, fields)
+        if fields.get("route") == "outcome":
+            return self._told(record, fields)
+        message = record.getMessage()
+        if record.exc_info:
+            message += _exception_summary(record.exc_info)
+        return f"{self._time(record)} {self._paint(record.levelname.lower(), 8)} {_one_line(message)}"
+
+    def _answer(self, record: logging.LogRecord, fields: dict) -> str:
+        caller, callee, requested = fields.get("caller"), fields.get("callee"), fields.get("requested")
+        if fields["connected"]:
+            outcome = "connect"
+            rest = f"{caller} -> {callee}"
+            if requested and requested != callee and fields.get("shape") != "outbound":
+                rest += f" (a call to {requested})"
+        else:
+            outcome, rest = "refused", f"{caller} -> {requested or '?'}"
+        if fields.get("conversation_uuid"):
+            rest += f"  {short_id(fields['conversation_uuid'])}"
+        if outcome == "refused":
+            rest += f"  {_argument(record, -1)}"
+        return f"{self._time(record)} {fields['route']:8} {self._paint(outcome, 10)} {_one_line(rest)}"
+
+    def _event(self, record: logging.LogRecord, fields: dict) -> str:
+        payload = fields.get("payload")
+        kind = _one_line(str(fields["event"]))
+        if not isinstance(payload, dict):
+            return f"{self._time(record)} event    {self._paint(kind, 10)} a repeated delivery, already stored"
+        leg = payload.get("uuid") or payload.get("call_uuid")
+        rest = f"leg {short_id(leg)}" if leg else "no leg"
+        if payload.get("direction"):
+            rest += f" {payload['direction']}"
+        caller, callee = payload.get("from"), payload.get("to")
+        if caller or callee:
+            rest += f" {caller or '?'} -> {callee or '?'}"
+        if payload.get("conversation_uuid"):
+            rest += f"  {short_id(payload['conversation_uuid'])}"
+        if payload.get("duration") not in (None, ""):
+            rest += f"  {payload['duration']} s"
+        if payload.get("price") not in (None, ""):
+            rest += f"  price {payload['price']}"
+        detail = payload.get("detail") or payload.get("reason")
+        if detail:
+            rest += f"  ({detail})"
+        return f"{self._time(record)} event    {self._paint(kind, 10)} {_one_line(rest)}"
+
+    def _told(self, record: logging.LogRecord, fields: dict) -> str:
+        # The reason reads "busy (busy): told the caller: ..."; its outcome goes in the outcome column.
+        outcome, _, told = _argument(record, 1).partition(": ")
+        rest = told + _argument(record, 2)
+        if fields.get("leg"):
+            rest += f"  leg {short_id(fields['leg'])}"
+        if fields.get("conversation_uuid"):
+            rest += f"  {short_id(fields['conversation_uuid'])}"
+        return f"{self._time(record)} told     {self._paint(_one_line(outcome), 10)} {_one_line(rest)}"
+
+    def _time(self, record: logging.LogRecord) -> str:
+        stamp = _local_second(int(record.created))
+        return f"{_DIM}{stamp}{_RESET}" if self.colour else stamp
+
+    def _paint(self, word: str, width: int) -> str:
+        padded = f"{word:<{width}}"
+        colour = self.colour and _COLOURS.get(word.partition(" ")[0])
+        return f"{colour}{padded}{_RESET}" if colour else padded
 
 
 class _OutputHandler(logging.StreamHandler):
@@ -166,18 +310,24 @@ def output_handler() -> logging.Handler:
     return _output
 
 
-def configure_logging(log_format: str) -> logging.Logger:
-    """Send the server's log (the `voice` logger) to standard output in the chosen format.
+def configure_logging(log_format: str, no_color: bool = False) -> logging.Logger:
+    """Send the server's log (the `voice` logger) to standard output in the chosen format; the line format is
+    coloured when standard output is a terminal, unless `no_color` (NO_COLOR is set).
 
     Requests only queue their records; one thread writes them, so no request waits on the terminal
     or on another request's write.
     """
-    _output.setFormatter(JsonFormatter() if log_format == "json" else PrettyFormatter())
-    # Neither format shows the thread or process: skip looking them up for every record
+    if log_format == "json":
+        _output.setFormatter(JsonFormatter())
+    elif log_format == "line":
+        _output.setFormatter(LineFormatter(colour=use_colour(_output.stream, no_color)))
+    else:
+        _output.setFormatter(PrettyFormatter())
+    # No format shows the thread or process: skip looking them up for every record
     # (the logging documentation's "Optimization" section lists these switches).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logger = logging.getLogger(LOGGER_NAME)
-    # Neither format shows where a record was logged from: skip walking the stack for it on every call.
+    # No format shows where a record was logged from: skip walking the stack for it on every call.
     logger.findCaller = _no_caller
     if not any(isinstance(handler, RecordQueueHandler) for handler in logger.handlers):
         records: queue.SimpleQueue = queue.SimpleQueue()

@@ -19,6 +19,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from vonage_voice.models import Connect, Talk
 
+from cli import Command, check_base_url
 from ncco import parse_ncco
 from signatures import sign_webhook
 
@@ -40,6 +41,7 @@ OUTCOME_DETAIL = {
     "cancelled": None,
 }
 ANSWER_DEADLINE_SECONDS = 5.0
+MAX_ANSWER_TIMEOUT_SECONDS = 60
 OUTBOUND_RATE = Decimal("0.01270000")  # EUR per minute, as Vonage reports it
 INBOUND_RATE = Decimal("0.00390000")  # EUR per minute for a phone's call to the application's number
 NETWORK = "23410"
@@ -541,7 +543,13 @@ def default_callee(scenario: str, settings) -> str:
     return "447700900000"
 
 
-@click.command("simulate")
+def _timeout_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not 0 < value <= MAX_ANSWER_TIMEOUT_SECONDS:  # written so that NaN fails it too
+        raise click.BadParameter(f"{value} is not a number of seconds above 0 and up to {MAX_ANSWER_TIMEOUT_SECONDS}")
+    return value
+
+
+@click.command("simulate", cls=Command)
 @click.argument("to", required=False)
 @click.option(
     "--scenario",
@@ -551,7 +559,12 @@ def default_callee(scenario: str, settings) -> str:
     help="The call: an app user calls TO (a number); a phone calls the application's number TO; an app user calls "
     "the user TO; an app user calls TO, who is busy, and is told why.",
 )
-@click.option("--url", default=None, help="The webhook server's base URL. Default: this server, http://127.0.0.1:PORT.")
+@click.option(
+    "--url",
+    default=None,
+    callback=check_base_url,
+    help="The webhook server's base URL. Default: this server, http://127.0.0.1:PORT.",
+)
 @click.option(
     "--outcome", type=click.Choice(OUTCOMES), default="answered", show_default=True, help="How the callee's leg ends."
 )
@@ -576,6 +589,7 @@ def default_callee(scenario: str, settings) -> str:
 @click.option(
     "--answer-timeout",
     type=float,
+    callback=_timeout_seconds,
     default=ANSWER_DEADLINE_SECONDS,
     show_default=True,
     help="Seconds to wait for the answer URL.",

@@ -9,11 +9,14 @@ import click
 from flask import Blueprint, current_app, jsonify, request
 from flask.cli import with_appcontext
 
-from calllog.queries import CallLogReader
+from calllog.queries import STATUS_FILTERS, CallLogReader
 from calllog.schema import StorageError
+from cli import Command, CommandError
 
 bp = Blueprint("api", __name__)
 MAX_PAGE = 200
+# The most conversations `flask calls` prints: more is an export, not a table to read.
+MAX_LISTED = 10_000
 RETRY_AFTER_SECONDS = 5
 
 
@@ -80,9 +83,16 @@ def get_call(conversation_uuid: str):
     return call
 
 
-@click.command("calls")
-@click.option("--limit", default=20, show_default=True, help="How many conversations to show.")
-@click.option("--status", default=None, help="Only conversations with a leg in this status (or 'refused').")
+@click.command("calls", cls=Command)
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_LISTED), default=20, show_default=True, help="How many conversations to show."
+)
+@click.option(
+    "--status",
+    type=click.Choice(STATUS_FILTERS),
+    default=None,
+    help="Only conversations with a leg in this status, in progress, or refused.",
+)
 @click.option("--number", default=None, help="Only conversations to or from this number.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @with_appcontext
@@ -91,7 +101,7 @@ def calls_command(limit: int, status: str | None, number: str | None, as_json: b
     try:
         calls, _ = reader().list_calls(limit=limit, status=status, number=number)
     except StorageError as error:
-        raise click.ClickException(f"the call log is unavailable: {error}") from None
+        raise CommandError(f"the call log is unavailable: {error}") from None
     if as_json:
         click.echo(json.dumps(calls, indent=2))
         return

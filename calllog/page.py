@@ -9,16 +9,16 @@ from decimal import Decimal
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from calllog.api import RETRY_AFTER_SECONDS, reader, request_token, token_matches
-from calllog.legs import STATUS_RANK
 from calllog.outcome import LABELS, call_outcome, leg_outcome
+from calllog.queries import STATUS_FILTERS
 from calllog.schema import StorageError
 from ncco import looks_like_phone_number
 
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 COOKIE = "call_log_token"
 PAGE_SIZE = 50
-# The filter's choices: the two summaries the call log offers, then every status a leg can end up in.
-STATUSES = ("in_progress", "refused", *STATUS_RANK)
+# The filter's choices: the ones the call log's queries take.
+STATUSES = STATUS_FILTERS
 # Each outcome's badge colour (calls.css): blue live, green done, amber busy, red failed, grey missed, purple refused.
 BADGE_CLASSES = {
     "in_progress": "live",

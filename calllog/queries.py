@@ -11,9 +11,13 @@ from collections.abc import Callable
 from sqlalchemy import and_, case, exists, func, or_, select, text
 from sqlalchemy.engine import Connection
 
-from calllog.legs import IN_PROGRESS, total_price
+from calllog.legs import IN_PROGRESS, STATUS_RANK, total_price
 from calllog.rows import column_text
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, brief, conversations, events, legs
+
+# What the status filter takes: the two summaries the call log offers, then every status a leg can end up in.
+STATUS_FILTERS = ("in_progress", "refused", *STATUS_RANK)
+STATUS_FILTER_ERROR = f"status must be one of: {', '.join(STATUS_FILTERS)}; e.g. ?status=completed"
 
 
 class CallLogReader:
@@ -66,8 +70,13 @@ class CallLogReader:
     ) -> tuple[list[dict], str | None]:
         """Conversations, newest first, with their legs and answer decisions; and the cursor of the next page.
 
-        Raises ValueError for a cursor this server did not give out.
+        Raises ValueError for a limit under 1, a status not in STATUS_FILTERS, or a cursor this server did not
+        give out.
         """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        if status and status not in STATUS_FILTERS:
+            raise ValueError(STATUS_FILTER_ERROR)
         query = select(conversations).order_by(
             conversations.c.started_at.desc(), conversations.c.conversation_uuid.desc()
         )

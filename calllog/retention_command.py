@@ -10,12 +10,13 @@ from flask.cli import with_appcontext
 
 from calllog.retention import count_prunable, cutoff_before, described, prune
 from calllog.schema import StorageError
+from cli import Command, CommandError
 from config import VARIABLES, parse_age
 
 OPTION_EXAMPLE = "for example --older-than 30d (hours, days or weeks: 12h, 30d, 2w)"
 
 
-@click.command("prune")
+@click.command("prune", cls=Command)
 @click.option(
     "--older-than", "older_than", default=None, help="An age such as 30d, 12h or 2w; default CALL_LOG_RETENTION."
 )
@@ -27,19 +28,17 @@ def prune_command(older_than: str | None, dry_run: bool):
         try:
             age = parse_age(older_than)
         except ValueError as error:
-            raise click.ClickException(f"--older-than: {error}; {OPTION_EXAMPLE}") from None
+            raise CommandError(f"--older-than: {error}; {OPTION_EXAMPLE}", exit_code=2) from None
     else:
         age = current_app.config["SETTINGS"].call_log_retention
         if age is None:
-            raise click.ClickException(
-                f"no age to prune: give --older-than 30d, or set {VARIABLES['CALL_LOG_RETENTION'][2]}"
+            raise CommandError(
+                f"no age to prune: give --older-than 30d, or set {VARIABLES['CALL_LOG_RETENTION'][2]}", exit_code=2
             )
     database = current_app.extensions["call_log"].database
     cutoff = cutoff_before(age, time.time())
     try:
         removed = count_prunable(database, cutoff) if dry_run else prune(database, cutoff)
     except StorageError as error:
-        raise click.ClickException(
-            f"the call log is unavailable: {error}; run it again when the database is back"
-        ) from None
+        raise CommandError(f"the call log is unavailable: {error}; run it again when the database is back") from None
     click.echo(f"{'would remove' if dry_run else 'removed'} {described(removed, age, cutoff)}")

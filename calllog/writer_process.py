@@ -62,7 +62,7 @@ def main(socket_path: str) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.no_color)
     database = Database(settings.database_url)
     try:
         database.ensure_schema()

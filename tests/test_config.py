@@ -119,3 +119,17 @@ def test_env_example_lists_every_variable():
     content = (ROOT / ".env.example").read_text()
     for variable in config.VARIABLES:
         assert f"{variable}=" in content, variable
+
+
+def test_log_format_line_is_accepted_and_a_wrong_format_lists_all_three():
+    assert settings_from({"LOG_FORMAT": "Line"}).log_format == "line"
+    with pytest.raises(ConfigError) as error:
+        settings_from({"LOG_FORMAT": "xml"})
+    assert "'xml' is not one of pretty, json, line" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "value, no_color", [(None, False), ("", False), ("1", True), ("0", True), ("false", True), (" ", True)]
+)
+def test_no_color_turns_colour_off_for_any_value_but_the_empty_text(value, no_color):
+    assert settings_from({} if value is None else {"NO_COLOR": value}).no_color is no_color

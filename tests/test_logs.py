@@ -2,12 +2,19 @@
 
 import io
 import json
+import logging
+import re
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 import logs
+from conftest import ROOT, SEED_EVENTS, load_fixture
+
+CON = "CON-f972836a-550f-45fa-956c-12a2ab5b7d22"
 
 
 @pytest.fixture
@@ -97,3 +104,108 @@ def test_a_flat_payload_block_reads_exactly_as_json_indented_by_two():
 def test_a_nested_payload_block_is_still_the_payload():
     payload = {"custom_data": {"to": "447700900000", "list": [1, 2]}, "status": "started"}
     assert json.loads(logs.payload_block(payload)) == payload
+
+
+# LOG_FORMAT=line: one line per webhook, for watching calls live.
+
+
+def line_log(client, caplog, send) -> list[str]:
+    """The lines LOG_FORMAT=line writes for what `send(client)` makes the server log (no colour)."""
+    with caplog.at_level(logging.INFO, logger="voice"):
+        send(client)
+    return [logs.LineFormatter().format(record) for record in caplog.records]
+
+
+def test_line_format_shows_an_answer_decision_with_who_called_whom_and_the_conversation(client, caplog):
+    (line,) = line_log(
+        client,
+        caplog,
+        lambda c: c.get(
+            "/voice/answer", query_string={"to": "447700900000", "from_user": "Alice", "conversation_uuid": CON}
+        ),
+    )
+    assert re.fullmatch(r"\d\d:\d\d:\d\d answer   connect    Alice -> 447700900000  CON-f972836a…", line)
+
+
+def test_line_format_shows_a_refused_answer_with_its_reason(client, caplog):
+    (line,) = line_log(client, caplog, lambda c: c.get("/voice/answer", query_string={"to": "+449098790000"}))
+    assert line.endswith(
+        "answer   refused    unknown caller -> +449098790000  449098790000 is a PREMIUM_RATE number, "
+        "blocked by BLOCKED_NUMBER_TYPES"
+    )
+
+
+def test_line_format_shows_an_event_with_its_leg_direction_numbers_duration_and_price(client, caplog):
+    payload = load_fixture(SEED_EVENTS[3])
+    (line,) = line_log(client, caplog, lambda c: c.post("/voice/event", json=payload))
+    assert line.endswith(
+        "event    completed  leg 8aa86e22… outbound Unknown -> 447700900000  CON-1a28b1f8…  5 s  price 0.00833333"
+    ), line
+
+
+def test_line_format_shows_a_told_why_with_the_outcome_and_what_the_caller_heard(client, caplog):
+    busy = {"to": "447700900000", "uuid": "leg-busy", "conversation_uuid": CON, "status": "busy", "detail": "busy"}
+    lines = line_log(client, caplog, lambda c: c.post("/voice/event/connect", json={**busy, "timestamp": "t1"}))
+    assert lines[-1].endswith(
+        "told     busy (busy) told the caller: The number you called is busy. Please try again later.  "
+        "leg leg-busy  CON-f972836a…"
+    )
+
+
+def test_line_format_writes_a_webhook_newline_or_escape_code_as_an_escape_not_a_line_or_colour(client, caplog):
+    forged = {"status": "started\n12:00:00 answer   connect  forged", "uuid": "leg\x1b[31m", "timestamp": "t"}
+    (line,) = line_log(client, caplog, lambda c: c.post("/voice/event", json=forged))
+    assert "\n" not in line and "\x1b" not in line
+    assert "started\\x0a12:00:00" in line and "leg\\x1b[31m" in line
+
+
+def test_line_format_writes_an_exception_as_one_line_with_its_type_message_and_place():
+    try:
+        raise ValueError("the cause")
+    except ValueError:
+        record = logging.makeLogRecord({"msg": "unexpected error on /voice/answer", "exc_info": sys.exc_info()})
+    line = logs.LineFormatter().format(record)
+    assert "\n" not in line
+    assert re.search(r"unexpected error on /voice/answer \(ValueError: the cause at test_logs\.py:\d+\)$", line)
+
+
+def test_line_format_colours_the_outcome_only_when_asked():
+    record = logging.makeLogRecord({"msg": "a refusal", "levelname": "WARNING"})
+    assert "\x1b[" not in logs.LineFormatter(colour=False).format(record)
+    assert "\x1b[33mwarning" in logs.LineFormatter(colour=True).format(record)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize(
+    "stream, no_color, coloured",
+    [(Terminal(), False, True), (Terminal(), True, False), (io.StringIO(), False, False)],
+    ids=["terminal", "terminal-with-NO_COLOR", "pipe-or-file"],
+)
+def test_line_format_is_coloured_only_on_a_terminal_without_no_color(stream, no_color, coloured):
+    previous = logs.output_handler().setStream(stream)
+    try:
+        logs.configure_logging("line", no_color=no_color)
+        assert logs.output_handler().formatter.colour is coloured
+    finally:
+        logs.output_handler().setStream(previous)
+        logs.configure_logging("pretty")
+
+
+def test_line_format_writes_one_line_per_webhook_and_no_colour_into_a_pipe(tmp_path):
+    script = (
+        "from app import create_app\n"
+        f"app = create_app({{'DATABASE_URL': 'sqlite:///{tmp_path}/calls.db', 'LOG_FORMAT': 'line'}})\n"
+        "client = app.test_client()\n"
+        "client.get('/voice/answer', query_string={'to': '447700900000', 'from_user': 'Alice'})\n"
+        "for n in range(3):\n"
+        "    client.post('/voice/event', json={'status': 'started', 'uuid': f'leg-{n}', 'timestamp': str(n)})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line[9:24] for line in lines] == ["answer   connec", *["event    starte"] * 3], lines
+    assert "\x1b" not in result.stdout

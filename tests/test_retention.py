@@ -331,9 +331,9 @@ def test_flask_prune_without_an_age_uses_call_log_retention(written, runner):
 
 def test_flask_prune_with_no_age_anywhere_says_how_to_give_one(runner):
     result = runner.invoke(args=["prune"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output == (
-        "Error: no age to prune: give --older-than 30d, "
+        "error: no age to prune: give --older-than 30d, "
         "or set CALL_LOG_RETENTION=90d (or 12h, 2w; unset keeps the call log forever)\n"
     )
 
@@ -341,8 +341,8 @@ def test_flask_prune_with_no_age_anywhere_says_how_to_give_one(runner):
 @pytest.mark.parametrize("value", ["30", "30m", "0d", "ninety days"])
 def test_flask_prune_refuses_a_bad_age_in_one_line_with_an_example(runner, value):
     result = runner.invoke(args=["prune", "--older-than", value])
-    assert result.exit_code == 1
-    assert result.output.startswith(f"Error: --older-than: '{value}' ")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: --older-than: '{value}' ")
     assert result.output.endswith("; for example --older-than 30d (hours, days or weeks: 12h, 30d, 2w)\n")
     assert result.output.count("\n") == 1
 
@@ -351,7 +351,7 @@ def test_flask_prune_refuses_a_bad_age_in_one_line_with_an_example(runner, value
 def test_flask_prune_with_the_database_down_says_so_in_one_line(runner):
     result = runner.invoke(args=["prune", "--older-than", "30d"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: the call log is unavailable: cannot prepare the postgresql database: ")
+    assert result.output.startswith("error: the call log is unavailable: cannot prepare the postgresql database: ")
     assert result.output.endswith("; run it again when the database is back\n") and result.output.count("\n") == 1
 
 

@@ -1,11 +1,13 @@
 """The call log: every acknowledged event stored once, leg records in step, answer decisions, the API."""
 
+import html
 import json
 import logging
 
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from calllog import page, queries
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, migrate, schema_version
 from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, load_fixture
 from pg import database_url_for
@@ -264,6 +266,34 @@ def test_bad_paging_gets_400_saying_what_to_send(client, query):
     assert response.get_json()["error"]
 
 
+STATUS_ERROR = (
+    "status must be one of: in_progress, refused, started, ringing, answered, disconnected, completed, busy, "
+    "cancelled, unanswered, rejected, failed, timeout; e.g. ?status=completed"
+)
+
+
+def test_an_unknown_status_filter_gets_400_listing_the_valid_statuses(client):
+    seed_conversations(client, 2)
+    response = client.get("/api/calls?status=bogus", headers=AUTH)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": STATUS_ERROR}
+
+
+def test_the_call_log_page_shows_the_same_list_for_an_unknown_status(client):
+    response = client.get("/calls?status=bogus", headers=AUTH)
+    assert response.status_code == 400
+    assert html.escape(STATUS_ERROR, quote=True) in response.get_data(as_text=True)
+
+
+def test_the_page_offers_exactly_the_statuses_the_api_accepts():
+    assert page.STATUSES == queries.STATUS_FILTERS
+
+
+def test_a_limit_under_one_is_refused_by_the_query_itself(call_log):
+    with pytest.raises(ValueError, match="limit must be at least 1, not 0"):
+        call_log.reader.list_calls(limit=0)
+
+
 def test_flask_calls_prints_the_call_log(client, runner):
     post_events(client, [load_fixture(path) for path in SEED_EVENTS])
     table = runner.invoke(args=["calls"])
@@ -338,5 +368,5 @@ def test_flask_calls_says_in_one_line_when_the_call_log_cannot_be_read(runner, c
     move_table(call_log, "conversations_away", "conversations")
     assert result.exit_code != 0
     (line,) = result.output.strip().splitlines()
-    assert line.startswith("Error: the call log is unavailable: ")
+    assert line.startswith("error: the call log is unavailable: ")
     assert "Traceback" not in result.output

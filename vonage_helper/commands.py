@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from cli import Command
 from vonage_helper.calls import place_call
 from vonage_helper.clients import EXIT_SETTINGS, HelperError
 from vonage_helper.ngrok import NgrokError, find_tunnel
@@ -20,7 +21,7 @@ def _fail(error: HelperError):
     raise SystemExit(error.exit_code)
 
 
-@click.command("call")
+@click.command("call", cls=Command)
 @click.argument("number")
 @click.option("--say", default=None, help="What the callee hears when they answer.")
 @click.option(
@@ -41,7 +42,7 @@ def call_command(number: str, say: str | None, connect_to: str | None):
         click.echo("note: PUBLIC_URL is not set, so this call's events go to the application's event URL")
 
 
-@click.command("token")
+@click.command("token", cls=Command)
 @click.argument("user")
 @click.option("--ttl", default="1h", show_default=True, help="How long the token is valid: 900, 15m, 1h, up to 24h.")
 @with_appcontext
@@ -53,7 +54,7 @@ def token_command(user: str, ttl: str):
         _fail(error)
 
 
-@click.command("webhooks")
+@click.command("webhooks", cls=Command)
 @click.argument("public_url", required=False)
 @click.option("--ngrok", "use_ngrok", is_flag=True, help="Point them at the running ngrok agent's https tunnel.")
 @click.option("--show", is_flag=True, help="Print what they point at now, and whether that is this server.")

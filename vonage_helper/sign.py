@@ -16,6 +16,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from cli import Command, check_base_url
 from config import Settings
 from signatures import sign_webhook
 from vonage_helper.errors import EXIT_SETTINGS, HelperError
@@ -119,12 +120,19 @@ def send(request: SignedRequest, timeout: float = 10) -> tuple[int, str, bytes]:
         ) from None
 
 
-@click.command("sign")
+@click.command("sign", cls=Command)
 @click.argument("path")
 @click.option("--json", "json_body", metavar="BODY", default=None, help="POST this exact JSON body.")
 @click.option("--field", "fields", metavar="KEY=VALUE", multiple=True, help="A field: query string, or form with POST.")
 @click.option("--method", type=click.Choice(["GET", "POST"], case_sensitive=False), default=None, help="GET or POST.")
-@click.option("--url", "base_url", metavar="BASE", default=None, help="The server (default http://127.0.0.1:PORT).")
+@click.option(
+    "--url",
+    "base_url",
+    metavar="BASE",
+    default=None,
+    callback=check_base_url,
+    help="The server (default http://127.0.0.1:PORT).",
+)
 @click.option("--run", is_flag=True, help="Send it now and print the status and body, instead of the curl command.")
 @with_appcontext
 def sign_command(path: str, json_body: str | None, fields: tuple[str, ...], method, base_url, run: bool):

@@ -1,0 +1,91 @@
+"""Every `flask` command's errors, as a user sees them: one line saying what is wrong, a non-zero exit, and
+never a traceback. Each runs `python -m flask` in a subprocess, as a user does."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from test_serve import free_port
+
+# Signed, so that `flask sign` does not also warn that the request is unsigned.
+SECRET = {"VONAGE_SIGNATURE_SECRET": "s" * 32}
+STATUSES_LISTED = "'in_progress', 'refused', 'started', 'ringing', 'answered', 'disconnected', 'completed', 'busy'"
+
+
+def flask(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m flask ARGS` from an empty folder (no .env is read), with no Vonage credentials set."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith(("VONAGE_", "FLASK_"))}
+    kept.pop("LOG_FORMAT", None)
+    environment = {**kept, "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/calls.db", **env}
+    # The generated call-log token is kept in the test's folder, not the project's instance/.
+    environment.setdefault("INSTANCE_PATH", str(tmp_path / "instance"))
+    command = [sys.executable, "-m", "flask", "--app", "app", *args]
+    return subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
+
+
+# (arguments, environment, exit code, where the error line is, what it says)
+BAD_INPUT = {
+    "calls-limit-0": (["calls", "--limit", "0"], {}, 2, "stderr", "error: invalid value for '--limit': 0 is not in"),
+    "calls-limit-negative": (["calls", "--limit", "-5"], {}, 2, "stderr", "'--limit': -5 is not in the range"),
+    "calls-limit-huge": (["calls", "--limit", "9" * 30], {}, 2, "stderr", "is not in the range 1<=x<=10000"),
+    "calls-limit-text": (["calls", "--limit", "ten"], {}, 2, "stderr", "'--limit': 'ten' is not a valid integer"),
+    "calls-status-bogus": (["calls", "--status", "bogus"], {}, 2, "stderr", f"'bogus' is not one of {STATUSES_LISTED}"),
+    "calls-unknown-option": (["calls", "--bogus"], {}, 2, "stderr", "no such option '--bogus'; see 'python -m flask"),
+    "ncco-no-number": (
+        ["ncco"],
+        {},
+        2,
+        "stderr",
+        "error: missing argument 'NUMBER'; see 'python -m flask ncco --help'",
+    ),
+    "ncco-premium-number": (["ncco", "+44 909 879 0000"], {}, 1, "stdout", "refused: 449098790000 is a PREMIUM_RATE"),
+    "ncco-garbage": (["ncco", "#!?"], {}, 1, "stdout", "refused: "),
+    "simulate-no-server": (["simulate", "--url", "http://127.0.0.1:{port}"], {}, 1, "stdout", "PROBLEM cannot reach"),
+    "simulate-bad-url": (["simulate", "--url", "localhost"], {}, 2, "stderr", "'localhost' is not a base URL"),
+    "simulate-nan-timeout": (
+        ["simulate", "--answer-timeout", "nan"],
+        {},
+        2,
+        "stderr",
+        "nan is not a number of seconds",
+    ),
+    "call-no-credentials": (["call", "447700900000"], {}, 2, "stderr", "error: VONAGE_APPLICATION_ID is not set"),
+    "token-no-credentials": (["token", "Alice"], {}, 2, "stderr", "error: VONAGE_APPLICATION_ID is not set"),
+    "webhooks-no-credentials": (["webhooks", "--show"], {}, 2, "stderr", "error: VONAGE_APPLICATION_ID is not set"),
+    "sign-bad-field": (
+        ["sign", "/voice/answer", "--field", "to"],
+        SECRET,
+        2,
+        "stderr",
+        "error: --field 'to' is not key=value",
+    ),
+    "sign-bad-url": (["sign", "/voice/answer", "--url", "notaurl", "--run"], SECRET, 2, "stderr", "'notaurl' is not a"),
+    "settings-extra-argument": (["settings", "extra"], {}, 2, "stderr", "error: got unexpected extra argument (extra)"),
+    "settings-bad-setting": (
+        ["settings"],
+        {"LOG_FORMAT": "xml"},
+        2,
+        "stderr",
+        "error: LOG_FORMAT: 'xml' is not one of",
+    ),
+    "prune-no-age": (["prune"], {}, 2, "stderr", "error: no age to prune: give --older-than 30d, or set"),
+    "prune-bad-age": (["prune", "--older-than", "soon"], {}, 2, "stderr", "error: --older-than: 'soon' is not an age"),
+    "prune-bad-setting": (["prune"], {"CALL_LOG_RETENTION": "0d"}, 2, "stderr", "error: CALL_LOG_RETENTION: '0d'"),
+    "calls-bad-setting": (["calls"], {"RING_TIMEOUT": "0"}, 2, "stderr", "error: RING_TIMEOUT: 0 is outside 1-120"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_a_command_given_bad_input_says_so_in_one_line_and_exits_non_zero(tmp_path, case):
+    args, env, exit_code, stream, says = case
+    result = flask(tmp_path, *(arg.format(port=free_port()) for arg in args), **env)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.returncode == exit_code, output
+    # At most one line on standard error: the error itself (for ncco and simulate, their report is on stdout).
+    assert len(result.stderr.splitlines()) == (1 if stream == "stderr" else 0), output
+    (line,) = [line for line in getattr(result, stream).splitlines() if says in line]
+    assert line.startswith(("error: ", "refused: ", "PROBLEM ")), line
