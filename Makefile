@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 
-.PHONY: run test lint bench lock clean
+.PHONY: install run test lint bench lock clean
 
 # The server's own packages only: no test tools.
 $(RUNTIME): requirements.lock
@@ -22,6 +22,9 @@ $(DEV): requirements-dev.lock requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -r requirements-dev.lock
 	touch $(RUNTIME) $@
+
+# Only build .venv with the server's packages (for a service manager that then starts .venv/bin/python serve.py).
+install: $(RUNTIME)
 
 run: $(RUNTIME)
 	$(BIN)/python serve.py
