@@ -31,12 +31,14 @@ from payloads import MAX_BODY_BYTES
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     """Build the server. `test_config` replaces the environment and .env (for tests) when given."""
-    settings = settings_from(test_config) if test_config is not None else load_settings()
+    with cli.settings_end_a_command():
+        settings = settings_from(test_config) if test_config is not None else load_settings()
+        token = call_log_token(settings)
     app = Flask(__name__, static_folder=None, instance_path=settings.instance_path)
     # Flask refuses larger bodies with 413 before a route reads them.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SETTINGS"] = settings
-    app.config["CALL_LOG_TOKEN"] = call_log_token(settings)
+    app.config["CALL_LOG_TOKEN"] = token
     log = configure_logging(settings.log_format, settings.no_color)
     counted = metrics.Metrics(CollectorRegistry())
     app.extensions["metrics"] = counted

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import importlib
 import json
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+
+from config import ConfigError
 
 # command name -> "module:attribute" of its click command
 COMMANDS = {
@@ -90,7 +95,36 @@ class LazyCommands(AppGroup):
         if name in self.lazy and name not in self.commands:
             module, attribute = self.lazy[name].split(":")
             self.add_command(getattr(importlib.import_module(module), attribute), name)
-        return super().get_command(ctx, name)
+        command = super().get_command(ctx, name)
+        # Flask's `flask` group asks here last, after its own commands: a name unknown here is unknown to it too,
+        # and is one line instead of click's usage block. Completion (resilient parsing) only wants None.
+        if command is None and not ctx.resilient_parsing:
+            raise _no_such_command(ctx, name)
+        return command
+
+
+def _no_such_command(ctx: click.Context, name: str) -> CommandError:
+    """`flask NAME` for an unknown NAME, with the closest command's name when one is close."""
+    close = difflib.get_close_matches(name, ctx.command.list_commands(ctx), n=1)
+    suggestion = f" (did you mean '{close[0]}'?)" if close else ""
+    return CommandError(f"no such command {name!r}{suggestion}; see '{ctx.command_path} --help'", 2)
+
+
+@contextlib.contextmanager
+def settings_end_a_command() -> Iterator[None]:
+    """Around the app factory's reading of the settings. Under a `flask` command (a click context is active), a
+    bad setting ends the command here: its one `error:` line, exit 2. Anywhere else the ConfigError goes on.
+
+    Flask builds the app to list the commands (for `flask` and `flask --help`) and prints whatever that raises as
+    a traceback before the help; a SystemExit is the one thing it lets through, and click exits with it.
+    """
+    try:
+        yield
+    except ConfigError as error:
+        if click.get_current_context(silent=True) is None:
+            raise
+        error.show()
+        raise SystemExit(error.exit_code) from None
 
 
 def init_app(app: Flask) -> None:

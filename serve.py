@@ -19,7 +19,7 @@ from granian.constants import Interfaces
 from granian.http import HTTP1Settings
 
 from calllog.schema import Database, StorageError
-from calllog.token_store import call_log_token
+from calllog.token_store import call_log_token, generated_token_file
 from calllog.writer_process import wait_until_ready
 from config import DATABASE_EXAMPLE, ConfigError, Settings, load_settings
 from stop_signals import relay_stop_signals
@@ -38,8 +38,9 @@ MAX_SOCKET_PATH = 100  # Linux allows 107 bytes for a Unix socket's path
 METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def startup_notes(settings: Settings) -> list[str]:
-    """What a person starting the server should know: where it listens and what is still unset."""
+def startup_notes(settings: Settings, token_file: Path | None = None) -> list[str]:
+    """What a person starting the server should know: where it listens, where the call log's token comes from
+    when the server made it (`token_file`), and what is still unset."""
     # Only the standard library; the workers import this module but never run this function.
     from vonage_helper.ngrok import tunnel_notes
 
@@ -55,6 +56,8 @@ def startup_notes(settings: Settings) -> list[str]:
         f"  (API)        {base}/api/calls?token={settings.call_log_token}",
         f"  metrics      {base}/metrics   (Prometheus: Authorization: Bearer <CALL_LOG_TOKEN>)",
     ]
+    if token_file is not None:
+        notes.append(f"  (token kept in {token_file}; set CALL_LOG_TOKEN to choose one)")
     if not settings.signature_secrets:
         notes.append(
             "WARNING: VONAGE_SIGNATURE_SECRET is not set, so webhooks are accepted without checking that they come "
@@ -166,6 +169,7 @@ class WriterProcess:
 def main() -> int:
     try:
         settings = load_settings()
+        token_file = generated_token_file(settings)
         # The same token across restarts (kept in the instance folder when CALL_LOG_TOKEN is unset), so an
         # open call-log page keeps working. The workers read it from the environment they inherit.
         settings = replace(settings, call_log_token=call_log_token(settings))
@@ -177,7 +181,7 @@ def main() -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    print("\n".join(startup_notes(settings)), flush=True)
+    print("\n".join(startup_notes(settings, token_file)), flush=True)
     # Before any thread starts, so that every thread of this process inherits the blocked signals.
     relay_stop_signals()
     try:

@@ -15,9 +15,9 @@ def call_log_token(settings: Settings) -> str:
     """The token that opens /calls and /api/calls: the CALL_LOG_TOKEN setting, else the token stored in
     `<instance folder>/call_log_token`, made (mode 0600) on first use. Raises ConfigError, in one line, when
     that file cannot be read or holds no valid token: deleting it makes a new one."""
-    if settings.call_log_token:
+    path = generated_token_file(settings)
+    if path is None:
         return settings.call_log_token
-    path = Path(settings.instance_path) / TOKEN_FILE
     try:
         return _read(path)
     except FileNotFoundError:
@@ -32,6 +32,11 @@ def call_log_token(settings: Settings) -> str:
 
 
 _HELP = "set CALL_LOG_TOKEN, or fix the instance folder (INSTANCE_PATH)"
+
+
+def generated_token_file(settings: Settings) -> Path | None:
+    """Where the generated token is kept, `<instance folder>/call_log_token`; None when CALL_LOG_TOKEN is set."""
+    return None if settings.call_log_token else Path(settings.instance_path) / TOKEN_FILE
 
 
 def _read(path: Path) -> str:

@@ -2,10 +2,13 @@
 never a traceback. Each runs `python -m flask` in a subprocess, as a user does."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+from click.shell_completion import BashComplete
+from flask.cli import ScriptInfo, cli
 
 from conftest import ROOT
 from test_serve import free_port
@@ -16,13 +19,15 @@ STATUSES_LISTED = "'in_progress', 'refused', 'started', 'ringing', 'answered', '
 
 
 def flask(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """`python -m flask ARGS` from an empty folder (no .env is read), with no Vonage credentials set."""
+    """`python -m flask ARGS` from an empty folder (no .env is read), with no Vonage credentials set; the app is
+    found through FLASK_APP, as the project's .flaskenv does, so that `flask` alone is `flask` alone."""
     kept = {name: value for name, value in os.environ.items() if not name.startswith(("VONAGE_", "FLASK_"))}
     kept.pop("LOG_FORMAT", None)
     environment = {**kept, "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/calls.db", **env}
+    environment["FLASK_APP"] = "app"
     # The generated call-log token is kept in the test's folder, not the project's instance/.
     environment.setdefault("INSTANCE_PATH", str(tmp_path / "instance"))
-    command = [sys.executable, "-m", "flask", "--app", "app", *args]
+    command = [sys.executable, "-m", "flask", *args]
     return subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60)
 
 
@@ -75,6 +80,33 @@ BAD_INPUT = {
     "prune-bad-age": (["prune", "--older-than", "soon"], {}, 2, "stderr", "error: --older-than: 'soon' is not an age"),
     "prune-bad-setting": (["prune"], {"CALL_LOG_RETENTION": "0d"}, 2, "stderr", "error: CALL_LOG_RETENTION: '0d'"),
     "calls-bad-setting": (["calls"], {"RING_TIMEOUT": "0"}, 2, "stderr", "error: RING_TIMEOUT: 0 is outside 1-120"),
+    # Flask builds the app to list its commands: a bad setting is named there too, and not followed by a help
+    # that would lack every command of the project.
+    "help-bad-setting": (["--help"], {"LOG_FORMAT": "xml"}, 2, "stderr", "error: LOG_FORMAT: 'xml' is not one of"),
+    "nothing-bad-setting": ([], {"LOG_FORMAT": "xml"}, 2, "stderr", "error: LOG_FORMAT: 'xml' is not one of"),
+    "unknown-command-help-bad-setting": (
+        ["nosuchcommand", "--help"],
+        {"LOG_FORMAT": "xml"},
+        2,
+        "stderr",
+        "error: LOG_FORMAT: 'xml' is not one of",
+    ),
+    "unknown-command": (
+        ["nosuchcommand"],
+        {},
+        2,
+        "stderr",
+        "error: no such command 'nosuchcommand'; see 'python -m flask --help'",
+    ),
+    "unknown-command-help": (["nosuchcommand", "--help"], {}, 2, "stderr", "error: no such command 'nosuchcommand';"),
+    "misspelt-command": (
+        ["setings"],
+        {},
+        2,
+        "stderr",
+        "error: no such command 'setings' (did you mean 'settings'?); see 'python -m flask --help'",
+    ),
+    "misspelt-flask-command": (["rutes"], {}, 2, "stderr", "no such command 'rutes' (did you mean 'routes'?)"),
 }
 
 
@@ -89,3 +121,25 @@ def test_a_command_given_bad_input_says_so_in_one_line_and_exits_non_zero(tmp_pa
     assert len(result.stderr.splitlines()) == (1 if stream == "stderr" else 0), output
     (line,) = [line for line in getattr(result, stream).splitlines() if says in line]
     assert line.startswith(("error: ", "refused: ", "PROBLEM ")), line
+
+
+def test_an_unusable_call_log_token_file_is_one_line_even_for_help(tmp_path):
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "call_log_token").write_text("short\n")
+    result = flask(tmp_path, "--help")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: CALL_LOG_TOKEN is unset and ") and len(result.stderr.splitlines()) == 1
+
+
+def test_help_with_good_settings_lists_the_project_commands(tmp_path):
+    result = flask(tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert {"calls", "settings", "webhooks", "routes"} <= set(re.findall(r"^  (\w+) ", result.stdout, re.MULTILINE))
+
+
+def test_completing_after_an_unknown_command_offers_nothing_instead_of_failing(app):
+    completion = BashComplete(cli, {"obj": ScriptInfo(create_app=lambda: app)}, "flask", "_FLASK_COMPLETE")
+    assert completion.get_completions(["nosuchcommand"], "--l") == []
+    assert [item.value for item in completion.get_completions(["calls"], "--l")] == ["--limit"]

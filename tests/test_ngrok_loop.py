@@ -23,7 +23,6 @@ from config import ConfigError, settings_from
 from conftest import ROOT
 from test_serve import free_port, run_env, wait_until_listening
 from vonage_helper.auto import AutoWebhooks
-from vonage_helper.backups import INSTANCE_FOLDER
 from vonage_helper.ngrok import NgrokError, find_tunnel, forwarded_port, tunnel_notes
 
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
@@ -385,7 +384,8 @@ def vonage(certificate, monkeypatch):
 def test_auto_webhooks_without_credentials_warns_once_and_sends_nothing(ngrok, tmp_path):
     ngrok.serve(tunnel("https://abc.ngrok-free.app", "http://localhost:3000"))
     said = Said()
-    auto = AutoWebhooks(settings_with(ngrok.url, VONAGE_APPLICATION_ID=APPLICATION_ID), tmp_path, say=said)
+    settings = settings_with(ngrok.url, VONAGE_APPLICATION_ID=APPLICATION_ID, INSTANCE_PATH=str(tmp_path))
+    auto = AutoWebhooks(settings, say=said)
     auto.start()
     auto.stop()
     assert said.lines == [
@@ -396,9 +396,9 @@ def test_auto_webhooks_without_credentials_warns_once_and_sends_nothing(ngrok, t
 
 
 def test_auto_webhooks_points_when_the_tunnel_starts_later_and_restores(ngrok, vonage, account_env, tmp_path):
-    settings = settings_with(ngrok.url, VONAGE_API_HOST=vonage.host, **account_env)
+    settings = settings_with(ngrok.url, VONAGE_API_HOST=vonage.host, INSTANCE_PATH=str(tmp_path), **account_env)
     said = Said()
-    auto = AutoWebhooks(settings, tmp_path, say=said, poll_seconds=0.05)
+    auto = AutoWebhooks(settings, say=said, poll_seconds=0.05)
     auto.start()
     try:
         assert said.lines[0].startswith("warning: AUTO_WEBHOOKS=ngrok: ngrok runs but has no https tunnel")
@@ -413,9 +413,9 @@ def test_auto_webhooks_points_when_the_tunnel_starts_later_and_restores(ngrok, v
 
 def test_auto_webhooks_leave_an_application_changed_meanwhile_as_it_is(ngrok, vonage, account_env, tmp_path):
     ngrok.serve(tunnel("https://abc.ngrok-free.app", "http://localhost:3000"))
-    settings = settings_with(ngrok.url, VONAGE_API_HOST=vonage.host, **account_env)
+    settings = settings_with(ngrok.url, VONAGE_API_HOST=vonage.host, INSTANCE_PATH=str(tmp_path), **account_env)
     said = Said()
-    auto = AutoWebhooks(settings, tmp_path, say=said, poll_seconds=3600)
+    auto = AutoWebhooks(settings, say=said, poll_seconds=3600)
     auto.start()
     someone_elses = {"answer_url": {"address": "https://elsewhere.example/answer", "http_method": "GET"}}
     vonage.document["capabilities"]["voice"]["webhooks"] = someone_elses
@@ -423,6 +423,20 @@ def test_auto_webhooks_leave_an_application_changed_meanwhile_as_it_is(ngrok, vo
     assert vonage.document["capabilities"]["voice"]["webhooks"] == someone_elses
     assert len(vonage.puts()) == 1
     assert "no longer points at https://abc.ngrok-free.app (changed meanwhile)" in said.lines[-1]
+
+
+def test_auto_webhooks_keep_their_record_in_the_instance_folder(ngrok, vonage, account_env, tmp_path):
+    ngrok.serve(tunnel("https://abc.ngrok-free.app", "http://localhost:3000"))
+    instance = tmp_path / "instance-path"
+    settings = settings_with(ngrok.url, VONAGE_API_HOST=vonage.host, INSTANCE_PATH=str(instance), **account_env)
+    auto = AutoWebhooks(settings, say=Said(), poll_seconds=3600)
+    auto.start()
+    try:
+        record = json.loads((instance / f"webhooks-backup-{APPLICATION_ID}.json").read_text())
+        assert record["webhooks"] == {**ORIGINAL_WEBHOOKS, "fallback_answer_url": None}
+    finally:
+        auto.stop()
+    assert list(instance.iterdir()) == []
 
 
 # --- `make run` with AUTO_WEBHOOKS=ngrok, end to end --------------------------------------------------------------
@@ -446,8 +460,9 @@ def test_make_run_points_the_application_follows_the_tunnel_and_puts_it_back(sto
     vonage = vonage_https_stand_in(stand_in, context)
     port = free_port()
     ngrok.serve(tunnel("https://first.ngrok-free.app", f"http://localhost:{port}"))
-    record = INSTANCE_FOLDER / f"webhooks-backup-{application_id}.json"
+    record = tmp_path / "instance" / f"webhooks-backup-{application_id}.json"
     env = run_env(
+        INSTANCE_PATH=str(tmp_path / "instance"),
         PORT=str(port),
         WORKERS="1",
         DATABASE_URL=f"sqlite:///{tmp_path / 'calls.db'}",

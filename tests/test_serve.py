@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -55,16 +56,18 @@ class ServerURL(str):
 
 
 @contextlib.contextmanager
-def run_server(**settings):
-    """The production server (serve.py, as `make run` starts it) on a free port; yields its base URL."""
+def run_server(output: Path | None = None, **settings):
+    """The production server (serve.py, as `make run` starts it) on a free port; yields its base URL. What it
+    prints goes to the file `output`, when given."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "serve.py"],
-        cwd=ROOT,
-        env=run_env(PORT=str(port), **{"WORKERS": "1", **settings}),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
+    with open(output or os.devnull, "wb") as printed:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py"],
+            cwd=ROOT,
+            env=run_env(PORT=str(port), **{"WORKERS": "1", **settings}),
+            stdout=printed,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until_listening(port, process)
         url = ServerURL(f"http://127.0.0.1:{port}")
@@ -204,3 +207,28 @@ def test_production_server_reads_a_chunked_event(server):
         connection.sendall(head + chunks)
         status_line = connection.recv(4096).split(b"\r\n")[0]
     assert status_line == b"HTTP/1.1 204 No Content"
+
+
+def printed_at_start_up(tmp_path, **settings) -> list[str]:
+    """The lines the production server prints by the time it listens."""
+    output = tmp_path / "serve.log"
+    with run_server(output, **settings):
+        pass
+    return output.read_text().splitlines()
+
+
+def test_start_up_says_where_the_call_log_token_it_made_is_kept(tmp_path):
+    instance = tmp_path / "instance"
+    notes = printed_at_start_up(tmp_path, CALL_LOG_TOKEN="", INSTANCE_PATH=str(instance))
+    token = (instance / "call_log_token").read_text().strip()
+    assert any(note.endswith(f"/calls?token={token}") for note in notes), notes
+    assert any(note.startswith("  metrics      http://127.0.0.1:") for note in notes), notes
+    assert f"  (token kept in {instance / 'call_log_token'}; set CALL_LOG_TOKEN to choose one)" in notes
+
+
+def test_start_up_names_no_token_file_when_call_log_token_is_set(tmp_path):
+    instance = tmp_path / "instance"
+    notes = printed_at_start_up(tmp_path, CALL_LOG_TOKEN="t" * 20, INSTANCE_PATH=str(instance))
+    assert any(note.endswith("/calls?token=" + "t" * 20) for note in notes), notes
+    assert not any("token kept in" in note for note in notes), notes
+    assert not (instance / "call_log_token").exists()

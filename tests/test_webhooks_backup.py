@@ -50,9 +50,8 @@ def settings_env(ngrok, extra_env):
 
 
 @pytest.fixture
-def instance(app, tmp_path):
-    """The app's instance folder, in this test's own directory."""
-    app.instance_path = str(tmp_path / "instance")
+def instance(tmp_path):
+    """The instance folder the app's settings name (INSTANCE_PATH, in this test's own directory)."""
     return tmp_path / "instance"
 
 

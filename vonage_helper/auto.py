@@ -6,12 +6,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from vonage import Vonage
 
 from config import Settings
-from vonage_helper.backups import INSTANCE_FOLDER
 from vonage_helper.clients import DASHBOARD, account_client, require
 from vonage_helper.errors import HelperError
 from vonage_helper.ngrok import NgrokError, find_tunnel
@@ -28,18 +26,17 @@ def _say(line: str, err: bool = False) -> None:
 class AutoWebhooks:
     """Points the application at the ngrok tunnel on start(), again whenever the tunnel's URL changes, and puts
     the earlier webhooks back on stop(). Every Vonage request is made under one lock, so stop() never races a
-    re-point: once stopping, nothing is pointed again."""
+    re-point: once stopping, nothing is pointed again. The record of the earlier webhooks is kept in the instance
+    folder (INSTANCE_PATH), as `flask webhooks` keeps it, so that `flask webhooks --restore` finds it."""
 
     def __init__(
         self,
         settings: Settings,
-        folder: Path | str = INSTANCE_FOLDER,
         client: Vonage | None = None,
         say: Callable[..., None] = _say,
         poll_seconds: float = POLL_SECONDS,
     ):
         self.settings = settings
-        self.folder = folder
         self.client = client
         self.say = say
         self.poll_seconds = poll_seconds
@@ -73,7 +70,9 @@ class AutoWebhooks:
             if self.pointed_at is None:
                 return
             try:
-                changes = restore_webhooks(self.settings, self.client, self.folder, only_if_at=self.pointed_at)
+                changes = restore_webhooks(
+                    self.settings, self.settings.instance_path, self.client, only_if_at=self.pointed_at
+                )
             except HelperError as error:
                 hint = "" if "--restore" in error.message else "; run flask webhooks --restore once it can"
                 self.say(f"warning: AUTO_WEBHOOKS=ngrok: earlier webhooks not put back: {error.message}{hint}", True)
@@ -111,7 +110,7 @@ class AutoWebhooks:
         with self.lock:
             if self.stopping.is_set():
                 return
-            changes = point_webhooks(self.settings, tunnel.public_url, self.client, self.folder)
+            changes = point_webhooks(self.settings, tunnel.public_url, self.client, self.settings.instance_path)
             self.pointed_at = tunnel.public_url
         self.say(f"AUTO_WEBHOOKS=ngrok: pointed the application's voice webhooks at {tunnel.public_url}:")
         for line in changes:

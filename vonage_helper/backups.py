@@ -9,15 +9,15 @@ from pathlib import Path
 
 from vonage_helper.errors import EXIT_SETTINGS, HelperError
 
-# Where `flask` keeps its instance files (Flask's instance_path for app.py); serve.py has no app to ask.
-INSTANCE_FOLDER = Path(__file__).resolve().parent.parent / "instance"
-
 
 class WebhookBackup:
     """One application's record: {"application_id", "saved_at", "webhooks": {name: setting or None},
-    "pointed_at": [every base URL this tool has pointed it at since]}, in a file only its owner can read."""
+    "pointed_at": [every base URL this tool has pointed it at since]}, in a file only its owner can read.
 
-    def __init__(self, application_id: str, folder: Path | str = INSTANCE_FOLDER):
+    `folder` is the instance folder (INSTANCE_PATH): the app's instance_path for `flask webhooks`, the settings'
+    instance_path for AUTO_WEBHOOKS, which has no app to ask."""
+
+    def __init__(self, application_id: str, folder: Path | str):
         self.application_id = application_id
         self.path = Path(folder) / f"webhooks-backup-{application_id}.json"
 

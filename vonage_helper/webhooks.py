@@ -10,7 +10,7 @@ from vonage import Vonage
 from vonage_http_client import HttpRequestError
 
 from config import Settings
-from vonage_helper.backups import INSTANCE_FOLDER, WebhookBackup
+from vonage_helper.backups import WebhookBackup
 from vonage_helper.clients import DASHBOARD, account_client, explain, require
 from vonage_helper.errors import EXIT_SETTINGS, HelperError
 
@@ -136,8 +136,8 @@ def remember_webhooks(backup: WebhookBackup, before: dict, base: str, public_url
 
 def restore_webhooks(
     settings: Settings,
+    backup_folder: Path | str,
     client: Vonage | None = None,
-    backup_folder: Path | str = INSTANCE_FOLDER,
     only_if_at: str | None = None,
 ) -> list[str]:
     """Put back the recorded voice webhooks, then delete the record; returns a line per URL. Raises HelperError.
@@ -164,9 +164,9 @@ def restore_webhooks(
 
 def show_webhooks(
     settings: Settings,
+    backup_folder: Path | str,
     client: Vonage | None = None,
     ngrok_url: str | None = None,
-    backup_folder: Path | str = INSTANCE_FOLDER,
 ) -> list[str]:
     """What the application's voice webhooks point at now, whether that is this server, and any record kept."""
     application = Application(settings, client)
