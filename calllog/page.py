@@ -153,13 +153,17 @@ def calls_page():
         return response
     filters = _filters()
     cursor = request.args.get("cursor") or None
-    template = "calls_list.html" if request.args.get("partial") == "list" else "calls.html"
+    partial = request.args.get("partial") == "list"
+    template = "calls_list.html" if partial else "calls.html"
+    # The totals are a pass over every call the filter matches: the page's one-second refresh of the list asks
+    # for them (?summary=1) only when they may have changed (calls.js).
+    with_summary = not partial or request.args.get("summary") == "1"
     kept = {name: value for name, value in filters.items() if value}
-    shown = {"filters": filters, "kept": kept, "statuses": STATUSES, "cursor": cursor}
+    shown = {"filters": filters, "kept": kept, "statuses": STATUSES, "cursor": cursor, "with_summary": with_summary}
     try:
         status, number = filters["status"] or None, filters["number"] or None
         calls, next_cursor = reader().list_calls(limit=PAGE_SIZE, cursor=cursor, status=status, number=number)
-        summary = reader().summarize(status=status, number=number)
+        summary = reader().summarize(status=status, number=number) if with_summary else None
     except StorageError as error:
         page = render_template(template, calls=[], problem=str(error), **shown)
         return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}

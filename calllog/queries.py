@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 from collections.abc import Callable
+from decimal import Decimal
 
 from sqlalchemy import and_, case, exists, func, or_, select, text
 from sqlalchemy.engine import Connection
@@ -100,17 +101,31 @@ class CallLogReader:
         None when there are none)}. The caller's own leg does not count: Vonage answers it for every call, the
         refused ones too.
 
-        Only counts, one column of prices and the middle one or two durations leave the database."""
-        chosen = select(_filtered(select(conversations.c.conversation_uuid), status, number).subquery())
-        was_answered = exists().where(and_(legs.c.conversation_uuid == conversations.c.conversation_uuid, _picked_up()))
-        counts = select(func.count(), func.coalesce(func.sum(case((was_answered, 1), else_=0)), 0)).where(
-            conversations.c.conversation_uuid.in_(chosen)
+        Only counts, each distinct price with how many legs have it, and the middle one or two durations leave
+        the database: a pass over the matching conversations, one over their legs, and one for the median."""
+        chosen = _filtered(select(conversations.c.conversation_uuid), status, number)
+        # Unfiltered, their legs are a join, not an IN over the whole table.
+        their_legs = _legs_of(chosen if status or number else None)
+        per_call = (
+            their_legs.with_only_columns(
+                func.max(case((_picked_up(), 1), else_=0)).label("answered"),
+                func.max(case((_picked_up(), legs.c.duration))).label("seconds"),
+            )
+            .group_by(legs.c.conversation_uuid)
+            .subquery()
         )
-        prices = select(legs.c.price).where(legs.c.conversation_uuid.in_(chosen), legs.c.price.is_not(None))
+        prices = (
+            their_legs.with_only_columns(legs.c.price, func.count())
+            .where(legs.c.price.is_not(None))
+            .group_by(legs.c.price)
+        )
         with self._connect() as connection:
-            calls, answered = connection.execute(counts).one()
-            total = total_price(connection.execute(prices).scalars())
-            median = _median_duration(connection, chosen)
+            calls = connection.execute(select(func.count()).select_from(chosen.subquery())).scalar_one()
+            answered, timed = connection.execute(
+                select(func.coalesce(func.sum(per_call.c.answered), 0), func.count(per_call.c.seconds))
+            ).one()
+            total = _price_sum(connection.execute(prices).all())
+            median = _median(connection, per_call.c.seconds, timed)
         return {"calls": calls, "answered": answered, "total_price": total, "median_duration": median}
 
     def get_call(self, conversation_uuid: str) -> dict | None:
@@ -138,18 +153,25 @@ def _picked_up():
     return and_(legs.c.direction == "outbound", legs.c.answer_time.is_not(None))
 
 
-def _median_duration(connection: Connection, chosen) -> float | None:
-    """The median of the chosen answered calls' durations, sorted by the database, which sends the middle only."""
-    durations = (
-        select(func.max(legs.c.duration).label("seconds"))
-        .where(legs.c.conversation_uuid.in_(chosen), _picked_up(), legs.c.duration.is_not(None))
-        .group_by(legs.c.conversation_uuid)
-        .subquery()
-    )
-    count = connection.execute(select(func.count()).select_from(durations)).scalar_one()
+def _legs_of(chosen):
+    """A query over the legs of the conversations `chosen` selects (None: of every conversation)."""
+    if chosen is None:
+        on = legs.c.conversation_uuid == conversations.c.conversation_uuid
+        return select(legs.c.conversation_uuid).select_from(legs.join(conversations, on))
+    return select(legs.c.conversation_uuid).where(legs.c.conversation_uuid.in_(chosen))
+
+
+def _price_sum(counted) -> str | None:
+    """The exact sum of (price, how many legs have it) pairs, as total_price gives it; None for no pairs."""
+    return str(sum((Decimal(price) * count for price, count in counted), Decimal(0))) if counted else None
+
+
+def _median(connection: Connection, seconds, count: int) -> float | None:
+    """The median of `count` non-null `seconds` (a subquery's column), sorted by the database, which sends the
+    middle only."""
     if not count:
         return None
-    middle = select(durations.c.seconds).order_by(durations.c.seconds).offset((count - 1) // 2)
+    middle = select(seconds).where(seconds.is_not(None)).order_by(seconds).offset((count - 1) // 2)
     values = connection.execute(middle.limit(2 - count % 2)).scalars().all()
     return sum(values) / len(values)
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from conftest import CALL_LOG_TOKEN
 from pg import database_url_for
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -93,3 +94,12 @@ def test_summary_covers_the_filter_not_one_page(client, reader):
 
 def test_summary_of_an_empty_log_has_no_spend_or_median(reader):
     assert reader.summarize() == {"calls": 0, "answered": 0, "total_price": None, "median_duration": None}
+
+
+def test_the_pages_list_refresh_leaves_the_summary_out_unless_asked(client):
+    post_call(client, "CON-a", "completed", 30, "0.01")
+    headers = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
+    refresh = client.get("/calls?partial=list", headers=headers).get_data(as_text=True)
+    asked = client.get("/calls?partial=list&summary=1", headers=headers).get_data(as_text=True)
+    assert 'data-conversation="CON-a"' in refresh and 'data-summary="calls"' not in refresh
+    assert '<strong data-summary="calls">1</strong>' in asked

@@ -1,5 +1,6 @@
 """The call-log token: CALL_LOG_TOKEN when set, else one made once and kept (0600) in the instance folder."""
 
+import secrets
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,16 +38,20 @@ def test_call_log_token_setting_wins_and_writes_nothing(tmp_path):
     assert not (tmp_path / "empty").exists()
 
 
-def test_processes_starting_together_agree_on_one_token(tmp_path):
-    starts = threading.Barrier(8)
+def test_processes_starting_together_agree_on_one_token(tmp_path, monkeypatch):
+    # The worst moment, made certain: each of them has found no token file and is making its own token before
+    # any of them writes one.
+    all_found_none = threading.Barrier(8, timeout=10)
+    make_token = secrets.token_urlsafe
 
-    def start(_):
-        starts.wait()
-        return call_log_token(settings(tmp_path))
+    def token_once_all_found_none(size):
+        all_found_none.wait()
+        return make_token(size)
 
+    monkeypatch.setattr(secrets, "token_urlsafe", token_once_all_found_none)
     with ThreadPoolExecutor(8) as pool:
-        tokens = set(pool.map(start, range(8)))
-    assert len(tokens) == 1
+        tokens = set(pool.map(lambda _: call_log_token(settings(tmp_path)), range(8)))
+    assert tokens == {(tmp_path / TOKEN_FILE).read_text().strip()}
     assert [path.name for path in tmp_path.iterdir()] == [TOKEN_FILE]
 
 
@@ -73,9 +78,11 @@ def test_the_server_keeps_its_generated_token_across_a_restart(tmp_path):
         "INSTANCE_PATH": str(tmp_path),
         "CALL_LOG_TOKEN": "",
     }
+    tokens = []
     for _ in range(2):
         with run_server(**settings) as url:
-            token = (tmp_path / TOKEN_FILE).read_text().strip()
-            response = requests.get(f"{url}/api/calls", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-            assert response.status_code == 200
-    assert (tmp_path / TOKEN_FILE).read_text().strip() == token
+            tokens.append((tmp_path / TOKEN_FILE).read_text().strip())
+            # The link printed at the first start still opens the log after the restart.
+            headers = {"Authorization": f"Bearer {tokens[0]}"}
+            assert requests.get(f"{url}/api/calls", headers=headers, timeout=10).status_code == 200
+    assert tokens[0] == tokens[1]

@@ -2,6 +2,8 @@
 // keeping open calls open; opening a call loads its event timeline. All HTML comes escaped from the server.
 // Times arrive as <time datetime="...UTC..."> and are shown here in the browser's own zone, with "3 min ago".
 // A 401 (the token changed: a restart with a new CALL_LOG_TOKEN) stops the refresh and says what to do.
+// The summary strip costs the server a pass over every matching call, so it is asked for (?summary=1) only
+// when a new call arrives, the filter changes, or SUMMARY_MS have passed.
 (function () {
   "use strict";
   var form = document.getElementById("filters");
@@ -10,6 +12,10 @@
   var expired = false;
   var timers = [];
   var MINUTE = 60 * 1000;
+  var SUMMARY_MS = 15 * 1000;
+  var summaryAt = Date.now();
+  var summaryDue = false;
+  var newest = newestCall(document);
 
   function filterQuery() {
     var params = new URLSearchParams();
@@ -73,6 +79,11 @@
       });
   }
 
+  function newestCall(root) {
+    var first = root.querySelector("details.call");
+    return first ? first.dataset.conversation : null;
+  }
+
   function swapIn(html) {
     var current = document.getElementById("calls");
     var opened = {};
@@ -94,6 +105,11 @@
     });
     localizeTimes(fresh);
     current.replaceWith(fresh);
+    var summary = holder.querySelector("#summary");
+    if (summary) { document.getElementById("summary").replaceWith(summary); }
+    var first = newestCall(fresh);
+    if (first !== newest && !summary) { summaryDue = true; }
+    newest = first;
   }
 
   function refresh() {
@@ -103,10 +119,17 @@
     var cursor = new URLSearchParams(location.search).get("cursor");
     if (cursor) { params.set("cursor", cursor); }
     params.set("partial", "list");
+    var withSummary = summaryDue || Date.now() - summaryAt >= SUMMARY_MS;
+    if (withSummary) { params.set("summary", "1"); }
     fetch("/calls?" + params.toString(), { credentials: "same-origin" })
       .then(textOf)
       .then(function (html) {
-        if (html === null || html === lastList || expired) { return; }
+        if (html === null || expired) { return; }
+        if (withSummary) {
+          summaryAt = Date.now();
+          summaryDue = false;
+        }
+        if (html === lastList) { return; }
         lastList = html;
         swapIn(html);
       })
@@ -124,6 +147,7 @@
     var query = filterQuery().toString();
     history.replaceState(null, "", "/calls" + (query ? "?" + query : ""));
     lastList = null;
+    summaryDue = true;
     refresh();
   }
   form.addEventListener("submit", applyFilters);
