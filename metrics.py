@@ -6,12 +6,19 @@ before any of them starts), and each scrape adds the files up. An app built any 
 counts in a registry of its own, which the scrape reads directly.
 
 Every labelled child is bound once, here, at start-up: a request increments a child it already holds, with no
-`.labels()` lookup, and every series is in the scrape from the start, at 0.
+`.labels()` lookup, and every series is in the scrape from the start, at 0. What a request counts goes through a
+Tally, an atomic tick added to the child in bulk (every FLUSH_SECONDS, before a scrape, and at exit): in
+multi-process mode each of the child's own increments takes a lock, a getpid system call and a write to its file,
+which under load cost a request about 5% of its time. So another process's requests show in a scrape within
+FLUSH_SECONDS.
 """
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import os
+import threading
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
@@ -31,7 +38,33 @@ DATABASE_OPERATIONS = ("commit", "read")
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # a transaction holds at most BATCH_LIMIT (256) events
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+FLUSH_SECONDS = 1.0
+
 bp = Blueprint("metrics", __name__)
+
+
+class Tally:
+    """A counter child's increments from requests: each `inc` is one atomic tick (itertools.count is a C object,
+    safe across threads), and `flush` adds the ticks not yet added to the child."""
+
+    __slots__ = ("child", "_ticks", "_flushes", "_added")
+
+    def __init__(self, child):
+        self.child = child
+        self._ticks = itertools.count()
+        self._flushes = 0  # the ticks flush itself took
+        self._added = 0  # the increments already added to the child
+
+    def inc(self) -> None:
+        next(self._ticks)
+
+    def flush(self) -> None:
+        """Add the new increments to the child (one caller at a time: Metrics.flush holds a lock)."""
+        increments = next(self._ticks) - self._flushes
+        self._flushes += 1
+        if increments > self._added:
+            self.child.inc(increments - self._added)
+            self._added = increments
 
 
 def outcome_of(status: int) -> str:
@@ -48,22 +81,25 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
+        self._tallies: dict[int, Tally] = {}
+        self._flush_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
         webhooks = Counter(
             "voice_webhooks", "Voice webhook requests by route and outcome", ["route", "outcome"], registry=registry
         )
         # route -> response status -> child: the outcome of every status decided once, here.
         self.webhooks = {
-            route: {status: webhooks.labels(route, outcome_of(status)) for status in range(100, 600)}
+            route: {status: self._tally(webhooks.labels(route, outcome_of(status))) for status in range(100, 600)}
             for route in ROUTES
         }
-        self.signature_refused = {route: webhooks.labels(route, "refused") for route in ROUTES}
+        self.signature_refused = {route: self._tally(webhooks.labels(route, "refused")) for route in ROUTES}
         refusals = Counter(
             "voice_signature_refusals",
             "Webhooks refused by the signature check, by reason",
             ["reason"],
             registry=registry,
         )
-        self.refusals = {code: refusals.labels(code) for code in REFUSAL_CODES}
+        self.refusals = {code: self._tally(refusals.labels(code)) for code in REFUSAL_CODES}
         answers = Counter(
             "voice_answer_decisions",
             "Answer decisions (/voice/answer, /voice/fallback, a connect's told-why outcome) by outcome and call shape",
@@ -71,11 +107,33 @@ class Metrics:
             registry=registry,
         )
         # By the decision's shape; a decision with no shape to tell is an unreadable request's.
-        self.connected = {shape: answers.labels("connected", shape) for shape in SHAPES}
-        self.refused_calls = {shape: answers.labels("refused", shape) for shape in SHAPES}
-        self.refused_calls[UNKNOWN_SHAPE] = answers.labels("unreadable", UNKNOWN_SHAPE)
-        self.told_why = answers.labels("told_why", UNKNOWN_SHAPE)
+        self.connected = {shape: self._tally(answers.labels("connected", shape)) for shape in SHAPES}
+        self.refused_calls = {shape: self._tally(answers.labels("refused", shape)) for shape in SHAPES}
+        self.refused_calls[UNKNOWN_SHAPE] = self._tally(answers.labels("unreadable", UNKNOWN_SHAPE))
+        self.told_why = self._tally(answers.labels("told_why", UNKNOWN_SHAPE))
         self._writer_metrics(registry)
+
+    def _tally(self, child) -> Tally:
+        """The one Tally of `child` (several statuses share an outcome's child)."""
+        return self._tallies.setdefault(id(child), Tally(child))
+
+    def flush(self) -> None:
+        """Add every tally's new increments to its counter."""
+        with self._flush_lock:
+            for tally in self._tallies.values():
+                tally.flush()
+
+    def start_flushing(self) -> None:
+        """Flush every FLUSH_SECONDS on a thread of this process, and at its exit."""
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_forever, name="metrics-flush", daemon=True)
+            self._flusher.start()
+            atexit.register(self.flush)
+
+    def _flush_forever(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(FLUSH_SECONDS):
+            self.flush()
 
     def _writer_metrics(self, registry: CollectorRegistry) -> None:
         self.events_stored = Counter(
@@ -118,6 +176,7 @@ def multiprocess_folder() -> str | None:
 
 def exposition(metrics: Metrics) -> bytes:
     """The scrape, in Prometheus' text format: every process's values added up, or this app's own."""
+    metrics.flush()
     folder = multiprocess_folder()
     if folder is None:
         return generate_latest(metrics.registry)

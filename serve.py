@@ -233,6 +233,8 @@ def production_app():
 
     relay_stop_signals(only_from_parent=True)
     application = create_app()
+    # Other processes scrape this worker's counts: add them to its metrics' files every second.
+    application.extensions["metrics"].start_flushing()
     gc.collect()
     gc.freeze()
     return application

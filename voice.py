@@ -18,15 +18,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from prometheus_client import Counter
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.utils import get_host
 
 from calllog import CallLog, StorageError
 from calllog.rows import answer_row, event_row
 from config import Settings
 from events import log_event
 from logs import utc_timestamp
-from metrics import UNKNOWN_SHAPE, Metrics
+from metrics import UNKNOWN_SHAPE, Metrics, Tally
 from ncco import (
     OUTBOUND,
     AnswerDecision,
@@ -110,9 +110,9 @@ class Route:
     """One webhook: the function that serves it, and its counters (voice_webhooks_total), bound at start-up."""
 
     handle: Callable[[Voice, WebhookRequest], Reply]
-    by_status: dict[int, Counter]  # response status -> the counter of that status's outcome
-    refused: Counter  # requests the signature check refused
-    error: Counter  # requests that failed with an unexpected error
+    by_status: dict[int, Tally]  # response status -> the tally of that status's outcome
+    refused: Tally  # requests the signature check refused
+    error: Tally  # requests that failed with an unexpected error
 
 
 class VoiceWebhooks:
@@ -288,20 +288,30 @@ def _answer(voice: Voice, req: WebhookRequest, route: str) -> Reply:
         return _respond(voice, req, route, _unreadable(voice, error.description))
     if payload.problem is not None:
         return _respond(voice, req, route, _unreadable(voice, payload.problem))
-    plan = voice.plan if voice.plan.event_url else _plan_for_host(voice.plan, *_own_scheme_and_host(req))
+    plan = voice.plan if voice.plan.event_url else _plan_for_request(voice.plan, req.environ)
     return _respond(voice, req, route, decide_answer(payload.fields, voice.policy, plan, voice.routing))
 
 
-def _own_scheme_and_host(req: WebhookRequest) -> tuple[str, str]:
-    """How Vonage reached this server, for a connect's eventUrl when PUBLIC_URL is unset: the request's own host,
-    and its scheme, or the one a proxy in front (ngrok) says the request came in with."""
-    forwarded = req.environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
-    return (forwarded if forwarded in ("http", "https") else req.scheme), req.host
+def _plan_for_request(plan: CallPlan, environ: dict) -> CallPlan:
+    """The call plan with the connect's eventUrl on this server as the request reached it (PUBLIC_URL unset)."""
+    get = environ.get
+    return _plan_for_host(
+        plan,
+        get("HTTP_X_FORWARDED_PROTO", ""),
+        get("wsgi.url_scheme", "http"),
+        get("HTTP_HOST"),
+        (get("SERVER_NAME", ""), get("SERVER_PORT")),
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _plan_for_host(plan: CallPlan, scheme: str, host: str) -> CallPlan:
-    return replace(plan, event_url=f"{scheme}://{host}{CONNECT_EVENT_URL}")
+def _plan_for_host(plan: CallPlan, forwarded: str, url_scheme: str, host: str | None, server: tuple) -> CallPlan:
+    """The eventUrl from the request's own host (as werkzeug reads and checks it) and its scheme, or the one a
+    proxy in front (ngrok) says the request came in with. Cached: a server is reached by a handful of names."""
+    forwarded = forwarded.split(",")[0].strip().lower()
+    scheme = forwarded if forwarded in ("http", "https") else url_scheme
+    port = int(server[1]) if server[1] and server[1].isdigit() else None
+    return replace(plan, event_url=f"{scheme}://{get_host(url_scheme, host, (server[0], port))}{CONNECT_EVENT_URL}")
 
 
 def _unreadable(voice: Voice, problem: str) -> AnswerDecision:

@@ -17,7 +17,7 @@ from logs import LOGGER_NAME
 
 # The writer commits within its own timeout or fails the batch; this adds room for the reply to arrive.
 WAIT_SECONDS = REPLY_TIMEOUT_SECONDS + 1
-ANSWER_BATCH_SECONDS = 0.02
+ANSWER_BATCH_SECONDS = 0.1
 ANSWER_BACKLOG_LIMIT = 10_000
 
 log = logging.getLogger(f"{LOGGER_NAME}.client")

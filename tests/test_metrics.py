@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,7 +21,7 @@ import voice
 from calllog.legs import FINAL_STATUSES
 from config import settings_from
 from conftest import CALL_LOG_TOKEN, ROOT, built_app
-from metrics import OUTCOMES, ROUTES
+from metrics import FLUSH_SECONDS, OUTCOMES, ROUTES, Tally
 from pg import database_url_for
 from production import (
     CALL_LOG_TOKEN as PRODUCTION_TOKEN,
@@ -76,6 +77,11 @@ def by_label(samples: dict, name: str, label: str, **only) -> dict[str, float]:
 
 def value(samples: dict, name: str, **labels) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
+
+
+def total(samples: dict, name: str) -> float:
+    """A metric's samples added up over all their labels."""
+    return sum(count for (sample, _), count in samples.items() if sample == name)
 
 
 def scrape(client) -> dict:
@@ -311,6 +317,12 @@ def test_the_production_servers_workers_and_writer_add_up_in_one_scrape(backend,
             30,
             "every answer decision committed",
         )
+        # Each worker adds its requests' counts to the shared files every metrics.FLUSH_SECONDS.
+        wait_until(
+            lambda: total(production_scrape(server.url), "voice_webhooks_total") == answers + events + refused,
+            10 * FLUSH_SECONDS,
+            "every worker's counts flushed",
+        )
         samples = production_scrape(server.url)
         (folder,) = server.tmpdir.glob("voice-metrics-*")
         roles = server.roles()
@@ -348,3 +360,30 @@ def test_the_multi_process_folder_is_removed_when_the_server_stops(tmp_path):
 def test_the_start_up_notes_name_the_metrics_endpoint():
     notes = "\n".join(startup_notes(settings_from({"CALL_LOG_TOKEN": CALL_LOG_TOKEN})))
     assert "http://127.0.0.1:3000/metrics" in notes
+
+
+def test_a_tally_adds_every_increment_from_many_threads_exactly_once():
+    registry = CollectorRegistry()
+    tally = Tally(Counter("ticks", "Increments from many threads", registry=registry))
+    done = threading.Event()
+
+    def flush_meanwhile():
+        while not done.is_set():
+            tally.flush()
+
+    def increment():
+        for _ in range(20_000):
+            tally.inc()
+
+    flusher = threading.Thread(target=flush_meanwhile)
+    flusher.start()
+    workers = [threading.Thread(target=increment) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    flusher.join()
+    tally.flush()
+    tally.flush()
+    assert registry.get_sample_value("ticks_total") == 8 * 20_000

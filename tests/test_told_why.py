@@ -319,7 +319,7 @@ def recorded(url: str, conversation: str, answers: int) -> dict:
         call = requests.get(f"{url}/api/calls/{conversation}", headers=AUTH, timeout=10).json()
         if len(call.get("answers", [])) >= answers:
             return call
-        time.sleep(0.02)  # a worker sends its answer decisions every 20 ms
+        time.sleep(0.02)  # a worker sends its answer decisions every 100 ms
     raise AssertionError(f"{conversation} has fewer than {answers} answer decisions")
 
 
