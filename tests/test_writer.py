@@ -10,6 +10,7 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
+from calllog import client as client_module
 from calllog.client import WriterClient
 from calllog.rows import event_row
 from calllog.schema import StorageError
@@ -196,3 +197,33 @@ def test_make_run_restarts_a_writer_that_dies_and_loses_nothing_acknowledged(tmp
     with call_log_reader(database) as reader:
         stored = reader.stored_event_keys([event_key(payload) for payload in acknowledged])
     assert stored == {event_key(payload) for payload in acknowledged}
+
+
+def test_a_writer_that_never_replies_fails_the_event_after_the_wait_limit(tmp_path, monkeypatch):
+    """A writer stuck mid-commit must not hold a request thread forever: the event fails (503) after the limit."""
+    monkeypatch.setattr(client_module, "WAIT_SECONDS", 0.3)
+    path = str(tmp_path / "silent.sock")
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(path)
+    silent.listen()
+    client = WriterClient(path)
+    outcome = []
+
+    def record():
+        try:
+            client.record_event(
+                event_row(Payload({"uuid": "leg-1", "status": "started"}), "2026-11-26T10:00:00.000Z", True)
+            )
+        except StorageError as error:
+            outcome.append(error)
+
+    started = time.monotonic()
+    waiting = threading.Thread(target=record, daemon=True)
+    waiting.start()
+    waiting.join(5)
+    try:
+        assert not waiting.is_alive(), "the event still waits for the writer after 5 s"
+        assert "did not answer" in str(outcome[0])
+        assert 0.25 < time.monotonic() - started < 3
+    finally:
+        silent.close()
