@@ -50,6 +50,13 @@ class _Statements:
             self.lock_legs = "SELECT uuid, status FROM legs WHERE uuid = ANY(%s) ORDER BY uuid FOR UPDATE"
         assignments = ", ".join(f'"{name}" = {self.mark}' for name in LEG_FIELDS)
         self.update_legs = f"UPDATE legs SET {assignments} WHERE uuid = {self.mark}"
+        # SQLite (no row locks to take): each leg written by one upsert, its old status read with its events.
+        self.upsert_legs = None
+        if dialect_name == "sqlite":
+            names = ", ".join(f'"{name}"' for name in ("uuid", *LEG_FIELDS))
+            marks = ", ".join([self.mark] * (len(LEG_FIELDS) + 1))
+            updates = ", ".join(f'"{name}" = excluded."{name}"' for name in LEG_FIELDS)
+            self.upsert_legs = f"INSERT INTO legs ({names}) VALUES ({marks}) ON CONFLICT (uuid) DO UPDATE SET {updates}"
         self.touch_conversations = (
             f"INSERT INTO conversations (conversation_uuid, started_at, updated_at) "
             f"VALUES ({self.mark}, {self.mark}, {self.mark}) ON CONFLICT (conversation_uuid) DO UPDATE SET "
@@ -73,12 +80,15 @@ class _Statements:
             self._by_size[key] = self._insert("events", EVENT_COLUMNS, rows) + conflict
         return self._by_size[key]
 
-    def leg_statuses(self, count: int) -> str:
-        """The statuses of `count` legs (SQLite's; PostgreSQL's lock_legs reads them)."""
-        key = ("leg_statuses", count)
+    def leg_payloads_and_statuses(self, count: int) -> str:
+        """The stored payloads of `count` legs in the order they were stored, each with its leg's status (SQLite)."""
+        key = ("leg_payloads_and_statuses", count)
         if key not in self._by_size:
             marks = ", ".join([self.mark] * count)
-            self._by_size[key] = f"SELECT uuid, status FROM legs WHERE uuid IN ({marks})"
+            self._by_size[key] = (
+                "SELECT events.leg_uuid, events.payload, legs.status FROM events "
+                f"LEFT JOIN legs ON legs.uuid = events.leg_uuid WHERE events.leg_uuid IN ({marks}) ORDER BY events.id"
+            )
         return self._by_size[key]
 
     def leg_payloads(self, count: int) -> str:
@@ -247,19 +257,25 @@ class Committer:
         """Re-fold each leg from all its stored events, so arrival order never matters. Returns the final status
         of each leg that has one now and had none before: a leg ends once, however its events arrive."""
         statements = self._statements
-        run(statements.insert_legs, [(uuid,) for uuid in uuids])
-        if statements.lock_legs is not None:
-            before = dict(run(statements.lock_legs, (uuids,)).fetchall())
-        else:
-            before = dict(run(statements.leg_statuses(len(uuids)), tuple(uuids)).fetchall())
         payloads: dict[str, list[dict]] = {uuid: [] for uuid in uuids}
-        for uuid, payload in run(statements.leg_payloads(len(uuids)), tuple(uuids)).fetchall():
-            payloads[uuid].append(json.loads(payload))
-        updates, ended = [], []
+        if statements.upsert_legs is None:
+            run(statements.insert_legs, [(uuid,) for uuid in uuids])
+            before = dict(run(statements.lock_legs, (uuids,)).fetchall())
+            for uuid, payload in run(statements.leg_payloads(len(uuids)), tuple(uuids)).fetchall():
+                payloads[uuid].append(json.loads(payload))
+        else:
+            before = {}
+            for uuid, payload, status in run(statements.leg_payloads_and_statuses(len(uuids)), tuple(uuids)):
+                payloads[uuid].append(json.loads(payload))
+                before[uuid] = status
+        legs, ended = [], []
         for uuid in uuids:
             leg = fit("legs", fold_leg(payloads[uuid]))
-            updates.append((*(leg[name] for name in LEG_FIELDS), uuid))
+            legs.append((uuid, *(leg[name] for name in LEG_FIELDS)))
             if leg["status"] in ENDS and before.get(uuid) not in ENDS:
                 ended.append(leg["status"])
-        run(statements.update_legs, updates)
+        if statements.upsert_legs is None:
+            run(statements.update_legs, [(*fields, uuid) for uuid, *fields in legs])
+        else:
+            run(statements.upsert_legs, legs)
         return ended
