@@ -3,7 +3,7 @@ blueprints and the `flask` commands together. Each part lives in its own module:
 
     voice.py     /voice/answer, /voice/fallback, /voice/event: the signed webhooks, served in front of Flask
     calllog/     the call log: storage, the writer, /api/calls, /calls, `flask calls`
-    metrics.py   what the server counts, and /metrics for Prometheus
+    metrics.py   what the server counts (status.py serves it at /metrics)
     status.py    / and /health
     cli.py       the `flask` commands, imported when run
 """
@@ -51,7 +51,6 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         log.error("call log unavailable at start-up: %s", error)
     voice.init_app(app, settings, call_log, log, counted)
     app.register_blueprint(status.bp)
-    app.register_blueprint(metrics.bp)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(page_blueprint)
     http_errors.init_app(app)

@@ -1,4 +1,5 @@
-"""Prometheus metrics: what the webhooks and the call-log writer count, and GET /metrics, which serves them.
+"""Prometheus metrics: what the webhooks and the call-log writer count, and the scrape (status.py serves it at
+GET /metrics).
 
 Under serve.py the workers and the writer are processes of their own. prometheus_client's multi-process mode keeps
 each process's values in files of the folder PROMETHEUS_MULTIPROC_DIR names (serve.run makes a fresh one per run,
@@ -20,11 +21,9 @@ import itertools
 import os
 import threading
 
-from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from calllog.api import request_token, token_matches
 from calllog.legs import FINAL_STATUSES
 from ncco import APP_TO_APP, INBOUND, OUTBOUND
 from signatures import REFUSAL_CODES
@@ -39,8 +38,6 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # a transaction holds a
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 FLUSH_SECONDS = 1.0
-
-bp = Blueprint("metrics", __name__)
 
 
 class Tally:
@@ -174,6 +171,11 @@ def multiprocess_folder() -> str | None:
     return os.environ.get(MULTIPROCESS_FOLDER_VARIABLE) or None
 
 
+# The text format every Prometheus reads (2.x and 3.x), as prometheus_client's own handler answers a scraper that asks
+# for nothing else; the names here are plain ASCII, so nothing needs the 1.0.0 format's escaping.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
 def exposition(metrics: Metrics) -> bytes:
     """The scrape, in Prometheus' text format: every process's values added up, or this app's own."""
     metrics.flush()
@@ -183,16 +185,3 @@ def exposition(metrics: Metrics) -> bytes:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=folder)
     return generate_latest(registry)
-
-
-@bp.get("/metrics")
-def scrape():
-    if not token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
-        return jsonify(
-            error="/metrics needs the call log's token: add 'Authorization: Bearer <token>' (Prometheus: "
-            "authorization.credentials in the scrape config) or '?token=<token>'; the server prints it at start-up "
-            "(CALL_LOG_TOKEN)"
-        ), 401
-    # The text format every Prometheus reads (2.x and 3.x), as prometheus_client's own handler answers a scraper
-    # that asks for nothing else; the names here are plain ASCII, so nothing needs the 1.0.0 format's escaping.
-    return Response(exposition(current_app.extensions["metrics"]), content_type=CONTENT_TYPE_PLAIN_0_0_4)

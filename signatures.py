@@ -13,8 +13,6 @@ import uuid
 import warnings
 from collections.abc import Sequence
 
-import jwt
-
 ALGORITHM = "HS256"
 ISSUER = "Vonage"
 MAX_TOKEN_LENGTH = 4096
@@ -252,6 +250,8 @@ def sign_webhook(
     }
     if application_id:
         claims["application_id"] = application_id
+    import jwt  # PyJWT, and the cryptography package behind it: only where requests are made, never in a worker
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return "Bearer " + jwt.encode(claims, secret, algorithm=ALGORITHM)

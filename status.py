@@ -1,9 +1,12 @@
-"""What the server is and how it is: `/` lists the routes, `/health` reports each part's state."""
+"""What the server is and how it is: `/` lists the routes, `/health` reports each part's state, `/metrics` serves
+what it counted to Prometheus (metrics.py)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint, Response, current_app, jsonify
 
+import metrics
+from calllog.api import request_token, token_matches
 from config import Settings
 from voice import ANSWER_URL, CONNECT_EVENT_URL, EVENT_URL, FALLBACK_URL
 
@@ -54,3 +57,14 @@ def signatures_health(settings: Settings) -> dict:
             "warning": "VONAGE_SIGNATURE_SECRET is not set: webhooks are accepted without checking they come from Vonage",
         }
     return {"status": "on", "secrets": len(settings.signature_secrets), "max_age": settings.signature_max_age}
+
+
+@bp.get("/metrics")
+def scrape():
+    if not token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
+        return jsonify(
+            error="/metrics needs the call log's token: add 'Authorization: Bearer <token>' (Prometheus: "
+            "authorization.credentials in the scrape config) or '?token=<token>'; the server prints it at start-up "
+            "(CALL_LOG_TOKEN)"
+        ), 401
+    return Response(metrics.exposition(current_app.extensions["metrics"]), content_type=metrics.CONTENT_TYPE)

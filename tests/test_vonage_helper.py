@@ -286,7 +286,8 @@ def test_the_server_starts_and_connects_calls_without_any_vonage_credentials(dat
 
 
 def test_a_worker_serving_calls_has_not_loaded_the_sdks_rest_client_nor_the_helper():
-    """The answer and event paths never need the Vonage SDK's client: a worker must not pay for importing it."""
+    """The answer and event paths never need the Vonage SDK's client, nor PyJWT (the check is written out in
+    signatures.py; PyJWT only makes tokens): a worker must not pay for importing them."""
     import subprocess
     import sys
 
@@ -301,7 +302,8 @@ def test_a_worker_serving_calls_has_not_loaded_the_sdks_rest_client_nor_the_help
         "assert client.get('/voice/answer?to=447700900000').status_code == 200\n"
         "assert client.post('/voice/event', json={'status': 'started', 'uuid': 'u1'}).status_code == 204\n"
         "loaded = [name for name in sys.modules if name.split('.')[0] in\n"
-        "          ('vonage', 'vonage_http_client', 'vonage_voice', 'vonage_helper', 'simulate', 'pydantic', 'requests')]\n"
+        "          ('vonage', 'vonage_http_client', 'vonage_voice', 'vonage_helper', 'simulate', 'pydantic', 'requests',\n"
+        "           'jwt', 'cryptography')]\n"
         "print('LOADED=' + ','.join(sorted(loaded)), file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
