@@ -31,6 +31,22 @@ def load_fixture(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def answer_record(conversation: str | None, received_at: str, verified: bool = True) -> dict:
+    """An answers row as a worker sends it to the writer: Alice's call to 447700900000, connected."""
+    return {
+        "conversation_uuid": conversation,
+        "leg_uuid": None,
+        "route": "answer",
+        "caller": "Alice",
+        "requested": "447700900000",
+        "callee": "447700900000",
+        "connected": True,
+        "reason": None,
+        "received_at": received_at,
+        "verified": verified,
+    }
+
+
 @contextlib.contextmanager
 def call_log_reader(database_url: str):
     """Queries over a database, as a second process would read it; its connections closed afterwards."""

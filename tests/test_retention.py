@@ -16,6 +16,7 @@ from calllog.rows import event_row
 from calllog.schema import Database, answers, conversations, events, legs
 from calllog.writer import WriterThread
 from config import ConfigError, settings_from
+from conftest import answer_record
 from logs import utc_timestamp
 from metrics import Metrics
 from payloads import Payload
@@ -87,23 +88,8 @@ def write_call(client: WriterClient, conversation: str, age: float, last_age: fl
         payload["timestamp"] = f"2026-01-01T00:00:0{number}.000Z"
         received = days_ago(last_age if number == len(sent) - 1 else age)
         assert client.record_event(event_row(Payload(payload), received, True)) is True
-    client.record_answer(answer(conversation, days_ago(last_age)))
+    client.record_answer(answer_record(conversation, days_ago(last_age)))
     client.flush()
-
-
-def answer(conversation: str | None, received_at: str) -> dict:
-    return {
-        "conversation_uuid": conversation,
-        "leg_uuid": None,
-        "route": "answer",
-        "caller": "Alice",
-        "requested": "447700900000",
-        "callee": "447700900000",
-        "connected": True,
-        "reason": None,
-        "received_at": received_at,
-        "verified": True,
-    }
 
 
 event_identity = (events.c.conversation_uuid, events.c.leg_uuid, events.c.kind)
@@ -144,7 +130,7 @@ def test_a_conversation_that_started_long_ago_but_had_an_event_recently_is_kept(
 
 def test_a_recent_answer_decision_keeps_its_conversation(remote, database):
     write_call(remote, "CON-answered-late", 150)
-    remote.record_answer(answer("CON-answered-late", days_ago(1)))
+    remote.record_answer(answer_record("CON-answered-late", days_ago(1)))
     remote.flush()
     assert prune(database, cutoff_before(RETENTION, NOW)) == Pruned()
 
@@ -156,8 +142,8 @@ def test_old_rows_of_no_conversation_are_pruned_too(remote, database):
     assert remote.record_event(event_row(Payload(loose_leg), days_ago(100), True)) is True
     recent = {"status": "ringing", "uuid": "leg-recent", "timestamp": "2026-01-01T00:00:00Z"}
     assert remote.record_event(event_row(Payload(recent), days_ago(1), True)) is True
-    remote.record_answer(answer(None, days_ago(100)))
-    remote.record_answer(answer(None, days_ago(1)))
+    remote.record_answer(answer_record(None, days_ago(100)))
+    remote.record_answer(answer_record(None, days_ago(1)))
     remote.flush()
     assert prune(database, cutoff_before(RETENTION, NOW)) == Pruned(events=2, legs=1, answers=1)
     assert rows_of(database)["legs"] == {"None/leg-recent"}

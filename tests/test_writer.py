@@ -15,7 +15,7 @@ from calllog.client import WriterClient
 from calllog.rows import event_row
 from calllog.schema import StorageError
 from calllog.writer import WriterThread
-from conftest import CALL_LOG_TOKEN, SEED_EVENTS, built_app, call_log_reader, load_fixture
+from conftest import CALL_LOG_TOKEN, SEED_EVENTS, answer_record, built_app, call_log_reader, load_fixture
 from events import event_key
 from metrics import Metrics
 from ncco import parse_ncco
@@ -103,20 +103,7 @@ def test_an_unreadable_message_closes_only_its_own_connection(writer_socket, rem
 
 def test_remote_writer_stores_answer_decisions_in_batches(remote, database_url):
     for index in range(25):
-        remote.record_answer(
-            {
-                "conversation_uuid": f"CON-{index}",
-                "leg_uuid": None,
-                "route": "answer",
-                "caller": "Alice",
-                "requested": "447700900000",
-                "callee": "447700900000",
-                "connected": True,
-                "reason": None,
-                "received_at": "2026-11-24T09:00:00.000Z",
-                "verified": False,
-            }
-        )
+        remote.record_answer(answer_record(f"CON-{index}", "2026-11-24T09:00:00.000Z", verified=False))
     remote.flush()
     with call_log_reader(database_url) as reader:
         assert len(reader.list_calls(limit=100)[0]) == 25
