@@ -31,17 +31,13 @@ class CallLogReader:
 
     @contextlib.contextmanager
     def _connect(self):
-        """A connection; any database failure while it is used becomes StorageError, in one line."""
+        """A reading connection (Database.connect); a failure is counted, then raised as StorageError."""
         try:
-            self.database.ensure_schema()
-            with self.database.engine.connect() as connection:
+            with self.database.connect() as connection:
                 yield connection
         except StorageError:
             self._on_failure()
             raise
-        except Exception as error:
-            self._on_failure()
-            raise StorageError(f"the {self.database.backend} database failed: {brief(error)}") from None
 
     def count_events(self) -> int:
         with self._connect() as connection:

@@ -67,17 +67,11 @@ def described(removed: Pruned, age: timedelta, cutoff: str) -> str:
 
 @contextlib.contextmanager
 def _transaction(database: Database):
-    """One transaction; any database failure in it becomes StorageError, in one line."""
-    try:
-        database.ensure_schema()
-        with database.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            yield connection
-    except StorageError:
-        raise
-    except Exception as error:
-        raise StorageError(f"the {database.backend} database failed: {brief(error)}") from None
+    """One writing transaction (Database.connect) that waits at most LOCK_TIMEOUT for a row lock (PostgreSQL)."""
+    with database.connect(writing=True) as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        yield connection
 
 
 def prune_step(database: Database, cutoff: str, limit: int = PRUNE_CHUNK) -> tuple[Pruned, bool]:
@@ -172,7 +166,7 @@ def count_prunable(database: Database, cutoff: str) -> Pruned:
         select(func.count()).where(legs.c.conversation_uuid.in_(old) | loose_leg),
         select(func.count()).where(belongs(answers)),
     ]
-    with _transaction(database) as connection:
+    with database.connect() as connection:
         return Pruned(*(connection.execute(query).scalar_one() for query in queries))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import (
@@ -20,12 +22,14 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 SCHEMA_VERSION = 3
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
+# The execution option that marks a transaction as only reading (Database.connect).
+READING = "call_log_reading"
 # Several servers may start at once against one PostgreSQL database: they migrate one at a time.
 MIGRATION_LOCK = 804210
 CONNECT_SECONDS = 5
@@ -152,7 +156,9 @@ def database_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def begin_immediate(connection):
-        connection.exec_driver_sql(SQLITE_BEGIN)
+        # A reader's transaction (Database.connect) takes no lock: in WAL mode it reads a snapshot beside the writer.
+        reading = connection.get_execution_options().get(READING, False)
+        connection.exec_driver_sql("BEGIN" if reading else SQLITE_BEGIN)
 
     return engine
 
@@ -208,6 +214,23 @@ class Database:
             except Exception as error:
                 raise StorageError(f"cannot prepare the {self.backend} database: {brief(error)}") from None
             self._ready = True
+
+    @contextlib.contextmanager
+    def connect(self, writing: bool = False) -> Iterator[Connection]:
+        """A connection in one transaction, committed at the end; any failure becomes StorageError, in one line.
+
+        On SQLite a reading transaction takes no lock, so a long read (the page's summary) never holds up the
+        writer's commits; a writing one takes the write lock up front (SQLITE_BEGIN)."""
+        try:
+            self.ensure_schema()
+            with self.engine.connect() as connection:
+                connection.execution_options(**{READING: not writing})
+                with connection.begin():
+                    yield connection
+        except StorageError:
+            raise
+        except Exception as error:
+            raise StorageError(f"the {self.backend} database failed: {brief(error)}") from None
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -162,3 +162,27 @@ def test_a_batch_chosen_as_a_deadlock_victim_is_tried_again_not_failed(caplog):
     committer.close()
     database.close()
     engine.dispose()
+
+
+def test_a_long_read_on_sqlite_does_not_hold_up_the_writers_commits(tmp_path):
+    """The call log's reads (the page's summary can take a second on a big database) run beside the writer: in
+    WAL mode a reader needs no lock, and one that took SQLite's write lock would make events wait, then fail."""
+    url = f"sqlite:///{tmp_path / 'calls.db'}"
+    reading, writing = Database(url), Database(url)
+    committer = Committer(writing, Metrics(CollectorRegistry()))
+    assert committer.commit([row("started")], []) == [True]
+    outcome = []
+    try:
+        with reading.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM events")).scalar_one() == 1
+            commit = threading.Thread(target=lambda: outcome.append(committer.commit([row("ringing")], [])))
+            commit.start()
+            commit.join(5)
+            waited = commit.is_alive()
+        assert not waited, "the commit waited for the reader to finish"
+        assert outcome == [[True]]
+    finally:
+        commit.join()
+        committer.close()
+        reading.close()
+        writing.close()
