@@ -24,24 +24,18 @@ log = logging.getLogger(f"{LOGGER_NAME}.client")
 
 
 class _Channel:
-    """One connection to the writer: frames out, replies back in the order they were asked for.
-
-    A blocking socket whose waits the kernel bounds (SO_RCVTIMEO, SO_SNDTIMEO): Python's own socket timeout would
-    poll before every send and receive, two more system calls on every event.
-    """
+    """One connection to the writer: frames out, replies back in the order they were asked for; every wait
+    bounded by WAIT_SECONDS (frames.bound_waits)."""
 
     def __init__(self, socket_path: str):
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         connection.settimeout(WAIT_SECONDS)
         try:
             connection.connect(socket_path)
+            frames.bound_waits(connection, WAIT_SECONDS)
         except OSError as error:
             connection.close()
             raise StorageError(f"the call-log writer is not running ({error.strerror})") from None
-        connection.settimeout(None)
-        limit = struct.pack("ll", int(WAIT_SECONDS), int(WAIT_SECONDS % 1 * 1_000_000))
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
         self._connection = connection
 
     def send(self, frame: bytes) -> None:
@@ -65,13 +59,7 @@ class _Channel:
 
     def _receive(self, size: int) -> bytes:
         """Exactly `size` bytes, or fewer if the writer closed the connection."""
-        data = self._connection.recv(size)
-        while data and len(data) < size:
-            more = self._connection.recv(size - len(data))
-            if not more:
-                break
-            data += more
-        return data
+        return self._connection.recv(size, socket.MSG_WAITALL)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -7,6 +7,7 @@ text it is. The writer answers each event and flush with one reply: a byte, and 
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Sequence
 
@@ -14,6 +15,18 @@ EVENT, ANSWERS, FLUSH = b"E", b"A", b"F"
 NEW, REPEATED, DONE, FAILED = b"N", b"R", b"D", b"X"
 
 _LENGTH = struct.Struct("!I")
+
+
+def bound_waits(connection: socket.socket, seconds: float) -> None:
+    """Make `connection` blocking, with every receive and send limited to `seconds` by the kernel (SO_RCVTIMEO,
+    SO_SNDTIMEO; a wait past it raises OSError). Python's own socket timeout would poll before every call: two
+    more system calls on every event, on both sides."""
+    connection.settimeout(None)
+    limit = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+
+
 _NONE = 0xFFFFFFFF
 MAX_FRAME = 16 * 1024 * 1024
 

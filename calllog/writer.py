@@ -14,7 +14,6 @@ import logging
 import os
 import selectors
 import socket
-import struct
 import threading
 import time
 from datetime import timedelta
@@ -152,12 +151,8 @@ class WriterServer:
 
     def _accept(self) -> None:
         connection, _ = self._listener.accept()
-        # Reads wait for the selector; a reply that cannot be sent in time drops the connection. The kernel bounds
-        # the waits (Python's own socket timeout would poll before every receive and send).
-        connection.setblocking(True)
-        limit = struct.pack("ll", int(REPLY_TIMEOUT_SECONDS), int(REPLY_TIMEOUT_SECONDS % 1 * 1_000_000))
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+        # Reads wait for the selector; a reply that cannot be sent in time drops the connection.
+        frames.bound_waits(connection, REPLY_TIMEOUT_SECONDS)
         self._selector.register(connection, selectors.EVENT_READ)
         self._unread[connection] = frames.FrameReader()
 
