@@ -7,13 +7,12 @@ import difflib
 import importlib
 import json
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from config import ConfigError
+from config import ConfigError, base_url
 
 # command name -> "module:attribute" of its click command
 COMMANDS = {
@@ -70,12 +69,9 @@ def check_base_url(ctx: click.Context, param: click.Parameter, value: str | None
     if value is None:
         return None
     try:
-        parts = urlsplit(value)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise click.BadParameter(f"{value!r} is not a base URL such as http://127.0.0.1:3000")
-    return value
+        return base_url(value, "http://127.0.0.1:3000")
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 class LazyCommands(AppGroup):

@@ -250,11 +250,15 @@ def _application_id(raw: str) -> str:
     return value
 
 
-def _public_url(raw: str) -> str:
+def base_url(raw: str, example: str = "https://abc123.ngrok.app") -> str:
+    """A server's base URL (http or https, a host, no query), without a trailing slash; ValueError names `example`."""
     value = raw.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"{raw.strip()!r} is not a base URL such as https://abc123.ngrok.app")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{raw.strip()!r} is not a base URL such as {example}")
     return value
 
 
@@ -437,7 +441,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         "VONAGE_APPLICATION_ID=aaaaaaaa-bbbb-cccc-dddd-0123456789ab (from your application's page in the dashboard)",
     ),
     "VONAGE_PRIVATE_KEY": ("private_key", _text(10_000), "VONAGE_PRIVATE_KEY=./private.key"),
-    "PUBLIC_URL": ("public_url", _public_url, "PUBLIC_URL=https://abc123.ngrok.app"),
+    "PUBLIC_URL": ("public_url", base_url, "PUBLIC_URL=https://abc123.ngrok.app"),
     "VONAGE_API_HOST": ("api_host", _api_host, "VONAGE_API_HOST=api-us.vonage.com"),
     "VONAGE_API_KEY": ("api_key", _text(64), "VONAGE_API_KEY=abcd1234 (dashboard: API settings)"),
     "VONAGE_API_SECRET": ("api_secret", _text(256), "VONAGE_API_SECRET=... (dashboard: API settings)"),

@@ -3,10 +3,10 @@ what it counted to Prometheus (metrics.py)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app
 
 import metrics
-from calllog.api import request_token, token_matches
+from calllog.api import token_refusal
 from config import Settings
 from voice import ANSWER_URL, CONNECT_EVENT_URL, EVENT_URL, FALLBACK_URL
 
@@ -61,10 +61,7 @@ def signatures_health(settings: Settings) -> dict:
 
 @bp.get("/metrics")
 def scrape():
-    if not token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
-        return jsonify(
-            error="/metrics needs the call log's token: add 'Authorization: Bearer <token>' (Prometheus: "
-            "authorization.credentials in the scrape config) or '?token=<token>'; the server prints it at start-up "
-            "(CALL_LOG_TOKEN)"
-        ), 401
+    refusal = token_refusal("/metrics needs the call log's token", " (Prometheus: authorization.credentials)")
+    if refusal is not None:
+        return refusal
     return Response(metrics.exposition(current_app.extensions["metrics"]), content_type=metrics.CONTENT_TYPE)

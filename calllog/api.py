@@ -37,14 +37,20 @@ def request_token() -> str | None:
     return request.args.get("token") or request.cookies.get("call_log_token")
 
 
+def token_refusal(needs: str, bearer_hint: str = ""):
+    """None when the request carries the call log's token; else a 401 whose message starts with `needs` and says
+    how to send the token (`bearer_hint` follows the header's name)."""
+    if token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
+        return None
+    return jsonify(
+        error=f"{needs}: add 'Authorization: Bearer <token>'{bearer_hint} or '?token=<token>'; "
+        "the server prints it at start-up (CALL_LOG_TOKEN)"
+    ), 401
+
+
 @bp.before_request
 def require_token():
-    if not token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
-        return jsonify(
-            error="the call log needs its token: add 'Authorization: Bearer <token>' or '?token=<token>'; "
-            "the server prints it at start-up (CALL_LOG_TOKEN)"
-        ), 401
-    return None
+    return token_refusal("the call log needs its token")
 
 
 @bp.errorhandler(StorageError)
