@@ -119,8 +119,8 @@ def settings_end_a_command() -> Iterator[None]:
     except ConfigError as error:
         if click.get_current_context(silent=True) is None:
             raise
-        error.show()
-        raise SystemExit(error.exit_code) from None
+        CommandError(str(error)).show()
+        raise SystemExit(2) from None
 
 
 def init_app(app: Flask) -> None:

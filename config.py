@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import click
 import phonenumbers
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
@@ -43,17 +42,8 @@ _LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
 SECRET_FIELDS = ("signature_secrets", "call_log_token", "private_key", "api_secret")
 
 
-class ConfigError(click.ClickException):
-    """A setting that stops start-up; the message is one line naming the variable and a valid example.
-
-    A click error, so that a `flask` command, which builds the app first, shows it as that one line and exits 2
-    instead of printing a traceback.
-    """
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.message}", err=True)
+class ConfigError(Exception):
+    """A setting that stops start-up; the message is one line naming the variable and a valid example."""
 
 
 @dataclass(frozen=True)
