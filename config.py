@@ -38,6 +38,9 @@ DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent / "instance")
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(DEFAULT_INSTANCE_PATH) / 'calls.db'}"
 _TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
 _LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
+# Where prometheus_client keeps each process's metrics (its multi-process mode): set by serve.py for its workers
+# and writer, read by prometheus_client itself, so it is no setting of ours.
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Settings that are secrets: never shown, in a repr, a log line or `flask settings`.
 SECRET_FIELDS = ("signature_secrets", "call_log_token", "private_key", "api_secret")
 

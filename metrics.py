@@ -20,15 +20,16 @@ import atexit
 import itertools
 import os
 import threading
+import time
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from calllog.legs import FINAL_STATUSES
+from config import METRICS_FOLDER_VARIABLE
 from ncco import APP_TO_APP, INBOUND, OUTBOUND
 from signatures import REFUSAL_CODES
 
-MULTIPROCESS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 ROUTES = ("answer", "fallback", "event", "connect")
 OUTCOMES = ("ok", "refused", "bad_request", "unavailable", "error")
 SHAPES = (OUTBOUND, INBOUND, APP_TO_APP)
@@ -128,8 +129,9 @@ class Metrics:
             atexit.register(self.flush)
 
     def _flush_forever(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(FLUSH_SECONDS):
+        # For the life of the process (a daemon thread); what is left at exit is flushed by atexit.
+        while True:
+            time.sleep(FLUSH_SECONDS)
             self.flush()
 
     def _writer_metrics(self, registry: CollectorRegistry) -> None:
@@ -168,7 +170,7 @@ def multiprocess_folder() -> str | None:
     prometheus_client reads this variable itself, once, when it is imported; the scrape must read the same one
     to agree with it, which is why this, unlike every setting, is not in config.Settings.
     """
-    return os.environ.get(MULTIPROCESS_FOLDER_VARIABLE) or None
+    return os.environ.get(METRICS_FOLDER_VARIABLE) or None
 
 
 # The text format every Prometheus reads (2.x and 3.x), as prometheus_client's own handler answers a scraper that asks

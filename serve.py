@@ -21,7 +21,7 @@ from granian.http import HTTP1Settings
 from calllog.schema import Database, StorageError
 from calllog.token_store import call_log_token, generated_token_file
 from calllog.writer_process import wait_until_ready
-from config import DATABASE_EXAMPLE, ConfigError, Settings, load_settings
+from config import DATABASE_EXAMPLE, METRICS_FOLDER_VARIABLE, ConfigError, Settings, load_settings
 from stop_signals import relay_stop_signals
 
 BLOCKING_THREADS = 16
@@ -35,7 +35,6 @@ MAX_SOCKET_PATH = 100  # Linux allows 107 bytes for a Unix socket's path
 # prometheus_client's multi-process mode: each worker and the writer keep their metrics in files of this folder.
 # This process never imports prometheus_client (the workers are forked from it, and the library chooses its mode
 # once, when first imported), so the variable is set before any of them does.
-METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def startup_notes(settings: Settings, token_file: Path | None = None) -> list[str]:

@@ -112,7 +112,6 @@ class Route:
     handle: Callable[[Voice, WebhookRequest], Reply]
     by_status: dict[int, Tally]  # response status -> the tally of that status's outcome
     refused: Tally  # requests the signature check refused
-    error: Tally  # requests that failed with an unexpected error
 
 
 class VoiceWebhooks:
@@ -146,7 +145,7 @@ class VoiceWebhooks:
         except Exception as error:
             reply = failed(voice, req, route.handle, error)
             # An unexpected error counts as one even when the caller still heard a sentence (an answer's 200).
-            (route.by_status[reply.status] if isinstance(error, HTTPException) else route.error).inc()
+            route.by_status[reply.status if isinstance(error, HTTPException) else 500].inc()
             return reply
         route.by_status[reply.status].inc()
         return reply
@@ -155,7 +154,7 @@ class VoiceWebhooks:
 def _route(handle: Callable, metrics: Metrics, name: str) -> Route:
     """The route `name` (its `route` label) served by `handle`, with its counters."""
     counted = metrics.webhooks[name]
-    return Route(handle, counted, metrics.signature_refused[name], counted[500])
+    return Route(handle, counted, metrics.signature_refused[name])
 
 
 def init_app(app, settings: Settings, call_log: CallLog, log: logging.Logger, metrics: Metrics) -> None:

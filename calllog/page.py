@@ -17,8 +17,6 @@ from ncco import looks_like_phone_number
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 COOKIE = "call_log_token"
 PAGE_SIZE = 50
-# The filter's choices: the ones the call log's queries take.
-STATUSES = STATUS_FILTERS
 # Each outcome's badge colour (calls.css): blue live, green done, amber busy, red failed, grey missed, purple refused.
 BADGE_CLASSES = {
     "in_progress": "live",
@@ -159,7 +157,13 @@ def calls_page():
     # for them (?summary=1) only when they may have changed (calls.js).
     with_summary = not partial or request.args.get("summary") == "1"
     kept = {name: value for name, value in filters.items() if value}
-    shown = {"filters": filters, "kept": kept, "statuses": STATUSES, "cursor": cursor, "with_summary": with_summary}
+    shown = {
+        "filters": filters,
+        "kept": kept,
+        "statuses": STATUS_FILTERS,
+        "cursor": cursor,
+        "with_summary": with_summary,
+    }
     try:
         status, number = filters["status"] or None, filters["number"] or None
         calls, next_cursor = reader().list_calls(limit=PAGE_SIZE, cursor=cursor, status=status, number=number)

@@ -7,7 +7,6 @@ import logging
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from calllog import page, queries
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, migrate, schema_version
 from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, load_fixture
 from pg import database_url_for
@@ -283,10 +282,6 @@ def test_the_call_log_page_shows_the_same_list_for_an_unknown_status(client):
     response = client.get("/calls?status=bogus", headers=AUTH)
     assert response.status_code == 400
     assert html.escape(STATUS_ERROR, quote=True) in response.get_data(as_text=True)
-
-
-def test_the_page_offers_exactly_the_statuses_the_api_accepts():
-    assert page.STATUSES == queries.STATUS_FILTERS
 
 
 def test_a_limit_under_one_is_refused_by_the_query_itself(call_log):
