@@ -66,7 +66,13 @@ def log_event(
     leg = leg_uuid(payload) or "no uuid"
     signature = "signature verified" if verified else "unverified"
     headline = f"VOICE EVENT {kind}" + (f" ({direction})" if direction else "") + f" leg {leg} [{signature}]"
-    details = {"event": kind, "received_at": utc_timestamp(received_at), "verified": verified}
+    details = {
+        "event": kind,
+        "leg": leg_uuid(payload),
+        "conversation_uuid": event_conversation(payload),
+        "received_at": utc_timestamp(received_at),
+        "verified": verified,
+    }
     if duplicate:
         logger.info(f"{headline}: a repeated delivery, already stored", extra={**details, "duplicate": True})
     else:

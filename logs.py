@@ -137,12 +137,6 @@ def _exception_summary(exc_info) -> str:
     return f" ({kind.__name__}: {error}{where})"
 
 
-def _argument(record: logging.LogRecord, index: int, default: str = "") -> str:
-    """One of the values a record's message was built from (the line format shows some of them on their own)."""
-    args = record.args
-    return str(args[index]) if isinstance(args, tuple) and -len(args) <= index < len(args) else default
-
-
 class LineFormatter(logging.Formatter):
     """One line per record, for watching calls live: local time, what happened, its outcome (coloured on a
     terminal), who called whom, short ids. An answer decision, an event and a told-why each have a shape of their
@@ -178,7 +172,7 @@ class LineFormatter(logging.Formatter):
         if fields.get("conversation_uuid"):
             rest += f"  {short_id(fields['conversation_uuid'])}"
         if outcome == "refused":
-            rest += f"  {_argument(record, -1)}"
+            rest += f"  {fields.get('reason') or ''}"
         return f"{self._time(record)} {fields['route']:8} {self._paint(outcome, 10)} {_one_line(rest)}"
 
     def _event(self, record: logging.LogRecord, fields: dict) -> str:
@@ -186,15 +180,15 @@ class LineFormatter(logging.Formatter):
         kind = _one_line(str(fields["event"]))
         if not isinstance(payload, dict):
             return f"{self._time(record)} event    {self._paint(kind, 10)} a repeated delivery, already stored"
-        leg = payload.get("uuid") or payload.get("call_uuid")
+        leg = fields.get("leg")
         rest = f"leg {short_id(leg)}" if leg else "no leg"
         if payload.get("direction"):
             rest += f" {payload['direction']}"
         caller, callee = payload.get("from"), payload.get("to")
         if caller or callee:
             rest += f" {caller or '?'} -> {callee or '?'}"
-        if payload.get("conversation_uuid"):
-            rest += f"  {short_id(payload['conversation_uuid'])}"
+        if fields.get("conversation_uuid"):
+            rest += f"  {short_id(fields['conversation_uuid'])}"
         if payload.get("duration") not in (None, ""):
             rest += f"  {payload['duration']} s"
         if payload.get("price") not in (None, ""):
@@ -206,8 +200,8 @@ class LineFormatter(logging.Formatter):
 
     def _told(self, record: logging.LogRecord, fields: dict) -> str:
         # The reason reads "busy (busy): told the caller: ..."; its outcome goes in the outcome column.
-        outcome, _, told = _argument(record, 1).partition(": ")
-        rest = told + _argument(record, 2)
+        outcome, _, told = str(fields.get("reason") or "").partition(": ")
+        rest = told + (" (a repeated delivery)" if fields.get("repeated") else "")
         if fields.get("leg"):
             rest += f"  leg {short_id(fields['leg'])}"
         if fields.get("conversation_uuid"):

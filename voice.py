@@ -246,7 +246,13 @@ def _event(voice: Voice, req: WebhookRequest, tell_why: bool) -> Reply:
 def _tell_why(voice: Voice, req: WebhookRequest, fields: dict, told: ToldWhy, new: bool) -> Reply:
     """Answer a failed connect's outcome with the NCCO that tells the caller why; log it, and record it once."""
     leg = fields.get("uuid") or fields.get("call_uuid")
-    details = {"route": "outcome", "conversation_uuid": fields.get("conversation_uuid"), "leg": leg}
+    details = {
+        "route": "outcome",
+        "conversation_uuid": fields.get("conversation_uuid"),
+        "leg": leg,
+        "reason": told.reason,
+        "repeated": not new,
+    }
     repeat = "" if new else " (a repeated delivery)"
     voice.log.info("connect outcome on leg %s: %s%s", leg, told.reason, repeat, extra=details)
     if new:
@@ -348,6 +354,7 @@ def log_answer(log: logging.Logger, route: str, decision: AnswerDecision) -> Non
         "requested": decision.requested,
         "callee": decision.callee,
         "conversation_uuid": fields.get("conversation_uuid"),
+        "reason": decision.reason,
     }
     if decision.connected and decision.shape == OUTBOUND:
         log.info("NCCO request: connecting %s to %s", caller, decision.callee, extra=details)

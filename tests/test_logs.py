@@ -143,6 +143,27 @@ def test_line_format_shows_an_event_with_its_leg_direction_numbers_duration_and_
     ), line
 
 
+def test_line_format_shows_a_transfer_event_under_the_conversation_it_left(client, caplog):
+    transfer = {
+        "uuid": "leg-moved",
+        "conversation_uuid_from": CON,
+        "conversation_uuid_to": "CON-other",
+        "type": "transfer",
+    }
+    (line,) = line_log(client, caplog, lambda c: c.post("/voice/event", json={**transfer, "timestamp": "t1"}))
+    assert line.endswith("event    transfer   leg leg-moved  CON-f972836a…"), line
+
+
+def test_line_format_marks_a_repeated_told_why(client, caplog):
+    busy = {"to": "447700900000", "uuid": "leg-busy", "conversation_uuid": CON, "status": "busy", "detail": "busy"}
+    lines = line_log(
+        client, caplog, lambda c: [c.post("/voice/event/connect", json={**busy, "timestamp": "t1"}) for _ in range(2)]
+    )
+    assert (
+        lines[-1].startswith("told", 9) and "Please try again later. (a repeated delivery)  leg leg-busy" in lines[-1]
+    )
+
+
 def test_line_format_shows_a_told_why_with_the_outcome_and_what_the_caller_heard(client, caplog):
     busy = {"to": "447700900000", "uuid": "leg-busy", "conversation_uuid": CON, "status": "busy", "detail": "busy"}
     lines = line_log(client, caplog, lambda c: c.post("/voice/event/connect", json={**busy, "timestamp": "t1"}))
