@@ -126,8 +126,10 @@ def parse_query(query_string: bytes) -> list[tuple[str, str]]:
         key, _, value = part.partition("=")
         if "+" in part:
             key, value = key.replace("+", " "), value.replace("+", " ")
-        if "%" in part:
-            key, value = unquote(key, errors="replace"), unquote(value, errors="replace")
+        if "%" in key:
+            key = unquote(key, errors="replace")
+        if "%" in value:
+            value = unquote(value, errors="replace")
         pairs.append((key, value))
     return pairs
 

@@ -55,6 +55,8 @@ METHODS = ("GET", "POST")
 SIGNATURE_RETRY_AFTER_SECONDS = 5
 STORAGE_RETRY_AFTER_SECONDS = 5
 _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+# "200 OK" for each status: looking the phrase up in http.HTTPStatus costs more than the rest of a reply.
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in http.HTTPStatus}
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class Reply:
         headers = [("Content-Length", str(len(self.body))), *self.headers]
         if self.content_type:
             headers.append(("Content-Type", self.content_type))
-        start_response(f"{self.status} {http.HTTPStatus(self.status).phrase}", headers)
+        start_response(_STATUS_LINES[self.status], headers)
         return [self.body]
 
 
