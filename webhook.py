@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import io
+from functools import cached_property
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
-from werkzeug.utils import cached_property
 from werkzeug.wrappers import Request
 
 from payloads import MAX_BODY_BYTES, Payload, PayloadError, first_values, parse_query, read_payload
@@ -14,15 +14,36 @@ from payloads import MAX_BODY_BYTES, Payload, PayloadError, first_values, parse_
 TOO_LARGE = f"the body is over the limit of {MAX_BODY_BYTES} bytes; Vonage's webhooks are far smaller"
 
 
-class WebhookRequest(Request):
-    """A webhook request (werkzeug's) that parses its query string once (the signature check and the fields both
-    need it), never waits on the input stream for a request that has no body, and reads a body in one call."""
+class _Request(Request):
+    """werkzeug's request, for what a webhook rarely needs: a chunked body, a multipart form, the decoded path."""
 
     max_content_length = MAX_BODY_BYTES  # a chunked body too, read by werkzeug
+
+
+class WebhookRequest:
+    """A webhook request, read straight from the WSGI environ: the query string parsed once (the signature check
+    and the fields both need it), no wait on the input stream for a request that has no body, a body read in one
+    call. werkzeug's request object is built only for the rare parts (a chunked body, a multipart form, the path
+    for a log line): building it for every webhook cost more than the rest of reading one.
+    """
+
     signature_verified = False  # set by the signature check when the request carried a valid one
 
-    # The few headers a webhook needs, read from the WSGI environ: werkzeug's header view costs more per
-    # lookup than the rest of reading a webhook.
+    def __init__(self, environ: dict):
+        self.environ = environ
+
+    @cached_property
+    def werkzeug(self) -> Request:
+        return _Request(self.environ)
+
+    @property
+    def method(self) -> str:
+        return self.environ.get("REQUEST_METHOD", "GET").upper()
+
+    @property
+    def path(self) -> str:
+        return self.werkzeug.path
+
     @property
     def authorization_header(self) -> str | None:
         return self.environ.get("HTTP_AUTHORIZATION")
@@ -33,15 +54,15 @@ class WebhookRequest(Request):
 
     @cached_property
     def query_pairs(self) -> list[tuple[str, str]]:
-        return parse_query(self.query_string)
+        return parse_query(self.environ.get("QUERY_STRING", "").encode("latin1"))
 
     @cached_property
     def body(self) -> bytes:
         """The body as sent. Raises RequestEntityTooLarge (413) or ClientDisconnected (400)."""
         # HTTP/1.1: a request with neither Content-Length nor chunked encoding has no body.
         if "chunked" in self.environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            return self.get_data()
-        length = self.content_length if self.environ.get("CONTENT_LENGTH") else None
+            return self.werkzeug.get_data()
+        length = _content_length(self.environ.get("CONTENT_LENGTH"))
         if not length:
             return b""
         if length > MAX_BODY_BYTES:
@@ -60,8 +81,16 @@ class WebhookRequest(Request):
         body = self.body
         content_type = self.content_type_header
         multipart = content_type is not None and content_type.lower().startswith("multipart/form-data")
-        form = _multipart_form(body, self.mimetype, self.mimetype_params) if multipart else None
+        form = _multipart_form(body, self.werkzeug.mimetype, self.werkzeug.mimetype_params) if multipart else None
         return read_payload(self.method, content_type, body, first_values(self.query_pairs), form)
+
+
+def _content_length(header: str | None) -> int | None:
+    """Content-Length as werkzeug reads it: None when absent, 0 when it is not a number of ASCII digits."""
+    if header is None:
+        return None
+    value = header.strip(" \t")
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def _multipart_form(body: bytes, mimetype: str, options: dict) -> dict:
