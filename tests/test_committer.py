@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 from calllog.committer import Committer
 from calllog.rows import EVENT_COLUMNS, event_row
 from calllog.schema import Database, StorageError
-from conftest import FIXTURES, call_log_reader, load_fixture
+from conftest import FIXTURES, answer_record, call_log_reader, load_fixture
 from metrics import Metrics
 from payloads import Payload
 from pg import database_url_for, fresh_postgres_url
@@ -58,18 +58,7 @@ def test_a_row_the_database_refuses_fails_alone_and_the_rest_are_stored(committe
 
 
 def test_answer_rows_are_stored_with_their_conversation(committer, database_url):
-    answer = {
-        "conversation_uuid": "CON-9",
-        "leg_uuid": None,
-        "route": "answer",
-        "caller": "Alice",
-        "requested": "447700900000",
-        "callee": "447700900000",
-        "connected": True,
-        "reason": None,
-        "received_at": RECEIVED,
-        "verified": False,
-    }
+    answer = answer_record("CON-9", RECEIVED, verified=False)
     assert committer.commit([], [answer]) == []
     with call_log_reader(database_url) as reader:
         (call,) = reader.list_calls()[0]
