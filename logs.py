@@ -86,7 +86,7 @@ class JsonFormatter(logging.Formatter):
 _DIM, _RED, _GREEN, _YELLOW, _CYAN, _RESET = "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m", "\x1b[0m"
 # An outcome's colour: green went through, cyan is under way, red did not happen; a warning is yellow.
 _COLOURS = {
-    **dict.fromkeys(("connect", "answered", "completed", "human"), _GREEN),
+    **dict.fromkeys(("connect", "answered", "completed", "disconnected", "human"), _GREEN),
     **dict.fromkeys(("started", "ringing"), _CYAN),
     **dict.fromkeys(
         ("refused", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout", "machine", "error", "critical"),

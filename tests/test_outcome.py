@@ -2,6 +2,8 @@
 
 import pytest
 
+import logs
+from calllog.legs import STATUS_RANK
 from calllog.outcome import call_outcome, leg_outcome
 from calllog.page import badge_class
 
@@ -55,3 +57,12 @@ def test_both_legs_completed_is_completed():
 
 def test_a_call_with_no_legs_yet_is_unknown():
     assert call_outcome([], [CONNECTED]) == "unknown"
+
+
+@pytest.mark.parametrize("status", sorted(STATUS_RANK))
+def test_every_leg_status_has_an_outcome_a_badge_and_a_line_colour(status):
+    """The statuses are listed in legs.STATUS_RANK; the page's outcomes and the line log's colours name them again,
+    so a status added to one and not the others would show as 'no status yet' and uncoloured."""
+    assert leg_outcome(status) != "unknown"
+    assert badge_class(status) != "unknown"
+    assert status in logs._COLOURS
