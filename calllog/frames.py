@@ -15,6 +15,8 @@ EVENT, ANSWERS, FLUSH = b"E", b"A", b"F"
 NEW, REPEATED, DONE, FAILED = b"N", b"R", b"D", b"X"
 
 _LENGTH = struct.Struct("!I")
+_NONE = 0xFFFFFFFF
+MAX_FRAME = 16 * 1024 * 1024
 
 
 def bound_waits(connection: socket.socket, seconds: float) -> None:
@@ -25,10 +27,6 @@ def bound_waits(connection: socket.socket, seconds: float) -> None:
     limit = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
     connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
     connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
-
-
-_NONE = 0xFFFFFFFF
-MAX_FRAME = 16 * 1024 * 1024
 
 
 class FrameError(ValueError):
