@@ -83,6 +83,11 @@ class Side:
     def find_roles(self) -> None:
         self.roles = process_roles(self.process.pid, self.main_role)
 
+    @property
+    def workers(self) -> list[int]:
+        """The processes that take connections: granian's workers (not its main process, not the writer)."""
+        return [pid for pid in self.roles.get("workers", []) if pid != self.process.pid]
+
     def median(self, figure: str, key: str) -> float:
         return statistics.median(round_[key] for round_ in self.rounds[figure])
 
@@ -159,6 +164,35 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def connections_by_process(pids: list[int], port: int) -> list[int]:
+    """How many established TCP connections to `port` each of `pids` holds, in the order of `pids` (from /proc)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            established |= established_inodes(Path(table).read_text(), port)
+    counts = []
+    for pid in pids:
+        held = 0
+        with contextlib.suppress(OSError):
+            for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(descriptor)
+                    held += target.startswith("socket:[") and target[8:-1] in established
+        counts.append(held)
+    return counts
+
+
+def established_inodes(table: str, port: int) -> set[str]:
+    """The socket inodes of a /proc/net/tcp table's established connections whose local port is `port`."""
+    inodes = set()
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        # sl, local address:port (hex), remote address:port, state (01 is ESTABLISHED), ..., inode (the tenth)
+        if len(fields) > 9 and fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
 def peak_rss_mib(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -215,22 +249,41 @@ def write_requests(path: Path, lines: list[str]) -> Path:
 # One wrk round, and what makes it valid.
 
 
-def wrk_round(url: str, requests_file: Path, label: str, seconds: int = SECONDS, roles: dict | None = None) -> dict:
+def wrk_round(
+    url: str,
+    requests_file: Path,
+    label: str,
+    seconds: int = SECONDS,
+    roles: dict | None = None,
+    connections_of: list[int] | None = None,
+) -> dict:
     """One wrk run replaying `requests_file` against `url`: its figures, checked by check_round.
 
-    With `roles` ({"workers": [pid, ...], ...}) the figures also hold each role's CPU µs per request.
+    With `roles` ({"workers": [pid, ...], ...}) the figures also hold each role's CPU µs per request; with
+    `connections_of` (process ids), how many of wrk's connections each of those processes held mid-round.
     """
     roles = roles or {}
     cpu_before = {role: cpu_seconds(pids) for role, pids in roles.items()}
-    result = subprocess.run(
+    wrk = subprocess.Popen(
         ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(REQUESTS_LUA), url],
         env={**os.environ, "BENCH_REQUESTS": str(requests_file)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    if result.returncode != 0:
-        raise BenchFailed(f"wrk failed in {label}: {(result.stderr.strip() or result.stdout.strip())[-2000:]}")
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    connections = None
+    if connections_of:
+        # Half-way through, every connection is open; the kernel decides which process accepted each.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            wrk.wait(timeout=seconds / 2)
+        if wrk.poll() is None:
+            connections = connections_by_process(connections_of, int(url.rsplit(":", 1)[1]))
+    stdout, stderr = wrk.communicate()
+    if wrk.returncode != 0:
+        raise BenchFailed(f"wrk failed in {label}: {(stderr.strip() or stdout.strip())[-2000:]}")
+    figures = json.loads(stdout.strip().splitlines()[-1])
+    if connections is not None:
+        figures["connections"] = connections
     check_round(figures, label)
     figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
     for role, pids in roles.items():
@@ -351,7 +404,10 @@ def measure(sides: list[Side], workdir: Path) -> None:
             requests_file = write_requests(workdir / f"{figure}.tsv", build(run, MAX_RATE * SECONDS))
             for side in sides:
                 label = f"{side.owner} {figure} round {round_index + 1}"
-                side.rounds[figure].append(wrk_round(side.url, requests_file, label, roles=side.roles))
+                connections_of = side.workers if side.name == US else None
+                side.rounds[figure].append(
+                    wrk_round(side.url, requests_file, label, roles=side.roles, connections_of=connections_of)
+                )
 
 
 def exact_loss_check(base_url: str, store: CallLogReader) -> tuple[int, int]:
@@ -470,6 +526,10 @@ def figure_lines(figure: str, sides: list[Side]) -> list[str]:
             f"p50 {side.median(figure, 'p50_us') / 1000:6.2f} ms   p99 {side.median(figure, 'p99_us') / 1000:6.2f} ms"
             f"   CPU µs per request: {cpu}"
         )
+        splits = [round_["connections"] for round_ in side.rounds[figure] if "connections" in round_]
+        if splits:
+            shown = ", ".join("/".join(str(count) for count in sorted(split, reverse=True)) for split in splits)
+            lines.append(f"  {'':<16}its {CONNECTIONS} connections per worker, round by round: {shown}")
     return lines + ratio_lines(figure, sides)
 
 

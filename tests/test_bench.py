@@ -5,6 +5,7 @@ The wrk tests run one short round, through the function `make bench` uses, again
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import threading
@@ -46,6 +47,8 @@ def require_wrk() -> None:
 
 
 class QuietServer(ThreadingHTTPServer):
+    request_queue_size = 64  # wrk opens all its connections at once; the default backlog of 5 would drop some
+
     def handle_error(self, request, client_address):
         """wrk drops its connections mid-request when a round ends; that is not a failure of the test."""
 
@@ -120,6 +123,42 @@ def test_a_round_of_well_formed_requests_all_answered_2xx_is_accepted(tmp_path):
     # Each request line went out at most once, and POSTs carried their JSON and its type.
     assert len(set(received)) == len(received)
     assert all(body.startswith(b'{"uuid"') for method, _, _, body in received if method == "POST")
+
+
+def test_a_round_counts_the_connections_each_server_process_held(tmp_path):
+    require_wrk()
+    with local_server(200) as (url, _):
+        # This process serves the round; a process that holds none of its connections counts 0.
+        figures = run.wrk_round(
+            url, request_file(tmp_path), "the test round", seconds=1, connections_of=[os.getpid(), 1]
+        )
+    assert figures["connections"] == [run.CONNECTIONS, 0]
+
+
+TCP_TABLE = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1
+   1: 0100007F:0BB8 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 1002 1
+   2: 0100007F:D431 0100007F:0BB8 01 00000000:00000000 00:00000000 00000000     0        0 1003 1
+   3: 0100007F:0BB8 0100007F:D432 06 00000000:00000000 00:00000000 00000000     0        0 1004 1
+   4: 0100007F:0BB9 0100007F:D433 01 00000000:00000000 00:00000000 00000000     0        0 1005 1
+"""
+
+
+def test_only_established_connections_to_the_server_port_are_counted():
+    # Port 3000 is 0BB8: the listener (0A), the client's end (local port D431), a connection in TIME_WAIT (06)
+    # and one on another port are not the server's open connections.
+    assert run.established_inodes(TCP_TABLE, 3000) == {"1002"}
+
+
+def test_the_event_figure_shows_how_the_connections_were_split_between_the_workers():
+    ours = side(run.US, [1000, 1000], 2000)
+    ours.rounds["event"] = [
+        {"rps": 900, "p50_us": 1, "p99_us": 2, "connections": [4, 12]},
+        {"rps": 950, "p50_us": 1, "p99_us": 2, "connections": [8, 8]},
+    ]
+    lines = run.figure_lines("event", [ours])
+    assert "its 16 connections per worker, round by round: 12/4, 8/8" in lines[2]
 
 
 @pytest.mark.parametrize(
