@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import logging
 import os
 import shutil
 import socket
@@ -239,9 +240,20 @@ def production_app():
     return application
 
 
+class _IntendedThreadCount(logging.Filter):
+    """Drops granian's start-up warning that BLOCKING_THREADS Python threads per worker is a lot for the cores.
+
+    The count is chosen: an event's request thread waits for its commit, and concurrent events share a commit
+    only if they wait together. The warning would tell every `make run` that its configuration looks wrong.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Python threads" not in record.getMessage()
+
+
 def serve(settings: Settings) -> None:
     """Run granian with the app's workers until it is stopped."""
-    Granian(
+    server = Granian(
         "serve:production_app",
         factory=True,
         interface=Interfaces.WSGI,
@@ -257,7 +269,10 @@ def serve(settings: Settings) -> None:
         websockets=False,
         respawn_failed_workers=True,
         workers_kill_timeout=WORKER_STOP_SECONDS,
-    ).serve()
+    )
+    # granian's logger, set up by the line above; the warning comes as it starts serving.
+    logging.getLogger("_granian").addFilter(_IntendedThreadCount())
+    server.serve()
 
 
 if __name__ == "__main__":

@@ -232,3 +232,10 @@ def test_start_up_names_no_token_file_when_call_log_token_is_set(tmp_path):
     assert any(note.endswith("/calls?token=" + "t" * 20) for note in notes), notes
     assert not any("token kept in" in note for note in notes), notes
     assert not (instance / "call_log_token").exists()
+
+
+def test_start_up_prints_no_warning_about_the_request_threads_it_chose(tmp_path):
+    # granian warns about more Python threads per worker than 2 x cores + 1; serve.py chooses 16 on purpose.
+    printed = printed_at_start_up(tmp_path)
+    assert any("Listening at" in line for line in printed), printed
+    assert not any("Python threads" in line for line in printed), printed
