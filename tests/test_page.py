@@ -360,3 +360,32 @@ def test_a_token_that_no_longer_works_stops_the_refresh_with_a_banner(page, serv
     expect(banner).to_be_visible(timeout=WAIT_MS)
     expect(banner).to_contain_text("open the new link printed at start-up")
     assert page.evaluate("document.body.classList.contains('expired')")
+
+
+def held_until(page, held: list, count: int, seconds: float) -> float:
+    """Lets the page run until `held` has `count` requests or `seconds` pass; returns the time it stopped."""
+    deadline = time.monotonic() + seconds
+    while len(held) < count and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    return time.monotonic()
+
+
+def test_the_refresh_keeps_one_request_at_a_time_and_slows_down_for_a_slow_server(page):
+    # The list's refreshes are held here, as a server taking its time over a big filtered log would hold them.
+    held = []
+    page.route("**/calls?*partial=list*", lambda route: held.append((time.monotonic(), route)))
+    held_until(page, held, 1, 5)
+    assert len(held) == 1
+    page.wait_for_timeout(2000)
+    # While one refresh is unanswered, the page asks for no other.
+    assert len(held) == 1
+    asked_at, first = held[0]
+    first.continue_()
+    answered = time.monotonic()  # the server answers a refresh in milliseconds
+    took = answered - asked_at
+    # The next refresh waits four times as long as that one took (about 2 s), not the usual second.
+    held_until(page, held, 2, 4 * took + 5)
+    assert len(held) == 2, "the refresh stopped after a slow answer"
+    gap = held[1][0] - answered
+    assert gap > 0.75 * 4 * took, f"asked again {gap:.1f} s after a {took:.1f} s answer"
+    held[1][1].continue_()

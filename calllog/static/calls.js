@@ -1,5 +1,7 @@
-// Keeps the call log current without a reload: fetches the server-rendered list every second and swaps it in,
-// keeping open calls open; opening a call loads its event timeline. All HTML comes escaped from the server.
+// Keeps the call log current without a reload: fetches the server-rendered list about every second and swaps it
+// in, keeping open calls open; opening a call loads its event timeline. One refresh at a time: the next is asked
+// for REFRESH_MS after the last one landed, or SLOWDOWN times as long as that one took if the server is slow (a
+// filter over a very large log), so an open page never keeps the server busy. All HTML comes escaped from the server.
 // Times arrive as <time datetime="...UTC..."> and are shown here in the browser's own zone, with "3 min ago".
 // A 401 (the token changed: a restart with a new CALL_LOG_TOKEN) stops the refresh and says what to do.
 // The summary strip costs the server a pass over every matching call, so it is asked for (?summary=1) only
@@ -13,6 +15,13 @@
   var timers = [];
   var MINUTE = 60 * 1000;
   var SUMMARY_MS = 15 * 1000;
+  var REFRESH_MS = 1000;
+  var SLOWDOWN = 4;
+  var LONGEST_WAIT_MS = 60 * 1000;
+  var refreshTimer = null;
+  var inFlight = false;
+  var wanted = false;  // a refresh was asked for while one was in flight: it goes as soon as that one lands
+  var filterVersion = 0;  // a list fetched for an earlier filter is not shown
   var summaryAt = Date.now();
   var summaryDue = false;
   var newest = newestCall(document);
@@ -57,6 +66,7 @@
   function expire() {
     expired = true;
     timers.forEach(clearInterval);
+    clearTimeout(refreshTimer);
     banner.hidden = false;
     document.body.classList.add("expired");
   }
@@ -114,6 +124,14 @@
 
   function refresh() {
     if (expired) { return; }
+    if (inFlight) {
+      wanted = true;
+      return;
+    }
+    clearTimeout(refreshTimer);
+    inFlight = true;
+    var started = Date.now();
+    var version = filterVersion;
     var params = filterQuery();
     // An older page (after "Older calls") stays that page: its calls still change status, none are added.
     var cursor = new URLSearchParams(location.search).get("cursor");
@@ -124,7 +142,7 @@
     fetch("/calls?" + params.toString(), { credentials: "same-origin" })
       .then(textOf)
       .then(function (html) {
-        if (html === null || expired) { return; }
+        if (html === null || expired || version !== filterVersion) { return; }
         if (withSummary) {
           summaryAt = Date.now();
           summaryDue = false;
@@ -133,7 +151,19 @@
         lastList = html;
         swapIn(html);
       })
-      .catch(function () { /* the server is restarting: try again on the next tick */ });
+      .catch(function () { /* the server is restarting: try again on the next tick */ })
+      .then(function () { landed(Date.now() - started); });
+  }
+
+  function landed(took) {
+    inFlight = false;
+    if (expired) { return; }
+    if (wanted) {
+      wanted = false;
+      refresh();
+      return;
+    }
+    refreshTimer = setTimeout(refresh, Math.min(LONGEST_WAIT_MS, Math.max(REFRESH_MS, SLOWDOWN * took)));
   }
 
   document.addEventListener("toggle", function (event) {
@@ -148,12 +178,13 @@
     history.replaceState(null, "", "/calls" + (query ? "?" + query : ""));
     lastList = null;
     summaryDue = true;
+    filterVersion += 1;
     refresh();
   }
   form.addEventListener("submit", applyFilters);
   form.addEventListener("change", applyFilters);
 
   localizeTimes(document);
-  timers.push(setInterval(refresh, 1000));
+  refreshTimer = setTimeout(refresh, REFRESH_MS);
   timers.push(setInterval(function () { localizeTimes(document); }, 30 * 1000));
 })();
