@@ -12,7 +12,7 @@
   var banner = document.getElementById("session-expired");
   var lastList = null;
   var expired = false;
-  var timers = [];
+  var clockTimer = null;
   var MINUTE = 60 * 1000;
   var SUMMARY_MS = 15 * 1000;
   var REFRESH_MS = 1000;
@@ -65,7 +65,7 @@
 
   function expire() {
     expired = true;
-    timers.forEach(clearInterval);
+    clearInterval(clockTimer);
     clearTimeout(refreshTimer);
     banner.hidden = false;
     document.body.classList.add("expired");
@@ -186,5 +186,5 @@
 
   localizeTimes(document);
   refreshTimer = setTimeout(refresh, REFRESH_MS);
-  timers.push(setInterval(function () { localizeTimes(document); }, 30 * 1000));
+  clockTimer = setInterval(function () { localizeTimes(document); }, 30 * 1000);
 })();
