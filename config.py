@@ -197,10 +197,31 @@ def _vonage_number(raw: str) -> str:
         raise ValueError(error.detail) from None
 
 
+MIN_SIGNATURE_SECRET_LENGTH = 16
+_ORDINALS = ("first", "second", "third")
+
+
 def _secrets(raw: str) -> tuple[str, ...]:
+    """VONAGE_SIGNATURE_SECRET: one secret, or several while rotating, each at least 16 characters.
+
+    The secret is the HS256 key of every webhook's signature, and the signed JWTs are in every request: with a
+    short key, anyone who has one (a proxy's log, say) can try keys offline until the signature matches, then
+    sign webhooks of their own. Vonage's dashboard lets an account set its own secret, and may accept a short one.
+    """
     secrets = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not secrets:
         raise ValueError("it holds no secret")
+    for index, secret in enumerate(secrets):
+        if len(secret) < MIN_SIGNATURE_SECRET_LENGTH:
+            if len(secrets) == 1:
+                which = "it is"
+            else:
+                which = f"the {_ORDINALS[index]} secret is" if index < len(_ORDINALS) else f"secret {index + 1} is"
+            raise ValueError(
+                f"{which} {len(secret)} characters long, and an HMAC key that short is guessable: the dashboard "
+                "may accept one that short, this server does not (make a longer one in the dashboard's API "
+                f"settings: signature secret, {MIN_SIGNATURE_SECRET_LENGTH} or more random characters)"
+            )
     return secrets
 
 

@@ -76,6 +76,13 @@ BAD_INPUT = {
         "stderr",
         "error: LOG_FORMAT: 'xml' is not one of",
     ),
+    "settings-short-signature-secret": (
+        ["settings"],
+        {"VONAGE_SIGNATURE_SECRET": "too-short"},
+        2,
+        "stderr",
+        "error: VONAGE_SIGNATURE_SECRET: it is 9 characters long, and an HMAC key that short is guessable",
+    ),
     "prune-no-age": (["prune"], {}, 2, "stderr", "error: no age to prune: give --older-than 30d, or set"),
     "prune-bad-age": (["prune", "--older-than", "soon"], {}, 2, "stderr", "error: --older-than: 'soon' is not an age"),
     "prune-bad-setting": (["prune"], {"CALL_LOG_RETENTION": "0d"}, 2, "stderr", "error: CALL_LOG_RETENTION: '0d'"),

@@ -133,3 +133,28 @@ def test_log_format_line_is_accepted_and_a_wrong_format_lists_all_three():
 )
 def test_no_color_turns_colour_off_for_any_value_but_the_empty_text(value, no_color):
     assert settings_from({} if value is None else {"NO_COLOR": value}).no_color is no_color
+
+
+@pytest.mark.parametrize(
+    "value, which",
+    [("short-secret", "it is 12"), ("a-long-enough-old-secret,0123456789abcde", "the second secret is 15")],
+    ids=["one", "the-second-of-two"],
+)
+def test_a_signature_secret_under_16_characters_is_refused(value, which):
+    with pytest.raises(ConfigError) as error:
+        settings_from({"VONAGE_SIGNATURE_SECRET": value})
+    message = str(error.value)
+    assert message.startswith(f"VONAGE_SIGNATURE_SECRET: {which} characters long")
+    assert "an HMAC key that short is guessable" in message
+    assert "the dashboard may accept one that short, this server does not" in message
+    assert "API settings" in message and "signature secret" in message
+    assert "\n" not in message
+    for secret in value.split(","):
+        assert secret not in message
+
+
+def test_a_signature_secret_of_16_characters_is_accepted():
+    assert settings_from({"VONAGE_SIGNATURE_SECRET": "0123456789abcdef, " + "x" * 40}).signature_secrets == (
+        "0123456789abcdef",
+        "x" * 40,
+    )
