@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -264,6 +267,254 @@ def _application_id(raw: str) -> str:
     return value
 
 
+# --- VONAGE_PRIVATE_KEY: checked at start-up without cryptography ---
+
+PRIVATE_KEY_EXAMPLE = (
+    "VONAGE_PRIVATE_KEY=./private.key (downloaded from your application's page in the Vonage dashboard)"
+)
+# RS256 with a shorter modulus is forbidden by RFC 7518 (section 3.3); PyJWT warns about one.
+MIN_RSA_BITS = 2048
+# The one algorithm Vonage's application JWTs (RS256) can be signed with, and the others a key file may hold.
+RSA_ENCRYPTION_OID = bytes.fromhex("2a864886f70d010101")  # 1.2.840.113549.1.1.1
+OTHER_KEY_ALGORITHMS = {
+    bytes.fromhex("2a8648ce3d0201"): "an EC key",  # 1.2.840.10045.2.1
+    bytes.fromhex("2a8648ce380401"): "a DSA key",  # 1.2.840.10040.4.1
+    bytes.fromhex("2b6570"): "an Ed25519 key",  # 1.3.101.112
+    bytes.fromhex("2b6571"): "an Ed448 key",
+    bytes.fromhex("2b656e"): "an X25519 key",
+    bytes.fromhex("2b656f"): "an X448 key",
+    bytes.fromhex("2a864886f70d01010a"): "an RSA-PSS key (RS256 signs with PKCS#1 v1.5, which such a key refuses)",
+}
+_PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_TAG_INTEGER, _TAG_OCTET_STRING, _TAG_NULL, _TAG_OID, _TAG_SEQUENCE = 0x02, 0x04, 0x05, 0x06, 0x30
+# What may follow a PKCS#8 key's octet string: [0] attributes, [1] the public key (RFC 5958).
+_PKCS8_TRAILERS = (0xA0, 0x81, 0xA1)
+
+
+def private_key_refusal(problem: str) -> str:
+    """The one line a bad VONAGE_PRIVATE_KEY stops start-up (and the commands) with, in ConfigError's format."""
+    return f"VONAGE_PRIVATE_KEY: {problem}; for example {PRIVATE_KEY_EXAMPLE}"
+
+
+def private_key_source(setting: str) -> str:
+    """How a message names where the key came from: the path as given, or the setting's own PEM text."""
+    return "the PEM text in the setting" if "-----BEGIN" in setting else setting
+
+
+def private_key_text(setting: str) -> str:
+    """The PEM of the RSA private key that VONAGE_PRIVATE_KEY names (a path) or holds (the PEM text itself, with
+    real or backslash-n newlines), rebuilt from its DER; ValueError says, in words for the one line, what is wrong.
+
+    The server's processes never import cryptography (nor PyJWT), and every one of them loads the settings, so
+    this is the standard library's check, and it is structural and arithmetic: a PEM block labelled as a private
+    key, PKCS#1 (RSA PRIVATE KEY) or PKCS#8 (PRIVATE KEY) and not encrypted; base64 that decodes; DER whose
+    lengths account for every byte; the rsaEncryption algorithm (Vonage signs application JWTs with RS256, so no
+    EC, Ed25519 or DSA key will do); and nine integers that are one RSA key (n = p*q, e*d = 1 modulo lcm(p-1, q-1),
+    the CRT values consistent) of at least 2048 bits. That catches a file cut short, edited, mangled in a copy and
+    paste, the public half, a passphrase-protected key, another algorithm's key, or not a key at all, and names
+    which, before anything is served. Primality is not tested: a key that passes all this and still does not load
+    is refused by the commands that sign with it (flask token, flask call), which load it in full with
+    cryptography first (vonage_helper.clients.private_key_pem).
+    """
+    where = private_key_source(setting)
+    text = setting.replace("\\n", "\n") if "-----BEGIN" in setting else _key_file_text(setting)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise ValueError(f"{where} is empty")
+    label, start = _private_key_block(text, where)
+    end = text.find(f"-----END {label}-----", start)
+    if end < 0:
+        raise ValueError(f"{where} is cut short: it has no -----END {label}----- line")
+    lines = [line.strip() for line in text[start:end].split("\n")]
+    headers = [line.lower() for line in lines if ":" in line]
+    if any(header.startswith("proc-type:") and "encrypted" in header for header in headers):
+        raise ValueError(_encrypted(where))
+    try:
+        der = base64.b64decode("".join(line for line in lines if ":" not in line), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where} is damaged: its base64 does not decode (cut short or edited?)") from None
+    if not der:
+        raise ValueError(f"{where} is damaged: the block between its BEGIN and END lines is empty")
+    try:
+        rsa_der = _pkcs8_rsa_key(der) if label == "PRIVATE KEY" else der
+        _check_rsa_key(rsa_der)
+    except _NotAnRsaKey as other:
+        raise ValueError(f"{where} holds {other}, not an RSA key: Vonage signs application JWTs with RS256") from None
+    except _Damaged as damage:
+        raise ValueError(f"{where} is damaged: {damage} (cut short, edited, or not the file Vonage gave)") from None
+    except _TooShort as short:
+        raise ValueError(f"{where} holds a {short}-bit RSA key, and RS256 needs {MIN_RSA_BITS} bits or more") from None
+    encoded = base64.b64encode(der).decode()
+    body = "\n".join(encoded[offset : offset + 64] for offset in range(0, len(encoded), 64))
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
+
+
+def _key_file_text(setting: str) -> str:
+    path = Path(setting).expanduser()
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        if len(setting) > 255 or "\n" in setting:
+            # Most likely a key pasted without its BEGIN line: never repeated in a message.
+            raise ValueError("it holds neither PEM text (no -----BEGIN line) nor the path of a file") from None
+        if isinstance(error, FileNotFoundError):
+            folder = "" if path.is_absolute() else f" (looked for in {Path.cwd()})"
+            raise ValueError(f"file not found at {setting}{folder}") from None
+        if isinstance(error, IsADirectoryError):
+            raise ValueError(f"{setting} is a folder, not the key file") from None
+        raise ValueError(f"cannot read {setting} ({error.strerror or error})") from None
+    try:
+        return content.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{setting} is not PEM text: it holds binary data (a DER key?)") from None
+
+
+def _private_key_block(text: str, where: str) -> tuple[str, int]:
+    """The label of the PEM block that holds the private key, and where its base64 starts; ValueError otherwise."""
+    blocks = [(match.group(1), match.end()) for match in _PEM_BEGIN.finditer(text)]
+    if not blocks:
+        raise ValueError(f"{where} holds no PEM private key (no -----BEGIN line)")
+    keys = [(label, start) for label, start in blocks if label.endswith("PRIVATE KEY")]
+    if not keys:
+        label = blocks[0][0]
+        if "PUBLIC KEY" in label:
+            what = "a public key"
+        elif "CERTIFICATE" in label:
+            what = "a certificate request" if "REQUEST" in label else "a certificate"
+        else:
+            what = f"a {label} block"
+        raise ValueError(f"{where} holds {what} (-----BEGIN {label}-----), not the private key")
+    label, start = keys[0]
+    if label == "ENCRYPTED PRIVATE KEY":
+        raise ValueError(_encrypted(where))
+    if label == "OPENSSH PRIVATE KEY":
+        raise ValueError(f"{where} holds an OpenSSH private key, not PEM (ssh-keygen -p -m PEM -f FILE rewrites it)")
+    if label in ("EC PRIVATE KEY", "DSA PRIVATE KEY"):
+        kind = "an EC key" if label.startswith("EC") else "a DSA key"
+        raise ValueError(f"{where} holds {kind}, not an RSA key: Vonage signs application JWTs with RS256")
+    if label not in ("PRIVATE KEY", "RSA PRIVATE KEY"):
+        raise ValueError(f"{where} holds a {label} block, not an RSA private key")
+    return label, start
+
+
+def _encrypted(where: str) -> str:
+    return (
+        f"{where} is encrypted with a passphrase, which the server has no setting for "
+        "(openssl pkey -in encrypted.key -out private.key writes it without one)"
+    )
+
+
+class _Damaged(Exception):
+    """The DER does not hold what its label says."""
+
+
+class _NotAnRsaKey(Exception):
+    """A well-formed PKCS#8 key of another algorithm; the message names it."""
+
+
+class _TooShort(Exception):
+    """An RSA key whose modulus is under MIN_RSA_BITS; the message is its size."""
+
+
+def _der_elements(data: bytes) -> list[tuple[int, bytes]]:
+    """The DER elements (tag, content) that exactly fill `data`: definite, minimally encoded lengths, no bytes over."""
+    elements, offset = [], 0
+    while offset < len(data):
+        if offset + 2 > len(data):
+            raise _Damaged("its DER ends inside an element")
+        tag, length = data[offset], data[offset + 1]
+        offset += 2
+        if tag & 0x1F == 0x1F:
+            raise _Damaged("its DER has a tag no key uses")
+        if length & 0x80:
+            count = length & 0x7F
+            if not 1 <= count <= 4 or offset + count > len(data) or data[offset] == 0:
+                raise _Damaged("its DER has a length that is not a DER length")
+            length = int.from_bytes(data[offset : offset + count], "big")
+            if length < 0x80:
+                raise _Damaged("its DER has a length that is not a DER length")
+            offset += count
+        if offset + length > len(data):
+            raise _Damaged("its DER says an element is longer than what is left of the key")
+        elements.append((tag, data[offset : offset + length]))
+        offset += length
+    return elements
+
+
+def _der_sequence(data: bytes) -> list[tuple[int, bytes]]:
+    """The elements of the one SEQUENCE that `data` is."""
+    elements = _der_elements(data)
+    if len(elements) != 1 or elements[0][0] != _TAG_SEQUENCE:
+        raise _Damaged("its DER is not one SEQUENCE")
+    return _der_elements(elements[0][1])
+
+
+def _der_integer(element: tuple[int, bytes]) -> int:
+    tag, content = element
+    if tag != _TAG_INTEGER or not content:
+        raise _Damaged("its DER holds something else where an INTEGER belongs")
+    if len(content) > 1 and (content[0], content[1] >> 7) in ((0x00, 0), (0xFF, 1)):
+        raise _Damaged("its DER has an INTEGER that is not minimally encoded")
+    return int.from_bytes(content, "big", signed=True)
+
+
+def _pkcs8_rsa_key(der: bytes) -> bytes:
+    """The PKCS#1 RSAPrivateKey inside a PKCS#8 PrivateKeyInfo (RFC 5208, 5958)."""
+    fields = _der_sequence(der)
+    if len(fields) < 3 or fields[1][0] != _TAG_SEQUENCE or fields[2][0] != _TAG_OCTET_STRING:
+        raise _Damaged("its DER is not a PKCS#8 private key")
+    if _der_integer(fields[0]) not in (0, 1) or any(tag not in _PKCS8_TRAILERS for tag, _ in fields[3:]):
+        raise _Damaged("its DER is not a PKCS#8 private key")
+    algorithm = _der_elements(fields[1][1])
+    if not algorithm or algorithm[0][0] != _TAG_OID:
+        raise _Damaged("its DER names no algorithm")
+    oid = algorithm[0][1]
+    if oid != RSA_ENCRYPTION_OID:
+        raise _NotAnRsaKey(OTHER_KEY_ALGORITHMS.get(oid, f"a key of another algorithm (OID {_oid_text(oid)})"))
+    if algorithm[1:] not in ([], [(_TAG_NULL, b"")]):
+        raise _Damaged("its DER has RSA parameters that are not NULL")
+    return fields[2][1]
+
+
+def _check_rsa_key(der: bytes) -> None:
+    """A PKCS#1 RSAPrivateKey (RFC 8017, A.1.2): two primes, numbers that make one key, a long enough modulus."""
+    fields = _der_sequence(der)
+    if not fields:
+        raise _Damaged("its DER is not an RSA private key")
+    version = _der_integer(fields[0])
+    if version == 1:
+        raise _Damaged("it is a multi-prime RSA key, which RS256 libraries do not load")
+    if version != 0 or len(fields) != 9:
+        raise _Damaged("its DER is not an RSA private key (nine integers)")
+    n, e, d, p, q, dp, dq, qinv = (_der_integer(element) for element in fields[1:])
+    consistent = (
+        min(n, e, d, p, q, dp, dq, qinv) > 0
+        and p * q == n
+        and e % 2 == 1
+        and e * d % math.lcm(p - 1, q - 1) == 1
+        and e * dp % (p - 1) == 1
+        and e * dq % (q - 1) == 1
+        and q * qinv % p == 1
+    )
+    if not consistent:
+        raise _Damaged("its numbers do not make an RSA key")
+    if n.bit_length() < MIN_RSA_BITS:
+        raise _TooShort(n.bit_length())
+
+
+def _oid_text(oid: bytes) -> str:
+    arcs, value = [], 0
+    for byte in oid:
+        value = value << 7 | byte & 0x7F
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        return "?"
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
 def base_url(raw: str, example: str = "https://abc123.ngrok.app") -> str:
     """A server's base URL (http or https, a host, no query), without a trailing slash; ValueError names `example`."""
     value = raw.strip().rstrip("/")
@@ -454,7 +705,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         _application_id,
         "VONAGE_APPLICATION_ID=aaaaaaaa-bbbb-cccc-dddd-0123456789ab (from your application's page in the dashboard)",
     ),
-    "VONAGE_PRIVATE_KEY": ("private_key", _text(10_000), "VONAGE_PRIVATE_KEY=./private.key"),
+    "VONAGE_PRIVATE_KEY": ("private_key", _text(10_000), PRIVATE_KEY_EXAMPLE),
     "PUBLIC_URL": ("public_url", base_url, "PUBLIC_URL=https://abc123.ngrok.app"),
     "VONAGE_API_HOST": ("api_host", _api_host, "VONAGE_API_HOST=api-us.vonage.com"),
     "VONAGE_API_KEY": ("api_key", _text(64), "VONAGE_API_KEY=abcd1234 (dashboard: API settings)"),
@@ -499,9 +750,20 @@ def settings_from(values: Mapping[str, str]) -> Settings:
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
-    """The server's settings: the process environment, over an optional .env file."""
+    """The server's settings: the process environment, over an optional .env file; raise ConfigError on a bad one.
+
+    Every process of the server and every `flask` command starts here, so this is also where what a setting points
+    at is checked: the private key (its file, and that it is an RSA key Vonage's JWTs can be signed with; see
+    private_key_text). settings_from reads no file, so that tests can name files that are not there.
+    """
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         values.update({key: value for key, value in dotenv_values(env_file).items() if value is not None})
     values.update(os.environ)
-    return settings_from(values)
+    settings = settings_from(values)
+    if settings.private_key:
+        try:
+            private_key_text(settings.private_key)
+        except ValueError as problem:
+            raise ConfigError(private_key_refusal(str(problem))) from None
+    return settings

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import jwt
+import keys
 import pytest
 from click.shell_completion import BashComplete
 from flask.cli import ScriptInfo, cli
@@ -128,6 +130,42 @@ def test_a_command_given_bad_input_says_so_in_one_line_and_exits_non_zero(tmp_pa
     assert len(result.stderr.splitlines()) == (1 if stream == "stderr" else 0), output
     (line,) = [line for line in getattr(result, stream).splitlines() if says in line]
     assert line.startswith(("error: ", "refused: ", "PROBLEM ")), line
+
+
+KEY_COMMANDS = {"token": ["token", "Alice"], "call": ["call", "447700900000"], "settings": ["settings"]}
+BAD_KEYS = ["cut-in-half", "modulus-changed", "public-key", "encrypted-pkcs8", "ec-pkcs8", "garbage", "empty"]
+
+
+@pytest.mark.parametrize("key", [*BAD_KEYS, "missing"])
+@pytest.mark.parametrize("command", KEY_COMMANDS.values(), ids=KEY_COMMANDS.keys())
+def test_a_bad_private_key_is_one_line_and_exit_2_never_a_traceback(tmp_path, command, key):
+    if key != "missing":
+        (tmp_path / "private.key").write_bytes(keys.bad_variants()[key][0])
+    result = flask(
+        tmp_path,
+        *command,
+        VONAGE_APPLICATION_ID="aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
+        VONAGE_PRIVATE_KEY="./private.key",
+    )
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.returncode == 2, output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: VONAGE_PRIVATE_KEY: ") and "application's page in the Vonage dashboard" in line
+
+
+def test_flask_token_signs_with_a_pkcs1_key(tmp_path):
+    (tmp_path / "private.key").write_bytes(keys.pkcs1())
+    result = flask(
+        tmp_path,
+        "token",
+        "Alice",
+        VONAGE_APPLICATION_ID="aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
+        VONAGE_PRIVATE_KEY="./private.key",
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), keys.rsa_key().public_key(), algorithms=["RS256"])
+    assert claims["sub"] == "Alice"
 
 
 def test_an_unusable_call_log_token_file_is_one_line_even_for_help(tmp_path):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import requests
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client import (
     AuthenticationError,
@@ -15,7 +16,7 @@ from vonage_http_client import (
     ServerError,
 )
 
-from config import Settings
+from config import Settings, private_key_refusal, private_key_source, private_key_text
 from vonage_helper.errors import (
     EXIT_AUTH,
     EXIT_NOT_FOUND,
@@ -31,33 +32,36 @@ DASHBOARD = "the Vonage dashboard"
 
 
 def private_key_pem(setting: str | None) -> str:
-    """The PEM text of VONAGE_PRIVATE_KEY, which holds either a path to the .key file or the PEM itself."""
+    """The application's private key as the PKCS#8 PEM the SDK takes, from VONAGE_PRIVATE_KEY (a path to the .key
+    file, or the PEM itself); HelperError, one line, when it is not set or cannot sign.
+
+    Start-up has already checked the key without cryptography (config.private_key_text); this loads it in full,
+    as signing will, so that whatever got past that check is one line here too rather than a traceback from the
+    SDK. A PKCS#1 key (-----BEGIN RSA PRIVATE KEY-----, as openssl genrsa writes) is handed on as PKCS#8: the SDK
+    takes a key given as text only in that form.
+    """
     if not setting:
         raise HelperError(
             "VONAGE_PRIVATE_KEY is not set; download private.key from your application's page in "
             f"{DASHBOARD} and set VONAGE_PRIVATE_KEY=./private.key",
             EXIT_SETTINGS,
         )
-    if "-----BEGIN" in setting:
-        pem = setting.replace("\\n", "\n")
-    else:
-        path = Path(setting).expanduser()
-        try:
-            pem = path.read_text()
-        except FileNotFoundError:
-            raise HelperError(
-                f"VONAGE_PRIVATE_KEY: file not found at {setting}; download it from your application's page in {DASHBOARD}",
-                EXIT_SETTINGS,
-            ) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise HelperError(f"VONAGE_PRIVATE_KEY: cannot read {setting} ({error})", EXIT_SETTINGS) from None
-    if "-----BEGIN PRIVATE KEY-----" not in pem:
-        raise HelperError(
-            "VONAGE_PRIVATE_KEY does not hold a PKCS#8 private key (-----BEGIN PRIVATE KEY-----); use the private.key "
-            f"file {DASHBOARD} gave you when you created the application or generated a new key pair",
-            EXIT_SETTINGS,
-        )
-    return pem
+    try:
+        pem = private_key_text(setting)
+    except ValueError as problem:
+        raise HelperError(private_key_refusal(str(problem)), EXIT_SETTINGS) from None
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        reason = str(error).strip().splitlines()[0].split(". ")[0].rstrip(".") if str(error).strip() else "no reason"
+        refusal = f"{private_key_source(setting)} does not load as a private key ({reason})"
+        raise HelperError(private_key_refusal(refusal), EXIT_SETTINGS) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        refusal = f"{private_key_source(setting)} is not an RSA key: Vonage signs application JWTs with RS256"
+        raise HelperError(private_key_refusal(refusal), EXIT_SETTINGS)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def require(value: str | None, variable: str, where: str) -> str:
