@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 import metrics
+from calllog import access
 from calllog.api import token_refusal
 from config import Settings
 from voice import ANSWER_URL, CONNECT_EVENT_URL, EVENT_URL, FALLBACK_URL
@@ -61,7 +62,10 @@ def signatures_health(settings: Settings) -> dict:
 
 @bp.get("/metrics")
 def scrape():
-    refusal = token_refusal("/metrics needs the call log's token", " (Prometheus: authorization.credentials)")
-    if refusal is not None:
-        return refusal
-    return Response(metrics.exposition(current_app.extensions["metrics"]), content_type=metrics.CONTENT_TYPE)
+    # The header only: Prometheus sends it, and a browser's cookie has no business here.
+    refusal = token_refusal(
+        "metrics", "/metrics needs the call log's token", " (Prometheus: authorization.credentials)", cookie=False
+    )
+    if refusal is None:
+        refusal = Response(metrics.exposition(current_app.extensions["metrics"]), content_type=metrics.CONTENT_TYPE)
+    return access.add_headers(current_app.make_response(refusal), access.API_HEADERS)

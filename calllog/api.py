@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 
 import click
 from flask import Blueprint, current_app, jsonify, request
 from flask.cli import with_appcontext
 
+from calllog import access
 from calllog.queries import STATUS_FILTERS, CallLogReader
 from calllog.schema import StorageError
 from cli import Command, CommandError
 
 bp = Blueprint("api", __name__)
+bp.record_once(access.init_app)
+bp.record_once(access.add_conversation_converter)
 MAX_PAGE = 200
 # The most conversations `flask calls` prints: more is an export, not a table to read.
 MAX_LISTED = 10_000
@@ -24,33 +26,36 @@ def reader() -> CallLogReader:
     return current_app.extensions["call_log"].reader
 
 
-def token_matches(given: str | None, expected: str) -> bool:
-    """Constant-time check of a call-log token."""
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def request_token() -> str | None:
-    """The token a request carries: `Authorization: Bearer <token>`, else `?token=`, else the call-log page's cookie."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.args.get("token") or request.cookies.get("call_log_token")
-
-
-def token_refusal(needs: str, bearer_hint: str = ""):
-    """None when the request carries the call log's token; else a 401 whose message starts with `needs` and says
-    how to send the token (`bearer_hint` follows the header's name)."""
-    if token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
+def token_refusal(surface: str, needs: str, bearer_hint: str = "", cookie: bool = True):
+    """None when the request may read the call log; else the JSON answer that says why not: 429 while its address
+    is locked out for wrong tokens, 401 for a `?token=` (taken only by the page), or for a token missing or wrong
+    (`needs` starts the message, `bearer_hint` follows the header's name). The token is the Authorization header's,
+    else (`cookie`) the page's cookie."""
+    wait = access.locked_out()
+    if wait is not None:
+        response = jsonify(error=access.too_many_message(wait))
+        response.status_code = 429
+        response.headers["Retry-After"] = str(wait)
+        return response
+    if "token" in request.args:
+        return jsonify(error=access.QUERY_TOKEN_REFUSED.format(hint=bearer_hint)), 401
+    given = access.bearer_token() or (access.cookie_token() if cookie else None)
+    if access.check(surface, given):
         return None
     return jsonify(
-        error=f"{needs}: add 'Authorization: Bearer <token>'{bearer_hint} or '?token=<token>'; "
+        error=f"{needs}: send 'Authorization: Bearer <token>'{bearer_hint}; "
         "the server prints it at start-up (CALL_LOG_TOKEN)"
     ), 401
 
 
 @bp.before_request
 def require_token():
-    return token_refusal("the call log needs its token")
+    return token_refusal("api", "the call log needs its token")
+
+
+@bp.after_request
+def api_headers(response):
+    return access.add_headers(response, access.API_HEADERS)
 
 
 @bp.errorhandler(StorageError)
@@ -81,7 +86,7 @@ def list_calls():
     return {"calls": calls, "next": next_cursor}
 
 
-@bp.get("/api/calls/<conversation_uuid>")
+@bp.get("/api/calls/<conversation:conversation_uuid>", merge_slashes=False)
 def get_call(conversation_uuid: str):
     call = reader().get_call(conversation_uuid)
     if call is None:

@@ -6,16 +6,17 @@ import json
 import re
 from decimal import Decimal
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request
 
-from calllog.api import RETRY_AFTER_SECONDS, reader, request_token, token_matches
+from calllog import access
+from calllog.api import RETRY_AFTER_SECONDS, reader
 from calllog.outcome import LABELS, call_outcome, leg_outcome
 from calllog.queries import STATUS_FILTERS
 from calllog.schema import StorageError
 from ncco import looks_like_phone_number
 
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
-COOKIE = "call_log_token"
+bp.record_once(access.add_conversation_converter)
 PAGE_SIZE = 50
 # Each outcome's badge colour (calls.css): blue live, green done, amber busy, red failed, grey missed, purple refused.
 BADGE_CLASSES = {
@@ -132,9 +133,25 @@ def _pretty(payload) -> str:
 @bp.before_request
 def require_token():
     # The stylesheet and script are public: the 401 page uses them too.
-    if request.endpoint == "page.static" or token_matches(request_token(), current_app.config["CALL_LOG_TOKEN"]):
+    if request.endpoint == "page.static":
         return None
-    return render_template("unauthorized.html"), 401
+    wait = access.locked_out()
+    if wait is not None:
+        return render_template("too_many.html", seconds=wait), 429, {"Retry-After": str(wait)}
+    in_address = access.query_token()
+    if not access.check("page", in_address or access.bearer_token() or access.cookie_token()):
+        return render_template("unauthorized.html"), 401
+    if in_address is None:
+        return None
+    # Keep the token out of the address bar (and out of history) from now on: a cookie carries it.
+    response = redirect(access.address_without_token())
+    access.set_token_cookie(response, in_address)
+    return response
+
+
+@bp.after_request
+def page_headers(response):
+    return access.add_headers(response, access.PAGE_HEADERS)
 
 
 def _filters() -> dict:
@@ -143,12 +160,6 @@ def _filters() -> dict:
 
 @bp.get("/calls")
 def calls_page():
-    if "token" in request.args:
-        # Keep the token out of the address bar (and out of history) from now on: a cookie carries it.
-        kept = {name: value for name, value in _filters().items() if value}
-        response = redirect(url_for("page.calls_page", **kept))
-        response.set_cookie(COOKIE, request.args["token"], httponly=True, samesite="Strict", secure=request.is_secure)
-        return response
     filters = _filters()
     cursor = request.args.get("cursor") or None
     partial = request.args.get("partial") == "list"
@@ -176,7 +187,7 @@ def calls_page():
     return render_template(template, calls=calls, summary=summary, next_cursor=next_cursor, problem=None, **shown)
 
 
-@bp.get("/calls/<conversation_uuid>/timeline")
+@bp.get("/calls/<conversation:conversation_uuid>/timeline", merge_slashes=False)
 def timeline(conversation_uuid: str):
     try:
         call = reader().get_call(conversation_uuid)

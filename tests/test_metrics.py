@@ -133,12 +133,14 @@ def test_metrics_without_the_token_is_401_with_one_json_line_naming_the_fix(clie
         assert len(response.get_data(as_text=True).strip().splitlines()) == 1
 
 
-def test_metrics_with_the_token_as_bearer_or_query_is_the_prometheus_text_format(client):
-    for response in (client.get("/metrics", headers=BEARER), client.get(f"/metrics?token={CALL_LOG_TOKEN}")):
-        assert response.status_code == 200
-        assert response.content_type == CONTENT_TYPE_PLAIN_0_0_4
-        families = {family.name for family in text_string_to_metric_families(response.get_data(as_text=True))}
-        assert {"voice_webhooks", "voice_commit_batch_size", "voice_calls_ended"} <= families
+def test_metrics_with_the_token_as_bearer_is_the_prometheus_text_format(client):
+    response = client.get("/metrics", headers=BEARER)
+    assert response.status_code == 200
+    assert response.content_type == CONTENT_TYPE_PLAIN_0_0_4
+    families = {family.name for family in text_string_to_metric_families(response.get_data(as_text=True))}
+    assert {"voice_webhooks", "voice_commit_batch_size", "voice_calls_ended"} <= families
+    # The token in the address is refused (it ends up in logs): the header is the one way in.
+    assert client.get(f"/metrics?token={CALL_LOG_TOKEN}").status_code == 401
 
 
 # Each metric, counted exactly.

@@ -6,6 +6,7 @@ import re
 import time
 from datetime import datetime, timedelta
 from decimal import Decimal
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -75,10 +76,48 @@ def test_empty_log_says_how_to_make_a_first_call(browser, tmp_path):
         context.close()
 
 
-def test_token_moves_into_an_httponly_strict_cookie(page):
+def cookie_name(server) -> str:
+    """The page's cookie on this server: named after its port, as two servers on one host keep two."""
+    return f"call_log_token_{urlsplit(server).port}"
+
+
+def test_token_moves_into_an_httponly_strict_cookie(page, server):
     assert "token=" not in page.url
-    (cookie,) = [c for c in page.context.cookies() if c["name"] == "call_log_token"]
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == cookie_name(server)]
     assert cookie["value"] == CALL_LOG_TOKEN and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+
+
+CSP_WATCH = """document.addEventListener("securitypolicyviolation", function (event) {
+  (window.cspViolations = window.cspViolations || []).push(event.violatedDirective + " " + event.blockedURI);
+});"""
+
+
+def test_the_link_leaves_a_port_named_strict_cookie_and_the_page_works_under_its_policy(browser, server):
+    # An id with a slash, a space and a percent sign: its card and timeline work all the same.
+    conversation = "CON-csp/0001 100%"
+    post_event(server, status="started", uuid="leg-csp-1", conversation_uuid=conversation)
+    context = browser.new_context()
+    page = context.new_page()
+    console = []
+    page.on("console", lambda message: console.append(message.text))
+    page.add_init_script(CSP_WATCH)
+    response = page.goto(f"{server}/calls?token={CALL_LOG_TOKEN}")
+    assert response.headers["content-security-policy"].startswith("default-src 'none'; script-src 'self';")
+    assert "token=" not in page.url
+    (cookie,) = context.cookies()
+    assert cookie["name"] == cookie_name(server) and cookie["value"] == CALL_LOG_TOKEN
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert cookie["domain"] == "127.0.0.1" and cookie["secure"] is False  # host-only, and plain http here
+    card = call_card(page, conversation)
+    expect(card.locator(".leg .badge")).to_have_text("started", timeout=WAIT_MS)
+    assert colour_name(card.locator(".leg .badge")) == "blue"  # calls.css is applied
+    card.locator("summary").click()  # calls.js fetches the timeline, with the id encoded
+    expect(card.locator(".timeline .event")).to_have_count(1, timeout=WAIT_MS)
+    expect(card.locator(".timeline .event .leg-name")).to_have_text("outbound")
+    assert api_call(server, quote(conversation, safe=""))["conversation_uuid"] == conversation
+    assert page.evaluate("window.cspViolations || []") == []
+    assert [text for text in console if "Content Security Policy" in text] == []
+    context.close()
 
 
 def test_no_token_gets_the_401_page(browser, server):
@@ -356,7 +395,7 @@ def test_a_token_that_no_longer_works_stops_the_refresh_with_a_banner(page, serv
     banner = page.locator("#session-expired")
     expect(banner).to_be_hidden()
     # What a restart with a new CALL_LOG_TOKEN does to an open page: its cookie no longer matches.
-    page.context.add_cookies([{"name": "call_log_token", "value": "an-older-token-0123456789", "url": server}])
+    page.context.add_cookies([{"name": cookie_name(server), "value": "an-older-token-0123456789", "url": server}])
     expect(banner).to_be_visible(timeout=WAIT_MS)
     expect(banner).to_contain_text("open the new link printed at start-up")
     assert page.evaluate("document.body.classList.contains('expired')")
