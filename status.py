@@ -63,9 +63,9 @@ def signatures_health(settings: Settings) -> dict:
 @bp.get("/metrics")
 def scrape():
     # The header only: Prometheus sends it, and a browser's cookie has no business here.
-    refusal = token_refusal(
+    answer = token_refusal(
         "metrics", "/metrics needs the call log's token", " (Prometheus: authorization.credentials)", cookie=False
     )
-    if refusal is None:
-        refusal = Response(metrics.exposition(current_app.extensions["metrics"]), content_type=metrics.CONTENT_TYPE)
-    return access.add_headers(current_app.make_response(refusal), access.API_HEADERS)
+    if answer is None:
+        answer = Response(metrics.exposition(current_app.extensions["metrics"]), content_type=metrics.CONTENT_TYPE)
+    return access.add_headers(current_app.make_response(answer), access.API_HEADERS)

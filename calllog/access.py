@@ -42,7 +42,7 @@ FAILURE_WINDOW = 60.0
 MAX_ADDRESSES = 10_000
 # What each surface's failures are counted and logged as.
 SURFACES = ("page", "api", "metrics")
-EXTENSION = "call_log_failed_tokens"
+EXTENSION = "call_log_access"
 
 # The page's own files are the only ones it loads; nothing may frame it, and nothing it links to learns its address.
 PAGE_HEADERS = {
@@ -140,7 +140,7 @@ class FailedTokens:
                 if oldest[-1] > now - self.window:
                     break
                 self._failures.popitem(last=False)
-            return len(times)
+            return len(self._failures[key])
 
 
 class Access:
@@ -160,14 +160,12 @@ class Access:
 
 def init_app(state) -> None:
     """Blueprint setup (calllog.api): one Access per app, in app.extensions."""
-    app = state.app
-    if EXTENSION not in app.extensions:
-        app.extensions[f"{EXTENSION}.access"] = access = Access(app)
-        app.extensions[EXTENSION] = access.failed
+    if EXTENSION not in state.app.extensions:
+        state.app.extensions[EXTENSION] = Access(state.app)
 
 
 def _access() -> Access:
-    return current_app.extensions[f"{EXTENSION}.access"]
+    return current_app.extensions[EXTENSION]
 
 
 def token_matches(given: str | None, expected: str) -> bool:

@@ -194,7 +194,7 @@ class Clock:
 @pytest.fixture
 def clock(app):
     clock = Clock()
-    app.extensions["call_log_failed_tokens"].clock = clock
+    app.extensions["call_log_access"].failed.clock = clock
     return clock
 
 
