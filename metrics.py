@@ -162,6 +162,16 @@ class Metrics:
             registry=registry,
         )
         self.calls_ended = {status: ended.labels(status) for status in FINAL_STATUSES}
+        self.answer_replays = Counter(
+            "voice_answer_replays",
+            "Answer requests whose signed token (jti) was already recorded: answered again, not recorded twice",
+            registry=registry,
+        )
+        self.answers_unrecorded = Counter(
+            "voice_answers_unrecorded",
+            "Answer decisions refused because a worker already kept the most it keeps for the writer",
+            registry=registry,
+        )
 
 
 def multiprocess_folder() -> str | None:

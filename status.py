@@ -35,17 +35,20 @@ def index():
 @bp.get("/health")
 def health():
     settings: Settings = current_app.config["SETTINGS"]
-    storage = current_app.extensions["call_log"].reader.health()
-    # Still 200 when the database is down: answering calls does not need it, and a load balancer
+    call_log = current_app.extensions["call_log"]
+    storage = call_log.reader.health()
+    writer = call_log.writer_health()
+    # Still 200 when the database or the writer is down: answering calls needs neither, and a load balancer
     # that took this server out of rotation would drop calls it can still answer.
     return {
-        "status": "ok" if storage["status"] == "ok" else "degraded",
+        "status": "ok" if storage["status"] == "ok" and writer["status"] == "ok" else "degraded",
         "version": __version__,
         "parts": {
             "answer": {"status": "ok", "caller_id": settings.vonage_number or "randomFromNumber"},
             "events": {"status": "ok", "log_format": settings.log_format},
             "signatures": signatures_health(settings),
             "storage": storage,
+            "writer": writer,
         },
     }
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from calllog.client import WriterClient
+from calllog.client import WriterClient, ping
 from calllog.queries import CallLogReader
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterThread
@@ -52,8 +52,17 @@ class CallLog:
             self._writer = WriterThread(database_url, str(Path(self._folder) / "writer.sock"), metrics, retention)
             self._writer.start()
             writer_socket = self._writer.socket_path
-        self.client = WriterClient(writer_socket)
+        self.client = WriterClient(writer_socket, on_unrecorded=metrics.answers_unrecorded.inc)
         atexit.register(self.close)
+
+    def writer_health(self) -> dict:
+        """The writer as it is, for /health: whether it answers now, and the answer decisions still waiting for it."""
+        problem = ping(self.client.socket_path)
+        health = {"status": "ok" if problem is None else "unavailable"}
+        if problem is not None:
+            health["error"] = problem
+        health["answers_waiting"] = self.client.answers_waiting()
+        return health
 
     def close(self) -> None:
         """Send what is queued, then close the client, the writer thread (if any), the database and the folder."""

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from calllog.legs import FINAL_STATUSES, LEG_FIELDS, fold_leg
-from calllog.rows import ANSWER_COLUMNS, EVENT_COLUMNS, fit
+from calllog.rows import ANSWER_COLUMNS, EVENT_COLUMNS, answer_key, fit
 from calllog.schema import SQLITE_BEGIN, Database, StorageError, brief
 from logs import LOGGER_NAME
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # not imported here: serve.py imports this module before it s
     from metrics import Metrics
 
 BATCH_LIMIT = 256
+ANSWERS_PER_STATEMENT = 200  # 13 parameters a row: far below SQLite's limit of 32,766 a statement
 
 log = logging.getLogger(f"{LOGGER_NAME}.committer")
 
@@ -63,7 +64,6 @@ class _Statements:
             f"started_at = {smaller}(conversations.started_at, excluded.started_at), "
             f"updated_at = {larger}(conversations.updated_at, excluded.updated_at)"
         )
-        self.insert_answers = self._insert("answers", ANSWER_COLUMNS, 1)
         # Statements for a number of rows, written once per size (a batch has at most BATCH_LIMIT).
         self._by_size: dict[tuple[str, int], str] = {}
 
@@ -71,6 +71,14 @@ class _Statements:
         one_row = "(" + ", ".join([self.mark] * len(columns)) + ")"
         names = ", ".join(f'"{name}"' for name in columns)
         return f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one_row] * rows)
+
+    def insert_answers_returning(self, rows: int) -> str:
+        """Insert `rows` answer decisions in one statement, returning the keys of those not stored before."""
+        key = ("insert_answers", rows)
+        if key not in self._by_size:
+            conflict = " ON CONFLICT (answer_key) DO NOTHING RETURNING answer_key"
+            self._by_size[key] = self._insert("answers", ANSWER_COLUMNS, rows) + conflict
+        return self._by_size[key]
 
     def insert_events(self, rows: int) -> str:
         """Insert `rows` events in one statement, returning the keys of those not stored before."""
@@ -125,6 +133,15 @@ def _transient(error: Exception) -> bool:
 
 
 Outcome = bool | StorageError  # for an event: True if new, False for a repeated delivery, or why it failed
+
+
+class Committed(list):
+    """Each event's Outcome, in order; `answers_failed` says why the batch's answer decisions were not all stored
+    (None when they were: stored now, or already)."""
+
+    answers_failed: StorageError | None = None
+
+
 ENDS = frozenset(FINAL_STATUSES)
 
 
@@ -138,15 +155,16 @@ class Committer:
         # Kept open between batches; replaced after any failure.
         self._connection = None
 
-    def commit(self, event_rows: list[tuple], answer_rows: list[dict]) -> list[Outcome]:
-        """Store these rows, in one transaction if it succeeds; return each event's outcome. Never raises.
+    def commit(self, event_rows: list[tuple], answer_rows: list[dict]) -> Committed:
+        """Store these rows, in one transaction if it succeeds; return each event's outcome, and whether the answer
+        decisions were stored. Never raises.
 
         If the transaction fails, each row is tried alone, so one bad row fails only itself.
         """
         writes = len(event_rows) + len(answer_rows)
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
             try:
-                return self._commit(event_rows, answer_rows)
+                return Committed(self._commit(event_rows, answer_rows))
             except Exception as error:
                 self.metrics.commit_errors.inc()
                 if _transient(error) and attempt < TRANSIENT_ATTEMPTS:
@@ -154,7 +172,7 @@ class Committer:
                     continue
                 log.warning("a batch of %d writes failed (%s); trying each alone", writes, brief(error))
                 break
-        outcomes: list[Outcome] = []
+        outcomes = Committed()
         for row in event_rows:
             try:
                 outcomes += self._commit([row], [])
@@ -166,7 +184,8 @@ class Committer:
                 self._commit([], [row])
             except Exception as error:
                 self.metrics.commit_errors.inc()
-                log.error("answer decision not recorded: %s", brief(error))
+                # The worker keeps it and sends it again; its key makes the rows stored meanwhile count once.
+                outcomes.answers_failed = StorageError(f"the {self.database.backend} database failed: {brief(error)}")
         return outcomes
 
     def close(self) -> None:
@@ -184,6 +203,7 @@ class Committer:
             self._connection = self.database.engine.raw_connection()
         connection, cursor = self._connection, None
         started = time.perf_counter()
+        self._replays = 0
         try:
             cursor = connection.cursor()
             run = _runner(cursor)
@@ -202,6 +222,8 @@ class Committer:
             raise
         cursor.close()
         self._count(len(event_rows) + len(answer_rows), time.perf_counter() - started, outcomes, ended)
+        if self._replays:
+            self.metrics.answer_replays.inc(self._replays)
         return outcomes
 
     def _count(self, writes: int, seconds: float, outcomes: list[bool], ended: list[str]) -> None:
@@ -234,9 +256,21 @@ class Committer:
             run(self._statements.touch_conversations, [(uuid, *times) for uuid, times in sorted(touched.items())])
         outcomes, ended = self._write_events(run, event_rows)
         if answer_rows:
-            rows = [tuple(row.get(name) for name in ANSWER_COLUMNS) for row in answer_rows]
-            run(self._statements.insert_answers, rows)
+            self._write_answers(run, answer_rows)
         return outcomes, ended
+
+    def _write_answers(self, run, rows: list[dict]) -> None:
+        """Insert the answer decisions whose key is not stored yet; one whose key is (a replayed token) is counted."""
+        # In the order they came (the call log lists a call's decisions by id): a deadlock with another server
+        # inserting the same keys in another order is retried like any (TRANSIENT_STATES).
+        by_key = {row.get("answer_key") or answer_key(): row for row in rows}
+        keys = list(by_key)
+        inserted = 0
+        for start in range(0, len(keys), ANSWERS_PER_STATEMENT):
+            chunk = [{**by_key[key], "answer_key": key} for key in keys[start : start + ANSWERS_PER_STATEMENT]]
+            values = tuple(row.get(name) for row in chunk for name in ANSWER_COLUMNS)
+            inserted += len(run(self._statements.insert_answers_returning(len(chunk)), values).fetchall())
+        self._replays = len(rows) - inserted
 
     def _write_events(self, run, rows: list[tuple]) -> tuple[list[bool], list[str]]:
         """Insert the rows not stored before; each is new only if it is the first of its key, here and ever."""

@@ -3,7 +3,9 @@ every database accepts (text cut to its column, no NUL, no unpaired surrogate), 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 
 from calllog.schema import COLUMN_LENGTHS, answers, events
 from events import event_conversation, event_key, event_kind, leg_uuid
@@ -65,8 +67,16 @@ def event_row(payload: Payload, received_at: str, verified: bool) -> tuple:
     )
 
 
-def answer_row(route: str, decision: AnswerDecision, received_at: str, verified: bool) -> dict:
-    """The answers row of one answer decision."""
+def answer_key(jti: object = None) -> str:
+    """An answer decision's key: from the signed request's JWT id when it has one (a replayed token then makes the
+    same key, and is stored once), else new."""
+    if isinstance(jti, str) and jti:
+        return "jti:" + hashlib.sha256(jti.encode("utf-8", "replace")).hexdigest()
+    return "new:" + uuid.uuid4().hex
+
+
+def answer_row(route: str, decision: AnswerDecision, received_at: str, verified: bool, key: str | None = None) -> dict:
+    """The answers row of one answer decision, stored once per `key` (answer_key; a new one when None)."""
     fields = decision.request
     caller = fields.get("from_user") or fields.get("from")
     row = {
@@ -80,6 +90,7 @@ def answer_row(route: str, decision: AnswerDecision, received_at: str, verified:
         "reason": decision.reason,
         "received_at": received_at,
         "verified": verified,
+        "answer_key": key or answer_key(),
     }
     return {key: column_text(value) if key in _TEXT_ANSWER_FIELDS else value for key, value in row.items()}
 

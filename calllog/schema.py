@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import (
     Boolean,
     Column,
+    Index,
     Integer,
     MetaData,
     String,
@@ -24,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -94,6 +95,10 @@ answers = Table(
     Column("reason", Text),
     Column("received_at", String(32), nullable=False),
     Column("verified", Boolean, nullable=False),
+    # One decision per key (version 4): a signed request's JWT id (jti), so a replayed token is never recorded
+    # twice; else one made for the decision, so a batch the worker sends again is stored once.
+    Column("answer_key", String(100)),
+    Index("ix_answers_answer_key", "answer_key", unique=True),
 )
 
 
@@ -113,8 +118,15 @@ def _index_conversation_activity(connection) -> None:
     connection.execute(text("CREATE INDEX IF NOT EXISTS ix_conversations_updated_at ON conversations (updated_at)"))
 
 
+def _add_answer_key(connection) -> None:
+    # A database created at version 4 already has the column and its index.
+    if "answer_key" not in {column["name"] for column in inspect(connection).get_columns("answers")}:
+        connection.execute(text("ALTER TABLE answers ADD COLUMN answer_key VARCHAR(100)"))
+    connection.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_answers_answer_key ON answers (answer_key)"))
+
+
 # version -> the step that brings a database from the version before to it.
-MIGRATIONS = {1: _create_tables, 2: _add_event_problem, 3: _index_conversation_activity}
+MIGRATIONS = {1: _create_tables, 2: _add_event_problem, 3: _index_conversation_activity, 4: _add_answer_key}
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.
 COLUMN_LENGTHS = {

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # not imported here: serve.py imports this module before it s
     from metrics import Metrics
 
 REPLY_TIMEOUT_SECONDS = 5.0
+ANSWERED = None  # in _Batch.waiting: a reply about the batch's answer decisions, not about one event
 VERIFIED = EVENT_COLUMNS.index("verified")
 
 log = logging.getLogger(f"{LOGGER_NAME}.writer")
@@ -42,7 +43,8 @@ class _Batch:
     def __init__(self):
         self.event_rows: list[tuple] = []
         self.answer_rows: list[dict] = []
-        # (connection, index into event_rows, or None for a flush that waits for the whole batch)
+        # (connection, index into event_rows, or ANSWERED for an answers frame or a flush, told when the answer
+        # decisions of the batch are stored)
         self.waiting: list[tuple[socket.socket, int | None]] = []
 
     def add(self, connection: socket.socket, kind: bytes, fields: list[str | None]) -> None:
@@ -54,8 +56,9 @@ class _Batch:
             self.event_rows.append(tuple(fields))
         elif kind == frames.ANSWERS:
             self.answer_rows.extend(json.loads(fields[0]))
+            self.waiting.append((connection, ANSWERED))
         elif kind == frames.FLUSH:
-            self.waiting.append((connection, None))
+            self.waiting.append((connection, ANSWERED))
         else:
             raise frames.FrameError(f"unknown frame {kind!r}")
 
@@ -131,12 +134,15 @@ class WriterServer:
     def _commit_and_reply(self, batch: _Batch) -> None:
         outcomes = []
         answer_rows = batch.answer_rows
+        answers_failed = None
         for start in range(0, max(len(batch.event_rows), 1), BATCH_LIMIT):
-            outcomes += self.committer.commit(batch.event_rows[start : start + BATCH_LIMIT], answer_rows)
+            committed = self.committer.commit(batch.event_rows[start : start + BATCH_LIMIT], answer_rows)
+            outcomes += committed
+            answers_failed = answers_failed or committed.answers_failed
             answer_rows = []
         replies: dict[socket.socket, list[bytes]] = {}
         for connection, index in batch.waiting:
-            outcome = True if index is None else outcomes[index]
+            outcome = (answers_failed or True) if index is ANSWERED else outcomes[index]
             if isinstance(outcome, StorageError):
                 reply = frames.encode_failure(str(outcome))
             else:
