@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import errno
 import gc
-import logging
 import os
+import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -23,11 +24,12 @@ from calllog.schema import Database, StorageError
 from calllog.token_store import call_log_token, generated_token_file
 from calllog.writer_process import wait_until_ready
 from config import DATABASE_EXAMPLE, METRICS_FOLDER_VARIABLE, ConfigError, Settings, load_settings
-from stop_signals import relay_stop_signals
+from stop_signals import relay_stop_signals, stop_when_parent_exits
 
-BLOCKING_THREADS = 16
+# Requests a worker takes at once. A request waiting for its body or its commit is a coroutine, not a thread, so a
+# few hundred slow clients cost little; with 16, 32 of them stopped the server from taking new ones.
 BACKPRESSURE = 1024
-# Vonage sends a webhook's headers at once; a client that takes longer is cut off.
+# Vonage sends a webhook's headers at once; a client that takes longer is cut off (the body: edge.BODY_SECONDS).
 HEADER_SECONDS = 5
 # How long a worker may take to finish its requests once told to stop, and then the writer its batch.
 WORKER_STOP_SECONDS = 5
@@ -53,7 +55,7 @@ def startup_notes(settings: Settings, token_file: Path | None = None) -> list[st
         *tunnel_notes(settings),
         f"  health       {base}/health",
         f"  call log     {base}/calls?token={settings.call_log_token}",
-        f"  (API)        {base}/api/calls?token={settings.call_log_token}",
+        f"  (API)        {base}/api/calls   (Authorization: Bearer <CALL_LOG_TOKEN>)",
         f"  metrics      {base}/metrics   (Prometheus: Authorization: Bearer <CALL_LOG_TOKEN>)",
     ]
     if token_file is not None:
@@ -177,6 +179,8 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     os.environ["CALL_LOG_TOKEN"] = settings.call_log_token
+    raise_descriptor_limit()
+    remove_orphaned_folders()
     problem = port_problem(settings.host, settings.port) or database_problem(settings.database_url)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -191,12 +195,51 @@ def main() -> int:
     return 0
 
 
+def raise_descriptor_limit() -> None:
+    """Let this process and its workers open as many files as the system allows them (the soft limit up to the
+    hard one): each connection is a descriptor, and the usual soft limit of 1024 is reached by 1,000 clients."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # the limit stays as it was: requests past it get 503 (edge._failure), the server goes on
+
+
+# The folders a run keeps its writer's socket and its metrics in, named for the serve.py that made them.
+_RUN_FOLDER = re.compile(r"voice-(?:writer|metrics)-(\d+)-")
+
+
+def remove_orphaned_folders() -> None:
+    """Remove the run folders of a serve.py that is gone without cleaning up (killed with kill -9, say)."""
+    for base in {tempfile.gettempdir(), "/tmp"}:
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            continue
+        for name in entries:
+            match = _RUN_FOLDER.match(name)
+            if match and not _alive(int(match.group(1))):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run(settings: Settings) -> None:
     """The writer process, then granian's workers until they are stopped; then the writer, last."""
     # A fresh folder each run: a scrape adds up every file in it, so files of an earlier run must not count.
-    metrics_folder = tempfile.mkdtemp(prefix="voice-metrics-", dir=_short_temp_folder())
+    run_prefix = f"{os.getpid()}-"
+    metrics_folder = tempfile.mkdtemp(prefix=f"voice-metrics-{run_prefix}", dir=_short_temp_folder())
     os.environ[METRICS_FOLDER_VARIABLE] = metrics_folder
-    socket_folder = tempfile.mkdtemp(prefix="voice-writer-", dir=_short_temp_folder())
+    socket_folder = tempfile.mkdtemp(prefix=f"voice-writer-{run_prefix}", dir=_short_temp_folder())
     writer = WriterProcess(os.path.join(socket_folder, "writer.sock"))
     # The workers read where the writer listens from the environment they inherit.
     os.environ["CALL_LOG_WRITER_SOCKET"] = writer.socket_path
@@ -220,35 +263,29 @@ def run(settings: Settings) -> None:
 def _short_temp_folder() -> str | None:
     """The temp folder for the writer's socket: TMPDIR, unless its path is too long for a Unix socket's."""
     base = tempfile.gettempdir()
-    return base if len(os.path.join(base, "voice-writer-xxxxxxxx", "writer.sock")) < MAX_SOCKET_PATH else "/tmp"
+    longest = os.path.join(base, "voice-writer-4194304-xxxxxxxx", "writer.sock")
+    return base if len(longest) < MAX_SOCKET_PATH else "/tmp"
 
 
 def production_app():
-    """The app as each granian worker builds it.
+    """The app as each granian worker builds it: the Flask app behind edge.Edge, the RSGI front.
 
     Its start-up objects (Flask, SQLAlchemy: a few hundred thousand) are moved out of the garbage collector's
     sight, so the collections that requests trigger do not walk them again and again.
     """
     from app import create_app
+    from edge import Edge
 
     relay_stop_signals(only_from_parent=True)
+    # A worker outlives no serve.py, however it ended (kill -9 too): it would go on serving a port nobody stops.
+    stop_when_parent_exits()
     application = create_app()
     # Other processes scrape this worker's counts: add them to its metrics' files every second.
     application.extensions["metrics"].start_flushing()
+    front = Edge(application)
     gc.collect()
     gc.freeze()
-    return application
-
-
-class _IntendedThreadCount(logging.Filter):
-    """Drops granian's start-up warning that BLOCKING_THREADS Python threads per worker is a lot for the cores.
-
-    The count is chosen: an event's request thread waits for its commit, and concurrent events share a commit
-    only if they wait together. The warning would tell every `make run` that its configuration looks wrong.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Python threads" not in record.getMessage()
+    return front
 
 
 def serve(settings: Settings) -> None:
@@ -256,22 +293,16 @@ def serve(settings: Settings) -> None:
     server = Granian(
         "serve:production_app",
         factory=True,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.RSGI,
         address=settings.host,
         port=settings.port,
         workers=settings.workers,
-        # Enough threads per worker for concurrent events to share a commit; more only fight over the GIL.
-        blocking_threads=BLOCKING_THREADS,
-        # Connections a worker takes at once. Reading headers costs no request thread, so a few hundred slow
-        # clients must not hold every place: with 16, 32 of them stopped the server from taking new ones.
         backpressure=BACKPRESSURE,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_SECONDS * 1000),
         websockets=False,
         respawn_failed_workers=True,
         workers_kill_timeout=WORKER_STOP_SECONDS,
     )
-    # granian's logger, set up by the line above; the warning comes as it starts serving.
-    logging.getLogger("_granian").addFilter(_IntendedThreadCount())
     server.serve()
 
 

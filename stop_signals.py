@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import select
 import signal
 import threading
 import time
@@ -29,8 +30,27 @@ def relay_stop_signals(only_from_parent: bool = False) -> None:
     in the group's: a signal from anyone else stops the process after PARENT_GRACE_SECONDS all the same.
     """
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    if only_from_parent:
+        _until_ready.clear()
     parent = os.getppid() if only_from_parent else None
     threading.Thread(target=_relay, args=(parent,), name="stop-signal-relay", daemon=True).start()
+
+
+def stop_when_parent_exits(stop=None) -> None:
+    """Stop this process once its parent is gone, however it ended (kill -9 included): by calling `stop`, or
+    else as the parent's SIGTERM would."""
+    try:
+        watched = os.pidfd_open(os.getppid())
+    except OSError:
+        return  # a kernel without pidfd (before 5.3): the parent's own stop is the only one
+    stop = stop or (lambda: _call_handler(signal.SIGTERM))
+    threading.Thread(target=_stop_after, args=(watched, stop), name="parent-watch", daemon=True).start()
+
+
+def _stop_after(watched: int, stop) -> None:
+    select.select([watched], [], [])  # a pidfd becomes readable when its process has exited
+    os.close(watched)
+    stop()
 
 
 def _relay(parent: int | None) -> None:
@@ -50,9 +70,39 @@ def _relay(parent: int | None) -> None:
             _call_handler(received.si_signo)
 
 
+# Cleared in a worker until its server has installed its handlers (handlers_ready): a stop that comes while the
+# worker is still loading the app is kept for then, or it would be heard by nobody and the worker killed later.
+_until_ready = threading.Event()
+_until_ready.set()
+_kept: list[int] = []
+_kept_lock = threading.Lock()
+
+
+def handlers_ready() -> None:
+    """The process's own handlers are installed: hand them any stop that came before."""
+    with _kept_lock:
+        _until_ready.set()
+        kept, _kept[:] = list(_kept), []
+    for signal_number in kept[:1]:
+        _call_handler(signal_number)
+
+
 def _call_handler(signal_number: int) -> None:
+    with _kept_lock:
+        if not _until_ready.is_set():
+            _kept.append(signal_number)
+            return
     handler = signal.getsignal(signal_number)
-    if callable(handler) and handler is not signal.default_int_handler:
+    if getattr(handler, "__module__", "").startswith(("asyncio", "uvloop")):
+        # An event loop's handler (loop.add_signal_handler: granian's RSGI workers). The Python-level handler is
+        # a placeholder; the loop hears the signal through the interpreter's wakeup descriptor, which only the
+        # signal itself writes: raise it in this thread, unblocked here for that moment only.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal_number})
+        try:
+            signal.raise_signal(signal_number)
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal_number})
+    elif callable(handler) and handler is not signal.default_int_handler:
         handler(signal_number, None)
     else:
         # No handler of the process's own yet (it is still starting): stop it as Ctrl-C would.

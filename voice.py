@@ -22,7 +22,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.utils import get_host
 
 from calllog import CallLog, StorageError
-from calllog.rows import answer_row, event_row
+from calllog.client import EventChannel
+from calllog.rows import answer_key, answer_row, event_row
 from config import Settings
 from events import log_event
 from logs import utc_timestamp
@@ -90,10 +91,17 @@ class Reply:
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
 
-    def send(self, start_response) -> list[bytes]:
-        headers = [("Content-Length", str(len(self.body))), *self.headers]
+    def header_list(self) -> list[tuple[str, str]]:
+        """The headers but Content-Length."""
+        headers = list(self.headers)
         if self.content_type:
             headers.append(("Content-Type", self.content_type))
+        return headers
+
+    def send(self, start_response) -> list[bytes]:
+        headers = self.header_list()
+        if self.status != 204:  # a 204 has no body, and says nothing of its length (RFC 9110, 8.6)
+            headers.append(("Content-Length", str(len(self.body))))
         start_response(_STATUS_LINES[self.status], headers)
         return [self.body]
 
@@ -109,11 +117,15 @@ def json_error(status: int, message: str, *headers: tuple[str, str]) -> Reply:
 
 @dataclass(frozen=True)
 class Route:
-    """One webhook: the function that serves it, and its counters (voice_webhooks_total), bound at start-up."""
+    """One webhook: the function that serves it, and its counters (voice_webhooks_total), bound at start-up.
+
+    An event route (`tell_why` not None) stores what it gets; the event loop of `make run` serves it with
+    `serve_event` instead of `handle`, so that waiting for the commit holds no thread."""
 
     handle: Callable[[Voice, WebhookRequest], Reply]
     by_status: dict[int, Tally]  # response status -> the tally of that status's outcome
     refused: Tally  # requests the signature check refused
+    tell_why: bool | None = None  # for an event route: whether a failed connect is answered with an NCCO
 
 
 class VoiceWebhooks:
@@ -123,20 +135,42 @@ class VoiceWebhooks:
         self.app = app
         self.voice = voice
         handlers = {ANSWER_URL: answer, FALLBACK_URL: fallback, EVENT_URL: event, CONNECT_EVENT_URL: connect_event}
-        self.routes = {path: _route(handle, voice.metrics, ROUTE_NAMES[path]) for path, handle in handlers.items()}
+        tell_why = {EVENT_URL: False, CONNECT_EVENT_URL: True}
+        self.routes = {
+            path: _route(handle, voice.metrics, ROUTE_NAMES[path], tell_why.get(path))
+            for path, handle in handlers.items()
+        }
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         route = self.routes.get(environ.get("PATH_INFO"))
         if route is None:
             return self.app(environ, start_response)
-        if environ.get("REQUEST_METHOD") not in METHODS:
-            path, method = environ["PATH_INFO"], environ.get("REQUEST_METHOD")
-            reply = json_error(405, f"{method} is not supported on {path}; use GET or POST", ("Allow", "GET, POST"))
+        req = WebhookRequest(environ)
+        refusal = self.refuse_early(route, req)
+        if refusal is not None:
+            return refusal.send(start_response)
+        return self.serve(route, req).send(start_response)
+
+    def refuse_early(self, route: Route, req: WebhookRequest) -> Reply | None:
+        """What can be refused before the body is read: a method the webhooks do not take, a request a browser
+        sent from a web page, a token that is not Vonage's. None when the request goes on."""
+        method = req.method
+        if method not in METHODS:
+            path = req.environ.get("PATH_INFO")
             route.by_status[405].inc()
-            return reply.send(start_response)
-        return self.serve(route, WebhookRequest(environ)).send(start_response)
+            return json_error(405, f"{method} is not supported on {path}; use GET or POST", ("Allow", "GET, POST"))
+        refusal = cross_site_refusal(self.voice, req)
+        if refusal is None:
+            refusal = check_token(self.voice, req)
+            if refusal is not None:
+                route.refused.inc()
+                return refusal
+        if refusal is not None:
+            route.by_status[refusal.status].inc()
+        return refusal
 
     def serve(self, route: Route, req: WebhookRequest) -> Reply:
+        """The reply to a request that refuse_early let through."""
         voice = self.voice
         try:
             refusal = check_signature(voice, req)
@@ -145,18 +179,44 @@ class VoiceWebhooks:
                 return refusal
             reply = route.handle(voice, req)
         except Exception as error:
-            reply = failed(voice, req, route.handle, error)
-            # An unexpected error counts as one even when the caller still heard a sentence (an answer's 200).
-            route.by_status[reply.status if isinstance(error, HTTPException) else 500].inc()
-            return reply
+            return self._failed(route, req, error)
         route.by_status[reply.status].inc()
         return reply
 
+    async def serve_event(self, route: Route, req: WebhookRequest, channel: EventChannel) -> Reply:
+        """serve, for an event route on an event loop: the commit is awaited on `channel`."""
+        voice = self.voice
+        try:
+            refusal = check_signature(voice, req)
+            if refusal is not None:
+                route.refused.inc()
+                return refusal
+            prepared = prepare_event(voice, req)
+            if isinstance(prepared, Reply):
+                reply = prepared
+            else:
+                try:
+                    new = await channel.record_event(prepared.row)
+                except StorageError as error:
+                    reply = not_stored(voice, req, error)
+                else:
+                    reply = event_stored(voice, req, prepared, new, route.tell_why)
+        except Exception as error:
+            return self._failed(route, req, error)
+        route.by_status[reply.status].inc()
+        return reply
 
-def _route(handle: Callable, metrics: Metrics, name: str) -> Route:
+    def _failed(self, route: Route, req: WebhookRequest, error: Exception) -> Reply:
+        reply = failed(self.voice, req, route.handle, error)
+        # An unexpected error counts as one even when the caller still heard a sentence (an answer's 200).
+        route.by_status[reply.status if isinstance(error, HTTPException) else 500].inc()
+        return reply
+
+
+def _route(handle: Callable, metrics: Metrics, name: str, tell_why: bool | None) -> Route:
     """The route `name` (its `route` label) served by `handle`, with its counters."""
     counted = metrics.webhooks[name]
-    return Route(handle, counted, metrics.signature_refused[name])
+    return Route(handle, counted, metrics.signature_refused[name], tell_why)
 
 
 def init_app(app, settings: Settings, call_log: CallLog, log: logging.Logger, metrics: Metrics) -> None:
@@ -166,15 +226,54 @@ def init_app(app, settings: Settings, call_log: CallLog, log: logging.Logger, me
     app.wsgi_app = VoiceWebhooks(app.wsgi_app, voice)
 
 
-def check_signature(voice: Voice, req: WebhookRequest) -> Reply | None:
-    """Refuse a request that is not signed by Vonage, before anything of it is read, decided or stored."""
+# Sec-Fetch-Site values a browser sends for a request a person made themselves (typed, bookmarked).
+_NOT_CROSS_SITE = ("none",)
+
+
+def cross_site_refusal(voice: Voice, req: WebhookRequest) -> Reply | None:
+    """Refuse a request a browser made on behalf of a web page (it says so in Origin or Sec-Fetch-Site). Vonage
+    sends neither, and with signatures off a page on any site could otherwise make a visitor's browser post
+    events or place calls through this server."""
+    environ = req.environ
+    origin = environ.get("HTTP_ORIGIN")
+    fetch_site = environ.get("HTTP_SEC_FETCH_SITE")
+    if origin is None and (fetch_site is None or fetch_site.strip().lower() in _NOT_CROSS_SITE):
+        return None
+    said = f"Origin: {origin}" if origin is not None else f"Sec-Fetch-Site: {fetch_site}"
+    voice.log.warning("refused a browser's request to %s (%s)", req.path, said, extra={"path": req.path})
+    return json_error(
+        403,
+        f"a web page made this request ({said}); the voice webhooks take requests from Vonage (or curl), never "
+        "from a browser on behalf of a page",
+    )
+
+
+def check_token(voice: Voice, req: WebhookRequest) -> Reply | None:
+    """The signature check's first half, which needs no body: refuse a request whose token is not Vonage's.
+    The body of a request nobody signed is then never waited for."""
     secrets = voice.settings.signature_secrets
     if not secrets:
         return None
     try:
-        # The token first: the body of a request nobody signed is never waited for.
-        claims = verify_token(req.authorization_header, secrets, time.time(), voice.settings.signature_max_age)
-        check_payload(claims, req.method, req.body, req.query_pairs)
+        req.claims = verify_token(req.authorization_header, secrets, time.time(), voice.settings.signature_max_age)
+    except SignatureError as refusal:
+        voice.metrics.refusals[refusal.code].inc()
+        return _refuse(voice.log, req, refusal.status, refusal.reason)
+    return None
+
+
+def check_signature(voice: Voice, req: WebhookRequest) -> Reply | None:
+    """Refuse a request that is not signed by Vonage, before anything of it is read, decided or stored: its
+    token (check_token, unless already checked) and then its payload hash."""
+    secrets = voice.settings.signature_secrets
+    if not secrets:
+        return None
+    if req.claims is None:
+        refusal = check_token(voice, req)
+        if refusal is not None:
+            return refusal
+    try:
+        check_payload(req.claims, req.method, req.body, req.query_pairs)
     except SignatureError as refusal:
         voice.metrics.refusals[refusal.code].inc()
         return _refuse(voice.log, req, refusal.status, refusal.reason)
@@ -221,24 +320,51 @@ def connect_event(voice: Voice, req: WebhookRequest) -> Reply:
     return _event(voice, req, tell_why=True)
 
 
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event read and made into its row, ready to be stored."""
+
+    payload: Payload
+    received_at: float
+    row: tuple
+
+
 def _event(voice: Voice, req: WebhookRequest, tell_why: bool) -> Reply:
+    prepared = prepare_event(voice, req)
+    if isinstance(prepared, Reply):
+        return prepared
+    try:
+        new = voice.call_log.client.record_event(prepared.row)
+    except StorageError as error:
+        return not_stored(voice, req, error)
+    return event_stored(voice, req, prepared, new, tell_why)
+
+
+def prepare_event(voice: Voice, req: WebhookRequest) -> PreparedEvent | Reply:
+    """The event's row, or the reply to an event that cannot be read."""
     try:
         payload = req.payload()
     except PayloadError as error:
         voice.log.warning("event refused (%s): %s", error.status, error.message, extra={"path": req.path})
         return json_error(error.status, error.message)
     received_at = time.time()
-    row = event_row(payload, utc_timestamp(received_at), req.signature_verified)
-    try:
-        new = voice.call_log.client.record_event(row)
-    except StorageError as error:
-        voice.log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": req.path})
-        message = f"the event could not be stored ({error}); it was not accepted, send it again"
-        return json_error(503, message, ("Retry-After", str(STORAGE_RETRY_AFTER_SECONDS)))
+    return PreparedEvent(payload, received_at, event_row(payload, utc_timestamp(received_at), req.signature_verified))
+
+
+def not_stored(voice: Voice, req: WebhookRequest, error: StorageError) -> Reply:
+    voice.log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": req.path})
+    message = f"the event could not be stored ({error}); it was not accepted, send it again"
+    return json_error(503, message, ("Retry-After", str(STORAGE_RETRY_AFTER_SECONDS)))
+
+
+def event_stored(voice: Voice, req: WebhookRequest, prepared: PreparedEvent, new: bool, tell_why: bool) -> Reply:
+    """The reply to an event now stored (`new`) or stored before: logged, and for a connect's failed outcome the
+    NCCO that tells the caller why."""
+    payload = prepared.payload
     if payload.problem is not None:
         voice.log.warning("VOICE EVENT stored as received, unread: %s", payload.problem, extra={"path": req.path})
         return Reply(204)
-    log_event(voice.log, payload.fields, received_at, req.signature_verified, duplicate=not new)
+    log_event(voice.log, payload.fields, prepared.received_at, req.signature_verified, duplicate=not new)
     told = told_why(payload.fields, voice.plan) if tell_why else None
     if told is None:
         return Reply(204)
@@ -265,10 +391,17 @@ def _tell_why(voice: Voice, req: WebhookRequest, fields: dict, told: ToldWhy, ne
         )
         received_at = utc_timestamp(time.time())
         try:
-            voice.call_log.client.record_answer(answer_row("outcome", decision, received_at, req.signature_verified))
+            row = answer_row("outcome", decision, received_at, req.signature_verified, _outcome_key(req, fields))
+            voice.call_log.client.record_answer(row)
         except Exception:
             voice.log.exception("told-why decision not recorded")
     return ncco_reply(told.body)
+
+
+def _outcome_key(req: WebhookRequest, fields: dict) -> str:
+    """A told-why decision's key: one per failed leg and status, so it is recorded once however often it comes."""
+    leg = fields.get("uuid") or fields.get("call_uuid")
+    return answer_key(f"outcome:{leg}:{fields.get('status')}") if leg else answer_key()
 
 
 def failed(voice: Voice, req: WebhookRequest, route: Callable, error: Exception) -> Reply:
@@ -338,7 +471,8 @@ def _respond(voice: Voice, req: WebhookRequest, route: str, decision: AnswerDeci
     (voice.metrics.connected if decision.connected else voice.metrics.refused_calls)[decision.shape].inc()
     received_at = utc_timestamp(time.time())
     try:
-        voice.call_log.client.record_answer(answer_row(route, decision, received_at, req.signature_verified))
+        key = answer_key(req.claims.get("jti")) if req.claims else None
+        voice.call_log.client.record_answer(answer_row(route, decision, received_at, req.signature_verified, key))
     except Exception:
         voice.log.exception("answer decision not recorded")
     return ncco_reply(decision.body)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from functools import cached_property
 
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
@@ -28,13 +27,23 @@ class WebhookRequest:
     """
 
     signature_verified = False  # set by the signature check when the request carried a valid one
+    claims: dict | None = None  # the verified token's claims (voice.check_token)
 
-    def __init__(self, environ: dict):
+    def __init__(self, environ: dict, body: bytes | None = None):
+        """`body`: the body when the server has already read it (edge.py reads it before the handler runs)."""
         self.environ = environ
+        self._body = body
+        self._query_pairs: list[tuple[str, str]] | None = None
+        self._werkzeug: Request | None = None
 
-    @cached_property
+    # Each part is cached in a plain attribute: functools.cached_property takes one lock for every instance of the
+    # class on Python 3.11, so one request waiting for its body held every other request's body read behind it.
+
+    @property
     def werkzeug(self) -> Request:
-        return _Request(self.environ)
+        if self._werkzeug is None:
+            self._werkzeug = _Request(self.environ)
+        return self._werkzeug
 
     @property
     def method(self) -> str:
@@ -52,13 +61,24 @@ class WebhookRequest:
     def content_type_header(self) -> str | None:
         return self.environ.get("CONTENT_TYPE")
 
-    @cached_property
+    @property
     def query_pairs(self) -> list[tuple[str, str]]:
-        return parse_query(self.environ.get("QUERY_STRING", "").encode("latin1"))
+        if self._query_pairs is None:
+            self._query_pairs = parse_query(self.environ.get("QUERY_STRING", "").encode("latin1"))
+        return self._query_pairs
 
-    @cached_property
+    def body_received(self, body: bytes) -> None:
+        """The body, as the server read it before the handler (serving it on an event loop: edge.py)."""
+        self._body = body
+
+    @property
     def body(self) -> bytes:
         """The body as sent. Raises RequestEntityTooLarge (413) or ClientDisconnected (400)."""
+        if self._body is None:
+            self._body = self._read_body()
+        return self._body
+
+    def _read_body(self) -> bytes:
         # HTTP/1.1: a request with neither Content-Length nor chunked encoding has no body.
         if "chunked" in self.environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             return self.werkzeug.get_data()
@@ -77,12 +97,19 @@ class WebhookRequest:
         return data
 
     def payload(self) -> Payload:
-        """The webhook's payload, from the query string and the body; raises PayloadError naming the problem."""
+        """The webhook's payload, from the query string and the body; raises PayloadError naming the problem.
+
+        A signed request gives only what its signature covers: the body of a POST (its payload_hash is the body's
+        hash), the query of a GET. Query fields on a signed POST are left out, or a captured request could be
+        sent again with `?to=` another number and be acted on as if Vonage had sent it.
+        """
         body = self.body
         content_type = self.content_type_header
         multipart = content_type is not None and content_type.lower().startswith("multipart/form-data")
         form = _multipart_form(body, self.werkzeug.mimetype, self.werkzeug.mimetype_params) if multipart else None
-        return read_payload(self.method, content_type, body, first_values(self.query_pairs), form)
+        method = self.method
+        query = {} if self.signature_verified and method != "GET" else first_values(self.query_pairs)
+        return read_payload(method, content_type, body, query, form)
 
 
 def _content_length(header: str | None) -> int | None:

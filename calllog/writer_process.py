@@ -19,6 +19,7 @@ from calllog.retention import BackgroundPrune
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterServer
 from logs import LOGGER_NAME
+from stop_signals import stop_when_parent_exits
 
 log = logging.getLogger(f"{LOGGER_NAME}.writer")
 
@@ -38,10 +39,21 @@ def wait_until_ready(socket_path: str, process, timeout: float = 30) -> None:
     raise RuntimeError("the call-log writer did not start")
 
 
+# How long the writer goes on once serve.py is gone, for its workers (which stop when they see it gone) to finish.
+ORPHAN_GRACE_SECONDS = 10
+
+
 def _stop_when_told(server: WriterServer) -> None:
-    """Stop the writer once standard input closes: the server closed it, or the server is gone."""
+    """Stop the writer once standard input closes: the server closed it, or the server and its workers are gone."""
     while sys.stdin.buffer.read(4096):
         pass
+    server.stop()
+
+
+def _stop_when_orphaned(server: WriterServer) -> None:
+    """serve.py killed outright never closes the pipe, and its workers hold copies of it: stop on our own."""
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    log.warning("the server that started this writer is gone; stopping")
     server.stop()
 
 
@@ -73,6 +85,7 @@ def main(socket_path: str) -> int:
     server = WriterServer(socket_path, Committer(database, Metrics(CollectorRegistry())), pruning)
     server.listen()
     threading.Thread(target=_stop_when_told, args=(server,), name="stop-when-told", daemon=True).start()
+    stop_when_parent_exits(lambda: _stop_when_orphaned(server))
     server.serve_forever()
     database.close()
     log.info("call-log writer stopped: every batch it received is committed")
