@@ -1,0 +1,415 @@
+"""Faults of the production server's own processes (serve.py, its granian workers, its call-log writer), attacked
+from outside on the real server, signatures on, SQLite in the test's folder:
+
+- serve.py killed with kill -9 (the process, not its group): its workers and its writer must not outlive it, and a
+  new serve.py on the same port must start, answer, and remove the temporary folders the killed one left behind;
+- the writer hung (SIGSTOP): answers must not wait for it, events must be refused with 503 and Retry-After within
+  the worker's wait, /health must say the writer is not ok, and after SIGCONT everything answered must be stored;
+- the writer killed (SIGKILL) under a flow of events and answers: serve.py restarts it, and every answer that got
+  its NCCO is stored exactly once, every event acknowledged with 204 is stored;
+- the server out of file descriptors (RLIMIT_NOFILE 200, 400 idle connections): no request gets a 500 or a
+  traceback, only a 2xx or a 503 with Retry-After (or no connection), and events are acknowledged again afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from calllog.client import WAIT_SECONDS
+from conftest import ROOT, call_log_reader
+from production import (
+    AnswerLoad,
+    Load,
+    Production,
+    event_keys,
+    event_payload,
+    post_event,
+    processes,
+    server_env,
+    short_tmpdir,
+    signed_answer,
+    signed_event,
+    stop_group,
+    stored_answer_conversations,
+    wait_until,
+)
+from test_serve import free_port, wait_until_listening
+
+ORPHANS_GONE_SECONDS = 20
+ANSWERS_WHILE_HUNG = 20
+ANSWER_SECONDS = 1
+EVENT_REFUSED_SECONDS = WAIT_SECONDS + 2.5  # the worker's wait, plus its once-a-second watchdog and some slack
+HEALTH_SECONDS = 2.5
+RECOVERY_SECONDS = 30
+DESCRIPTOR_LIMIT = 200
+IDLE_CONNECTIONS = 400
+REQUESTS_WHILE_EXHAUSTED = 20
+
+
+# Starting the server: start_server's way, but on a port and in a TMPDIR of the test's choosing, and with a function
+# run in the child before serve.py (server_env cannot take PORT in its settings: it already passes its own).
+
+_launches = iter(range(1_000_000))
+
+
+def launch(
+    folder: Path,
+    database_url: str,
+    *,
+    port: int | None = None,
+    tmpdir: Path | None = None,
+    workers: int = 2,
+    preexec_fn=None,
+    **settings,
+) -> Production:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmpdir = tmpdir or short_tmpdir()
+    port = port or free_port()
+    output_path = folder / f"server-{port}-{next(_launches)}.log"
+    with open(output_path, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py"],
+            cwd=ROOT,
+            env=server_env(port, tmpdir, database_url, workers, settings),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+    server = Production(process, port, output_path, database_url, workers, tmpdir)
+    try:
+        wait_until_listening(port, process)
+        wait_until(lambda: started_workers(server) == workers, 60, "the workers did not start", process)
+    except BaseException as error:
+        stop_group(process)
+        raise AssertionError(f"the server did not start ({error}); its output:\n{server.output()[-3000:]}") from None
+    return server
+
+
+def started_workers(server: Production) -> int:
+    """Workers that have built the app and serve: granian says "Started worker-N" once each (Production's count
+    also takes in the "Started worker-N runtime-M" lines, so it reaches two while the second worker still starts)."""
+    return len(set(re.findall(r"^\[INFO\] Started worker-(\d+)$", server.output(), re.MULTILINE)))
+
+
+@contextlib.contextmanager
+def serving(folder: Path, database_url: str, keep_tmpdir: bool = False, **options):
+    server = launch(folder, database_url, **options)
+    try:
+        yield server
+    finally:
+        stop_group(server.process)
+        if not keep_tmpdir:
+            shutil.rmtree(server.tmpdir, ignore_errors=True)
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'calls.db'}"
+
+
+def tail(server: Production, characters: int = 4000) -> str:
+    return f"\n--- server output (last {characters} characters) ---\n{server.output()[-characters:]}"
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` that still run (a zombie runs nothing)."""
+    return {process.pid for process in processes() if process.pid in pids and process.state != "Z"}
+
+
+def run_folders(tmpdir: Path, pid: int) -> list[str]:
+    """The folders a serve.py of process id `pid` keeps its writer's socket and its metrics in."""
+    return sorted(
+        os.path.basename(path)
+        for kind in ("writer", "metrics")
+        for path in glob.glob(os.path.join(tmpdir, f"voice-{kind}-{pid}-*"))
+    )
+
+
+def health(server: Production, timeout: float = 10) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    response = requests.get(f"{server.url}/health", timeout=timeout)
+    return response.status_code, response.json(), time.monotonic() - started
+
+
+def writer_ok(server: Production) -> bool:
+    status, body, _ = health(server)
+    return status == 200 and body["parts"]["writer"]["status"] == "ok" and body["status"] == "ok"
+
+
+def event_acknowledged(server: Production, run: str, index: int) -> bool:
+    with requests.Session() as session:
+        return post_event(session, server.url, event_payload(run, index), timeout=15) == 204
+
+
+def deliver_event(url: str, payload: dict, timeout: float) -> tuple[int | str, str | None, float]:
+    """One signed event on a connection of its own: its status (or what went wrong), its Retry-After, its time."""
+    body, headers = signed_event(payload)
+    started = time.monotonic()
+    try:
+        response = requests.post(f"{url}/voice/event", data=body, headers=headers, timeout=timeout)
+    except requests.RequestException as error:
+        return type(error).__name__, None, time.monotonic() - started
+    return response.status_code, response.headers.get("Retry-After"), time.monotonic() - started
+
+
+def ask_answer(url: str, index: int, timeout: float) -> tuple[int | str, str | None, float, object]:
+    """One signed answer on a connection of its own: status (or what went wrong), Retry-After, time, its JSON."""
+    path, headers = signed_answer(index)
+    started = time.monotonic()
+    try:
+        response = requests.get(f"{url}{path}", headers=headers, timeout=timeout)
+    except requests.RequestException as error:
+        return type(error).__name__, None, time.monotonic() - started, None
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text[:200]
+    return response.status_code, response.headers.get("Retry-After"), time.monotonic() - started, body
+
+
+def is_ncco(body) -> bool:
+    return isinstance(body, list) and bool(body) and all(isinstance(step, dict) and "action" in step for step in body)
+
+
+def test_serve_killed_with_sigkill_leaves_no_worker_or_writer_and_a_new_server_takes_its_port_and_folders(tmp_path):
+    database_url = sqlite_url(tmp_path)
+    tmpdir = short_tmpdir()
+    try:
+        first = launch(tmp_path / "first", database_url, tmpdir=tmpdir)
+        try:
+            roles = first.roles()
+            children = set(roles["writer"] + roles["worker"])
+            assert len(roles["writer"]) == 1 and len(roles["worker"]) == 2, f"children: {roles}{tail(first)}"
+            left_folders = run_folders(tmpdir, first.process.pid)
+            assert len(left_folders) == 2, f"the first run's folders in {tmpdir}: {os.listdir(tmpdir)}"
+            os.kill(first.process.pid, signal.SIGKILL)
+            first.process.wait(timeout=10)
+            try:
+                took = wait_until(
+                    lambda: not alive(children), ORPHANS_GONE_SECONDS, "the killed server's children gone"
+                )
+            except AssertionError as error:
+                left = [(p.pid, " ".join(p.command)) for p in processes() if p.pid in alive(children)]
+                raise AssertionError(f"{error}; still running: {left}{tail(first)}") from None
+        finally:
+            stop_group(first.process)
+        print(f"\nthe killed server's {len(children)} children were gone after {took:.1f} s")
+        with serving(tmp_path / "second", database_url, keep_tmpdir=True, port=first.port, tmpdir=tmpdir) as second:
+            status, body, _ = health(second)
+            assert status == 200 and body["status"] == "ok", f"/health of the second server: {status} {body}"
+            assert event_acknowledged(second, "second", 0), f"an event to the second server{tail(second)}"
+            still = run_folders(tmpdir, first.process.pid)
+            assert not still, (
+                f"the killed server's folders {still} are still in {tmpdir} after a new server started "
+                f"(it left {left_folders}); the folder holds {os.listdir(tmpdir)}"
+            )
+            assert len(run_folders(tmpdir, second.process.pid)) == 2, f"{tmpdir} holds {os.listdir(tmpdir)}"
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def test_hung_writer_delays_no_answer_refuses_events_with_503_and_stores_every_answer_once_it_resumes(tmp_path):
+    with serving(tmp_path / "server", sqlite_url(tmp_path)) as server:
+        assert event_acknowledged(server, "before", 0), f"an event before the writer hung{tail(server)}"
+        wait_until(lambda: writer_ok(server), 10, "/health ok before the writer hung", server.process)
+        (writer,) = server.roles()["writer"]
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            answers = [ask_answer(server.url, index, ANSWER_SECONDS) for index in range(ANSWERS_WHILE_HUNG)]
+            with ThreadPoolExecutor(4) as pool:
+                events = list(
+                    pool.map(lambda index: deliver_event(server.url, event_payload("hung", index), 15), range(4))
+                )
+            try:
+                status, body, seconds = health(server)
+            except requests.RequestException as error:
+                status, body, seconds = type(error).__name__, {}, float("nan")
+            stopped_state = next(p.state for p in processes() if p.pid == writer)
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        figures = (
+            f"answers (status, seconds): {[(a[0], round(a[2], 2)) for a in answers]}; "
+            f"events (status, Retry-After, seconds): {[(e[0], e[1], round(e[2], 2)) for e in events]}; "
+            f"/health in {seconds:.2f} s: {status} {json.dumps(body)}; writer state while stopped {stopped_state}"
+        )
+        print(f"\n{figures}")
+        assert stopped_state == "T", f"the writer was not stopped; {figures}"
+        slow = [(index, got) for index, got in enumerate(answers) if got[0] != 200 or not is_ncco(got[3])]
+        assert not slow, f"{len(slow)} of {ANSWERS_WHILE_HUNG} answers without an NCCO within 1 s: {slow}; {figures}"
+        refused = [got for got in events if got[0] == 503 and got[1] and got[2] <= EVENT_REFUSED_SECONDS]
+        assert len(refused) == len(events), f"events not refused with 503 and Retry-After in time; {figures}"
+        assert status == 200 and seconds <= HEALTH_SECONDS, f"/health slow or failing; {figures}"
+        assert body["parts"]["writer"]["status"] != "ok" and body["status"] == "degraded", f"/health; {figures}"
+
+        wait_until(
+            lambda: event_acknowledged(server, "after", 0), RECOVERY_SECONDS, "a 204 after SIGCONT", server.process
+        )
+        wait_until(lambda: writer_ok(server), RECOVERY_SECONDS, "/health ok after SIGCONT", server.process)
+        wanted = {f"CON-a-{index}" for index in range(ANSWERS_WHILE_HUNG)}
+
+        def recorded() -> Counter:
+            found = stored_answer_conversations(server.database_url, "CON-a-")
+            return Counter({conversation: count for conversation, count in found.items() if conversation in wanted})
+
+        try:
+            wait_until(lambda: set(recorded()) == wanted, RECOVERY_SECONDS, "every answer stored", server.process)
+        except AssertionError as error:
+            raise AssertionError(f"{error}: missing {sorted(wanted - set(recorded()))}{tail(server)}") from None
+        twice = {conversation: count for conversation, count in recorded().items() if count != 1}
+        assert not twice, f"answers stored more than once: {twice}"
+
+
+def test_killed_writer_is_restarted_and_every_given_answer_and_acknowledged_event_is_stored_once(tmp_path):
+    with serving(tmp_path / "server", sqlite_url(tmp_path)) as server:
+        load = Load(server.url, "killed", connections=8).start()
+        answers = AnswerLoad(server.url, "killed").start()
+        try:
+            wait_until(
+                lambda: load.count(204) >= 100 and len(answers.answered) >= 20,
+                RECOVERY_SECONDS,
+                "events and answers flowing",
+                server.process,
+            )
+            (writer,) = server.roles()["writer"]
+            answered_before = len(answers.answered)
+            load.phase = "writer killed"
+            os.kill(writer, signal.SIGKILL)
+            wait_until(lambda: server.roles()["writer"] not in ([], [writer]), 15, "a new writer", server.process)
+            wait_until(
+                lambda: (
+                    sum(1 for got, at in load.snapshot().values() if at == "writer killed" and got == 204) >= 200
+                    and len(answers.answered) >= answered_before + 20
+                ),
+                RECOVERY_SECONDS,
+                "events and answers flowing after the kill",
+                server.process,
+            )
+        finally:
+            answers.stop()
+            load.stop()
+        prefix = f"CON-a-{answers.run}-"
+
+        def all_answers_stored() -> bool:
+            return set(answers.answered) <= set(stored_answer_conversations(server.database_url, prefix))
+
+        with contextlib.suppress(AssertionError):  # the assertions below say what is missing
+            wait_until(all_answers_stored, RECOVERY_SECONDS, "every answer stored", server.process)
+        recorded = stored_answer_conversations(server.database_url, prefix)
+        acknowledged = set(event_keys(load.payloads(204)))
+        with call_log_reader(server.database_url) as reader:
+            stored = reader.stored_event_keys(sorted(acknowledged))
+        output = server.output()
+    tally = load.tally()
+    lost_answers = set(answers.answered) - set(recorded)
+    twice = sorted(conversation for conversation, count in recorded.items() if count > 1)
+    unasked = set(recorded) - set(answers.answered)
+    figures = (
+        f"answers sent {len(answers.answered) + sum(answers.other.values())}, 200 {len(answers.answered)} "
+        f"(other {dict(answers.other)}), stored {len(recorded)}, lost {len(lost_answers)}, stored twice {len(twice)}; "
+        f"events sent {len(load.snapshot())}, 204 {len(acknowledged)}, stored {len(stored & acknowledged)}, "
+        f"lost {len(acknowledged - stored)}, outcomes {dict(tally)}"
+    )
+    print(f"\n{figures}")
+    assert "the call-log writer exited with -9; restarting it" in output, f"no restart reported; {figures}"
+    assert not lost_answers and not twice, f"answers lost {sorted(lost_answers)[:5]} or twice {twice[:5]}; {figures}"
+    assert not unasked, f"answers stored that got no 200: {sorted(unasked)[:5]}; {figures}"
+    assert acknowledged <= stored, f"acknowledged events not stored; {figures}"
+    assert set(tally) <= {204, 503}, f"events answered other than 204 or 503; {figures}"
+
+
+def limit_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT))
+
+
+def open_idle_connections(port: int, count: int) -> tuple[list[socket.socket], Counter]:
+    """`count` TCP connections that send nothing (those that cannot connect are counted by why)."""
+    opened, failed = [], Counter()
+    for _ in range(count):
+        connection = socket.socket()
+        connection.settimeout(0.5)
+        try:
+            connection.connect(("127.0.0.1", port))
+        except OSError as error:
+            failed[type(error).__name__] += 1
+            connection.close()
+            continue
+        opened.append(connection)
+    return opened, failed
+
+
+def test_server_out_of_descriptors_answers_2xx_or_503_never_500_and_acknowledges_events_again(tmp_path):
+    with serving(tmp_path / "server", sqlite_url(tmp_path), preexec_fn=limit_descriptors) as server:
+        workers = server.roles()["worker"]
+        limits = Path(f"/proc/{workers[0]}/limits").read_text()
+        assert any(
+            line.startswith("Max open files") and line.split()[3:5] == [str(DESCRIPTOR_LIMIT)] * 2
+            for line in limits.splitlines()
+        ), f"a worker's limits: {limits}"
+        assert event_acknowledged(server, "before", 0), f"an event before the descriptors ran out{tail(server)}"
+        idle, not_connected, descriptors = [], Counter(), []
+        try:
+            # A quarter of the idle connections first, then the rest in steps with an event and an answer after each:
+            # the first requests meet a worker with descriptors to spare, the later ones a worker at its limit (it
+            # then cannot connect to the writer, say, or take the connection at all).
+            idle, not_connected = open_idle_connections(server.port, IDLE_CONNECTIONS // 4)
+            step = (IDLE_CONNECTIONS - len(idle) - sum(not_connected.values())) // REQUESTS_WHILE_EXHAUSTED
+            with ThreadPoolExecutor(2 * REQUESTS_WHILE_EXHAUSTED) as pool:
+                events, answers = [], []
+                for index in range(REQUESTS_WHILE_EXHAUSTED):
+                    opened, failed = open_idle_connections(server.port, step)
+                    idle += opened
+                    not_connected += failed
+                    events.append(pool.submit(deliver_event, server.url, event_payload("exhausted", index), 4))
+                    answers.append(pool.submit(ask_answer, server.url, index, 4))
+                descriptors = [len(os.listdir(f"/proc/{pid}/fd")) for pid in workers]
+                outcomes = [("event", *future.result()[:3]) for future in events]
+                answered = [(index, future.result()) for index, future in enumerate(answers)]
+                outcomes += [("answer", *got[:3]) for _, got in answered]
+        finally:
+            for connection in idle:
+                connection.close()
+        wait_until(
+            lambda: event_acknowledged(server, "afterwards", 0), RECOVERY_SECONDS, "a 204 afterwards", server.process
+        )
+        given = {f"CON-a-{index}" for index, got in answered if got[0] == 200}
+        with contextlib.suppress(AssertionError):  # the assertion below says what is missing
+            wait_until(
+                lambda: given <= set(stored_answer_conversations(server.database_url, "CON-a-")),
+                RECOVERY_SECONDS,
+                "the answers given stored",
+                server.process,
+            )
+        recorded = stored_answer_conversations(server.database_url, "CON-a-")
+        output = server.output()
+    tally = Counter((kind, got) for kind, got, _, _ in outcomes)
+    figures = (
+        f"idle connections open {len(idle)}, not connected {dict(not_connected)}; descriptors of the workers at "
+        f"the end {descriptors} (limit {DESCRIPTOR_LIMIT}); outcomes {dict(tally)}; answers given {len(given)}, "
+        f"stored {len(given & set(recorded))}; lines of the server's output on running out of descriptors "
+        f"{output.count('Too many open files')}"
+    )
+    print(f"\n{figures}")
+    failures = [(kind, got, retry) for kind, got, retry, _ in outcomes if isinstance(got, int) and got >= 500]
+    assert not [got for got in failures if got[1] == 500], f"500s: {failures}; {figures}{tail(server)}"
+    assert all(got == 503 and retry for _, got, retry in failures), f"5xx other than 503 with Retry-After; {figures}"
+    odd = [(kind, got) for kind, got, _, _ in outcomes if isinstance(got, int) and not (200 <= got < 300 or got == 503)]
+    assert not odd, f"answers neither 2xx nor 503: {odd}; {figures}"
+    assert "Traceback" not in output, f"a traceback in the server's output; {figures}{tail(server, 8000)}"
+    assert given <= set(recorded), f"answers given but not stored: {sorted(given - set(recorded))}; {figures}"
