@@ -99,14 +99,13 @@ class Production:
 
 
 def server_env(port: int, tmpdir: Path, database_url: str, workers: int, settings: dict) -> dict:
+    defaults = {"VONAGE_SIGNATURE_SECRET": SECRET, "CALL_LOG_TOKEN": CALL_LOG_TOKEN}
     env = run_env(
         PORT=str(port),
         WORKERS=str(workers),
         DATABASE_URL=database_url,
-        VONAGE_SIGNATURE_SECRET=SECRET,
-        CALL_LOG_TOKEN=CALL_LOG_TOKEN,
         TMPDIR=str(tmpdir),
-        **settings,
+        **{**defaults, **settings},  # a suite may set either, or turn signatures off with ""
     )
     env.pop("CALL_LOG_WRITER_SOCKET", None)
     return env
@@ -278,6 +277,82 @@ class Load:
 
     def tally(self) -> Counter:
         return Counter(got for got, _ in self.snapshot().values())
+
+
+@dataclass
+class AnswerLoad:
+    """One thread asking for signed answers, each for a call of its own (conversation CON-a-<run>-<index>), until
+    stopped; `paused` holds it between two requests. `answered` lists the conversations answered 200."""
+
+    url: str
+    run: str
+    answered: list[str] = field(default_factory=list)
+    other: Counter = field(default_factory=Counter)
+    paused: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _idle: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> AnswerLoad:
+        self._thread = threading.Thread(target=self._ask, name="answer-load", daemon=True)
+        self._thread.start()
+        return self
+
+    def _ask(self) -> None:
+        with requests.Session() as session:
+            for index in itertools.count():
+                while self.paused.is_set() and not self._stop.is_set():
+                    self._idle.set()
+                    time.sleep(0.01)
+                self._idle.clear()
+                if self._stop.is_set():
+                    return
+                conversation = f"CON-a-{self.run}-{index}"
+                pairs = [
+                    ("to", CALLEE),
+                    ("from_user", "Alice"),
+                    ("uuid", f"in-{index}"),
+                    ("conversation_uuid", conversation),
+                ]
+                headers = {"Authorization": sign_webhook(SECRET, "GET", b"", pairs, time.time())}
+                try:
+                    response = session.get(f"{self.url}/voice/answer?{urlencode(pairs)}", headers=headers, timeout=10)
+                except requests.RequestException as error:
+                    self.other[type(error).__name__] += 1
+                    continue
+                if response.status_code == 200:
+                    self.answered.append(conversation)
+                else:
+                    self.other[response.status_code] += 1
+
+    def pause(self) -> None:
+        """Hold the requests, and return once none is in flight."""
+        self.paused.set()
+        wait_until(self._idle.is_set, 20, "the answer load pausing")
+
+    def resume(self) -> None:
+        self.paused.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the answer load is still waiting"
+
+
+def stored_answer_conversations(database_url: str, prefix: str) -> Counter:
+    """How many answer decisions the call log holds for each conversation whose id starts with `prefix`."""
+    from calllog.schema import Database
+
+    database = Database(database_url)
+    try:
+        with database.engine.connect() as connection:
+            marker = "?" if database.engine.dialect.paramstyle == "qmark" else "%s"
+            rows = connection.exec_driver_sql(
+                f"SELECT conversation_uuid FROM answers WHERE conversation_uuid LIKE {marker}", (prefix + "%",)
+            ).all()
+    finally:
+        database.close()
+    return Counter(conversation for (conversation,) in rows)
 
 
 def event_keys(payloads: list[dict]) -> list[str]:

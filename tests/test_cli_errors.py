@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import jwt
-import keys
 import pytest
 from click.shell_completion import BashComplete
 from flask.cli import ScriptInfo, cli
 
+import keys
 from conftest import ROOT
 from test_serve import free_port
 

@@ -164,6 +164,24 @@ def test_health_reports_version_and_parts(client):
     assert body["version"]
     assert body["parts"]["answer"]["caller_id"] == "randomFromNumber"
     assert body["parts"]["events"]["status"] == "ok"
+    assert body["parts"]["writer"] == {"status": "ok", "answers_waiting": 0}
+
+
+def test_health_reports_a_writer_that_does_not_answer(client, call_log, tmp_path):
+    import socket
+
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # takes connections, never replies: a hung writer
+    silent.bind(str(tmp_path / "silent.sock"))
+    silent.listen()
+    working, call_log.client.socket_path = call_log.client.socket_path, str(tmp_path / "silent.sock")
+    try:
+        body = client.get("/health").get_json()
+    finally:
+        call_log.client.socket_path = working
+        silent.close()
+    assert body["status"] == "degraded"
+    assert body["parts"]["writer"]["status"] == "unavailable"
+    assert body["parts"]["writer"]["error"] == "the call-log writer did not answer within 1 s"
 
 
 @pytest.mark.parametrize("log_format", ["pretty", "json"])

@@ -1,9 +1,12 @@
-"""Faults under load (issue #15): the production server, signatures on, loses no acknowledged event and recovers by
-itself when its call-log writer or a worker is killed with SIGKILL, or its PostgreSQL stops for a few seconds.
+"""Faults under load (issues #15, #24): the production server, signatures on, loses no acknowledged event and no
+answer decision it gave, and recovers by itself when its call-log writer or a worker is killed with SIGKILL, or its
+PostgreSQL stops for a few seconds.
 
-16 connections post distinct signed events throughout. Every 2xx must be stored exactly once; every other answer must
-be a 503 (Vonage retries it) or, while a worker is being killed, a broken connection; and after each fault the events
-must be acknowledged again within RECOVERY_SECONDS, by the same server (no restart).
+16 connections post distinct signed events throughout, and one more asks for signed answers. Every 2xx event must be
+stored exactly once, and every answer that got its NCCO recorded exactly once; every other event answer must be a
+503 (Vonage retries it) or, while a worker is being killed, a broken connection; and after each fault the events
+must be acknowledged again within RECOVERY_SECONDS, by the same server (no restart). The answers are held while a
+worker is killed: a worker keeps its last 100 ms of answer decisions in memory, and kill -9 takes them with it.
 """
 
 import glob
@@ -24,12 +27,14 @@ from conftest import ROOT, call_log_reader
 from needs import unavailable
 from production import (
     CONNECTION_ERROR,
+    AnswerLoad,
     Load,
     Production,
     event_keys,
     event_payload,
     post_event,
     running_server,
+    stored_answer_conversations,
     wait_until,
 )
 
@@ -81,9 +86,17 @@ def kill_writer(server: Production, load: Load, faults: FaultLog) -> None:
     faults.notes.append(f"writer {writer} killed, now {server.roles()['writer']}")
 
 
+def answers_all_stored(server: Production, answers: AnswerLoad) -> bool:
+    return sum(stored_answer_conversations(server.database_url, f"CON-a-{answers.run}-").values()) >= len(
+        answers.answered
+    )
+
+
 def kill_worker(server: Production, load: Load, faults: FaultLog) -> None:
     workers = server.roles()["worker"]
     assert len(workers) == server.workers, f"workers before the kill: {workers}"
+    load.answers.pause()
+    wait_until(lambda: answers_all_stored(server, load.answers), RECOVERY_SECONDS, "the answers stored", server.process)
     load.phase = WORKER_KILLED
     since = time.monotonic()
     os.kill(workers[0], signal.SIGKILL)
@@ -93,6 +106,7 @@ def kill_worker(server: Production, load: Load, faults: FaultLog) -> None:
         return len(now) == server.workers and workers[0] not in now
 
     wait_until(respawned, RECOVERY_SECONDS, "granian respawning the worker", server.process)
+    load.answers.resume()
     resume(server, load, WORKER_KILLED, faults, since)
     faults.notes.append(f"worker {workers[0]} killed, workers now {server.roles()['worker']}")
 
@@ -135,6 +149,7 @@ def after_faults_all_acknowledged(server: Production, run: str) -> list[dict]:
 def run_under_faults(server: Production, faults: list, run: str) -> tuple[Load, FaultLog]:
     """Post events from CONNECTIONS threads while each fault happens in turn, then until MINIMUM_EVENTS are sent."""
     load = Load(server.url, run, CONNECTIONS).start()
+    load.answers = AnswerLoad(server.url, run).start()
     log = FaultLog()
     try:
         resume(server, load, load.phase, log, time.monotonic())
@@ -144,7 +159,9 @@ def run_under_faults(server: Production, faults: list, run: str) -> tuple[Load, 
         load.phase = "after the faults"
         wait_until(lambda: len(load.snapshot()) >= MINIMUM_EVENTS, 120, "enough events sent", server.process)
     finally:
+        load.answers.stop()
         load.stop()
+    wait_until(lambda: answers_all_stored(server, load.answers), RECOVERY_SECONDS, "the answers stored", server.process)
     return load, log
 
 
@@ -167,15 +184,23 @@ def check_call_log(server: Production, load: Load, faults: FaultLog, after: list
         stored = reader.stored_event_keys(event_keys(sent))
         rows = reader.count_events()
     lost = acknowledged - stored
+    answers = load.answers
+    recorded = stored_answer_conversations(server.database_url, f"CON-a-{answers.run}-")
+    answers_lost = set(answers.answered) - set(recorded)
+    answers_twice = sorted(conversation for conversation, count in recorded.items() if count > 1)
     broken_elsewhere = sorted({phase for got, phase in outcomes.values() if got == CONNECTION_ERROR} - {WORKER_KILLED})
     figures = (
         f"{label}: sent {len(sent)}, acknowledged {len(acknowledged)}, stored {len(stored)} (rows {rows}), "
         f"lost {len(lost)}, 503s {tally[503]}, connection errors {tally[CONNECTION_ERROR]}, "
+        f"answers given {len(answers.answered)} (other outcomes {dict(answers.other)}), recorded {len(recorded)}, "
+        f"lost {len(answers_lost)}, recorded twice {len(answers_twice)}, "
         f"outcomes {dict(tally)}; first 204 after (s) "
         f"{ {phase: round(seconds, 2) for phase, seconds in faults.recovered_after.items()} }; {'; '.join(faults.notes)}"
     )
     print(f"\n{figures}")
     assert len(lost) == 0, f"acknowledged but not stored: {len(lost)}; {figures}"
+    assert not answers_lost and not answers_twice, f"answer decisions lost or doubled; {figures}"
+    assert set(recorded) <= set(answers.answered), f"answer decisions recorded that got no 200; {figures}"
     assert rows == len(stored), f"rows that are not one of the events sent, once: {rows - len(stored)}; {figures}"
     assert set(tally) <= {204, 503, CONNECTION_ERROR}, f"answers other than 204, 503, a broken connection; {figures}"
     assert not broken_elsewhere, f"broken connections outside the worker kill, in {broken_elsewhere}; {figures}"

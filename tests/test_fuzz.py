@@ -434,9 +434,8 @@ def test_call_log_api_and_page_never_fail_on_any_query(server_factory, database_
         @given(query=raw_queries(), conversation=plain_text, path=st.sampled_from(["/api/calls", "/calls"]))
         def answered(query: str, conversation: str, path: str):
             server.begin()
-            token = f"token={CALL_LOG_TOKEN}"
-            for url in [f"{path}?{query}&{token}", f"/api/calls/{path_segment(conversation)}?{query}&{token}"]:
-                assert_not_a_server_error(server.get(url))
+            for url in [f"{path}?{query}", f"/api/calls/{path_segment(conversation)}?{query}"]:
+                assert_not_a_server_error(server.get(url, AUTH))
             server.assert_no_traceback()
 
         answered()
@@ -503,7 +502,7 @@ def signed_header(request: WebRequest, secret: str = SECRET, age: int = 0, **cha
     payload = vonage_get_payload(request.query) if request.method == "GET" else request.body
     claims = {
         "iat": int(time.time()) - age,
-        "jti": "fuzz",
+        "jti": os.urandom(12).hex(),  # Vonage gives every request its own: a repeated one is a replay
         "iss": "Vonage",
         "api_key": "abcd1234",
         "payload_hash": hashlib.sha256(payload).hexdigest(),

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import jwt
-import keys
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+import keys
 from config import ConfigError, load_settings, settings_from
 from conftest import ROOT
 from test_serve import start_up_error

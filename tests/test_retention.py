@@ -13,7 +13,7 @@ from sqlalchemy import func, inspect, select, text
 from calllog.client import WriterClient
 from calllog.retention import BackgroundPrune, Pruned, count_prunable, cutoff_before, prune, prune_step
 from calllog.rows import event_row
-from calllog.schema import Database, answers, conversations, events, legs
+from calllog.schema import SCHEMA_VERSION, Database, answers, conversations, events, legs
 from calllog.writer import WriterThread
 from config import ConfigError, settings_from
 from conftest import answer_record
@@ -376,4 +376,4 @@ def test_a_version_2_database_gets_the_activity_index(database):
     with migrated.engine.connect() as connection:
         version = connection.execute(select(func.max(text("version"))).select_from(text("schema_version"))).scalar()
     migrated.close()
-    assert "ix_conversations_updated_at" in indexes and version == 3
+    assert "ix_conversations_updated_at" in indexes and version == SCHEMA_VERSION

@@ -7,7 +7,7 @@ import logging
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from calllog.schema import SCHEMA_VERSION, Database, StorageError, migrate, schema_version
+from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, migrate, schema_version
 from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, load_fixture
 from pg import database_url_for
 
@@ -163,16 +163,25 @@ def test_answer_decisions_are_recorded_with_their_conversation(client, call_log)
     assert refused["requested"] == "+44 909 879 0000"
 
 
-def test_failing_to_record_an_answer_does_not_change_the_ncco(client, call_log, caplog):
-    expected = client.get("/voice/answer?to=447700900000").get_json()
+def all_answers(call_log) -> list[dict]:
+    with call_log.database.engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(select(answers).order_by(answers.c.id))]
+
+
+def test_failing_to_record_an_answer_does_not_change_the_ncco_and_keeps_it_until_stored(client, call_log, caplog):
+    expected = client.get("/voice/answer?to=447700900000&conversation_uuid=CON-kept-1").get_json()
+    call_log.client.flush()
 
     move_table(call_log, "answers", "answers_away")
-
-    assert client.get("/voice/answer?to=447700900000").get_json() == expected
-    call_log.client.flush()
-    assert "answer decision not recorded:" in caplog.text
-    assert "answers" in caplog.text.split("answer decision not recorded:")[1]
+    assert client.get("/voice/answer?to=447700900000&conversation_uuid=CON-kept-2").get_json() == expected
+    with pytest.raises(StorageError, match="answers"):
+        call_log.client.flush()
+    assert call_log.client.answers_waiting() == 1
     move_table(call_log, "answers_away", "answers")
+
+    call_log.client.flush()
+    assert call_log.client.answers_waiting() == 0
+    assert [answer["conversation_uuid"] for answer in all_answers(call_log)] == ["CON-kept-1", "CON-kept-2"]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
