@@ -24,7 +24,7 @@ from calllog.schema import Database, StorageError
 from calllog.token_store import call_log_token, generated_token_file
 from calllog.writer_process import wait_until_ready
 from config import DATABASE_EXAMPLE, METRICS_FOLDER_VARIABLE, ConfigError, Settings, load_settings
-from stop_signals import relay_stop_signals, stop_when_parent_exits
+from stop_signals import mark_server_process, relay_stop_signals, stop_when_parent_exits
 
 # Requests a worker takes at once. A request waiting for its body or its commit is a coroutine, not a thread, so a
 # few hundred slow clients cost little; with 16, 32 of them stopped the server from taking new ones.
@@ -188,6 +188,7 @@ def main() -> int:
     print("\n".join(startup_notes(settings, token_file)), flush=True)
     # Before any thread starts, so that every thread of this process inherits the blocked signals.
     relay_stop_signals()
+    mark_server_process()
     try:
         run(settings)
     except KeyboardInterrupt:  # stopped while still starting

@@ -36,20 +36,35 @@ def relay_stop_signals(only_from_parent: bool = False) -> None:
     threading.Thread(target=_relay, args=(parent,), name="stop-signal-relay", daemon=True).start()
 
 
+# serve.py's process id, which it gives every process it starts: a child that asked its parent only once it had
+# loaded could be asking after serve.py died, and would watch whoever adopted it.
+SERVER_PID_VARIABLE = "VOICE_SERVER_PID"
+
+
+def mark_server_process() -> None:
+    """Called by serve.py: the processes it starts from now on watch this one."""
+    os.environ[SERVER_PID_VARIABLE] = str(os.getpid())
+
+
 def stop_when_parent_exits(stop=None) -> None:
-    """Stop this process once its parent is gone, however it ended (kill -9 included): by calling `stop`, or
-    else as the parent's SIGTERM would."""
+    """Stop this process once serve.py (or, outside it, the parent) is gone, however it ended (kill -9 included):
+    by calling `stop`, or else as the parent's SIGTERM would. Gone already: stopped now."""
+    stop = stop or (lambda: _call_handler(signal.SIGTERM))
+    server = os.environ.get(SERVER_PID_VARIABLE, "")
+    parent = int(server) if server.isdigit() else os.getppid()
     try:
-        watched = os.pidfd_open(os.getppid())
+        watched = os.pidfd_open(parent)
+    except ProcessLookupError:
+        watched = None
     except OSError:
         return  # a kernel without pidfd (before 5.3): the parent's own stop is the only one
-    stop = stop or (lambda: _call_handler(signal.SIGTERM))
     threading.Thread(target=_stop_after, args=(watched, stop), name="parent-watch", daemon=True).start()
 
 
-def _stop_after(watched: int, stop) -> None:
-    select.select([watched], [], [])  # a pidfd becomes readable when its process has exited
-    os.close(watched)
+def _stop_after(watched: int | None, stop) -> None:
+    if watched is not None:
+        select.select([watched], [], [])  # a pidfd becomes readable when its process has exited
+        os.close(watched)
     stop()
 
 

@@ -8,6 +8,7 @@ first, so that every event they acknowledge is still committed, and the writer l
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -45,7 +46,9 @@ ORPHAN_GRACE_SECONDS = 10
 
 def _stop_when_told(server: WriterServer) -> None:
     """Stop the writer once standard input closes: the server closed it, or the server and its workers are gone."""
-    while sys.stdin.buffer.read(4096):
+    # os.read, not sys.stdin: a thread still blocked in the buffered reader at exit holds its lock, and the
+    # interpreter's shutdown then aborts ("could not acquire lock for <stdin>").
+    while os.read(sys.stdin.fileno(), 4096):
         pass
     server.stop()
 

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -95,7 +96,9 @@ class Production:
         return found
 
     def started_workers(self) -> int:
-        return self.output().count("[INFO] Started worker-")
+        """Workers that have built the app and serve: granian says "Started worker-N" once each (and "Started
+        worker-N runtime-M" for each of its runtimes, which are not counted)."""
+        return len(set(re.findall(r"^\[INFO\] Started worker-(\d+)$", self.output(), re.MULTILINE)))
 
 
 def server_env(port: int, tmpdir: Path, database_url: str, workers: int, settings: dict) -> dict:

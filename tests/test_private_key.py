@@ -69,14 +69,6 @@ def test_a_folder_is_not_a_key_file(monkeypatch, tmp_path):
     assert "is a folder" in refusal(monkeypatch, tmp_path, str(tmp_path))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_key_file_says_why(monkeypatch, tmp_path):
-    path = tmp_path / "private.key"
-    path.write_bytes(keys.pkcs8())
-    path.chmod(0)
-    assert f"cannot read {path} (Permission denied)" in refusal(monkeypatch, tmp_path, str(path))
-
-
 def test_a_key_file_the_server_may_not_read_says_why_even_under_root(monkeypatch, tmp_path):
     path = tmp_path / "private.key"
     path.write_bytes(keys.pkcs8())

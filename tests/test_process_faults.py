@@ -17,7 +17,6 @@ import contextlib
 import glob
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -29,6 +28,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 
 from calllog.client import WAIT_SECONDS
@@ -96,17 +96,11 @@ def launch(
     server = Production(process, port, output_path, database_url, workers, tmpdir)
     try:
         wait_until_listening(port, process)
-        wait_until(lambda: started_workers(server) == workers, 60, "the workers did not start", process)
+        wait_until(lambda: server.started_workers() == workers, 60, "the workers did not start", process)
     except BaseException as error:
         stop_group(process)
         raise AssertionError(f"the server did not start ({error}); its output:\n{server.output()[-3000:]}") from None
     return server
-
-
-def started_workers(server: Production) -> int:
-    """Workers that have built the app and serve: granian says "Started worker-N" once each (Production's count
-    also takes in the "Started worker-N runtime-M" lines, so it reaches two while the second worker still starts)."""
-    return len(set(re.findall(r"^\[INFO\] Started worker-(\d+)$", server.output(), re.MULTILINE)))
 
 
 @contextlib.contextmanager
@@ -221,6 +215,47 @@ def test_serve_killed_with_sigkill_leaves_no_worker_or_writer_and_a_new_server_t
                 f"(it left {left_folders}); the folder holds {os.listdir(tmpdir)}"
             )
             assert len(run_folders(tmpdir, second.process.pid)) == 2, f"{tmpdir} holds {os.listdir(tmpdir)}"
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("moment", ["writer-started", "workers-loading"])
+def test_serve_killed_with_sigkill_while_it_starts_leaves_nothing_running(tmp_path, moment):
+    """Killed before its workers serve: a worker that asks who its parent is only once it has loaded would be
+    asking after serve.py died, so each is told serve.py's process id when it is started."""
+    tmpdir = short_tmpdir()
+    port = free_port()
+    output_path = tmp_path / "server.log"
+    try:
+        with open(output_path, "wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "serve.py"],
+                cwd=ROOT,
+                env=server_env(port, tmpdir, sqlite_url(tmp_path), 2, {}),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = Production(process, port, output_path, sqlite_url(tmp_path), 2, tmpdir)
+        try:
+            wanted = "writer" if moment == "writer-started" else "worker"
+            wait_until(lambda: server.roles()[wanted], 60, f"serve.py started no {wanted}", process)
+            assert server.started_workers() == 0, f"the workers already serve: too late to test{tail(server)}"
+            roles = server.roles()
+            children = set(roles["writer"] + roles["worker"])
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            try:
+                took = wait_until(lambda: not alive(children), ORPHANS_GONE_SECONDS, "the children gone")
+            except AssertionError as error:
+                left = [(p.pid, " ".join(p.command)) for p in processes() if p.pid in alive(children)]
+                raise AssertionError(f"{error}; still running: {left}{tail(server)}") from None
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                raise AssertionError(f"port {port} still answers after serve.py and its children are gone")
+        finally:
+            stop_group(process)
+        print(f"\nkilled with its {roles}: all gone after {took:.1f} s")
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
