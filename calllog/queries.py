@@ -6,7 +6,10 @@ import base64
 import contextlib
 import json
 import math
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as CheckTimeout
 from decimal import Decimal
 
 from sqlalchemy import and_, case, exists, func, or_, select, text
@@ -19,6 +22,9 @@ from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, brie
 # What the status filter takes: the two summaries the call log offers, then every status a leg can end up in.
 STATUS_FILTERS = ("in_progress", "refused", *STATUS_RANK)
 STATUS_FILTER_ERROR = f"status must be one of: {', '.join(STATUS_FILTERS)}; e.g. ?status=completed"
+# How long /health waits for the database's answer. A database that is hung (stopped, or its host gone without a
+# reset) answers nothing and no client timeout covers that, so the check runs on a thread of its own.
+HEALTH_SECONDS = 1.0
 
 
 class CallLogReader:
@@ -28,6 +34,9 @@ class CallLogReader:
     def __init__(self, database: Database, on_failure: Callable[[], object] = lambda: None):
         self.database = database
         self._on_failure = on_failure
+        self._health_checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage-health")
+        self._health_lock = threading.Lock()
+        self._health_check: Future | None = None
 
     @contextlib.contextmanager
     def _connect(self):
@@ -54,7 +63,20 @@ class CallLogReader:
         return found
 
     def health(self) -> dict:
-        """The database's state for /health: ok with the backend and schema version, or error with why."""
+        """The database's state for /health: ok with the backend and schema version, or error with why, within
+        HEALTH_SECONDS. A check still waiting for a hung database is waited on again, never started twice."""
+        with self._health_lock:
+            if self._health_check is None or self._health_check.done():
+                self._health_check = self._health_checks.submit(self._check_health)
+            check = self._health_check
+        try:
+            return check.result(timeout=HEALTH_SECONDS)
+        except CheckTimeout:
+            self._on_failure()
+            error = f"the database did not answer within {HEALTH_SECONDS:g} s"
+            return {"status": "error", "backend": self.database.backend, "error": error}
+
+    def _check_health(self) -> dict:
         try:
             with self._connect() as connection:
                 connection.execute(text("SELECT 1"))

@@ -113,3 +113,16 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and skipped and exitstatus == 0:
         reporter.write_line(f"CI: {len(skipped)} tests were skipped; in CI every test must run", red=True)
         session.exitstatus = 1
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of the test's own, which it may stop, hang and start again."""
+    from pg import ThrowawayPostgres, postgres_binaries  # here, not at the top: pg imports this module
+
+    postgres = ThrowawayPostgres(postgres_binaries())
+    try:
+        postgres.create()
+        yield postgres
+    finally:
+        postgres.destroy()

@@ -9,22 +9,14 @@ must be acknowledged again within RECOVERY_SECONDS, by the same server (no resta
 worker is killed: a worker keeps its last 100 ms of answer decisions in memory, and kill -9 takes them with it.
 """
 
-import glob
 import os
-import shlex
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
-import pytest
 import requests
 
-from conftest import ROOT, call_log_reader
-from needs import unavailable
+from conftest import call_log_reader
 from production import (
     CONNECTION_ERROR,
     AnswerLoad,
@@ -212,69 +204,6 @@ def test_sqlite_server_keeps_every_acknowledged_event_when_its_writer_and_a_work
         after = after_faults_all_acknowledged(server, "sqlite-after")
         assert_same_server_recovered(server, faults)
     check_call_log(server, load, faults, after, "SQLite")
-
-
-def postgres_binaries() -> str:
-    """Debian's PostgreSQL binaries (the newest version installed), or a skip (a failure in CI) naming the package."""
-    versions = glob.glob("/usr/lib/postgresql/*/bin")
-    found = sorted(versions, key=lambda path: int(path.split("/")[-2]) if path.split("/")[-2].isdigit() else 0)
-    if found:
-        return found[-1]
-    message = (
-        "the PostgreSQL fault test stops a PostgreSQL server of its own and needs Debian's binaries in "
-        "/usr/lib/postgresql/*/bin: apt-get install postgresql (bash .ci/run installs it)"
-    )
-    unavailable(message)
-
-
-class ThrowawayPostgres:
-    """A PostgreSQL server of this test's own (.ci/postgres), which the test may stop and start again."""
-
-    def __init__(self, bindir: str):
-        self.bindir = bindir
-        # Not under pytest's tmp_path: its folders are private to root, and the server runs as postgres.
-        self.folder = tempfile.mkdtemp(prefix="faults-postgres-")
-        self.url = ""
-
-    def _as_postgres(self, *command: str) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=60)
-
-    def create(self) -> str:
-        env = {key: value for key, value in os.environ.items() if key != "PGPORT_FOR_TESTS"}  # a free port
-        result = subprocess.run(
-            [str(ROOT / ".ci" / "postgres"), "start", self.folder], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, f".ci/postgres start failed: {result.stderr}"
-        self.url = result.stdout.strip().splitlines()[-1]
-        assert urlparse(self.url).port, self.url
-        return self.url
-
-    def stop(self) -> None:
-        self._as_postgres(f"{self.bindir}/pg_ctl", "-D", f"{self.folder}/data", "-m", "fast", "-w", "stop")
-
-    def start(self) -> None:
-        """Start it again with the options it was first started with (its postmaster.opts)."""
-        with open(f"{self.folder}/data/postmaster.opts") as opts:
-            arguments = shlex.split(opts.read())[1:]  # after the postgres binary
-        data = arguments.index("-D")
-        options = shlex.join(arguments[:data] + arguments[data + 2 :])
-        data_folder, log = f"{self.folder}/data", f"{self.folder}/log"
-        self._as_postgres(f"{self.bindir}/pg_ctl", "-D", data_folder, "-l", log, "-w", "-o", options, "start")
-
-    def destroy(self) -> None:
-        subprocess.run([str(ROOT / ".ci" / "postgres"), "stop", self.folder], capture_output=True, timeout=60)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-@pytest.fixture
-def own_postgres():
-    postgres = ThrowawayPostgres(postgres_binaries())
-    try:
-        postgres.create()
-        yield postgres
-    finally:
-        postgres.destroy()
 
 
 def test_postgresql_server_keeps_every_acknowledged_event_through_killed_processes_and_a_database_outage(

@@ -260,12 +260,24 @@ def test_serve_killed_with_sigkill_while_it_starts_leaves_nothing_running(tmp_pa
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def test_hung_writer_delays_no_answer_refuses_events_with_503_and_stores_every_answer_once_it_resumes(tmp_path):
-    with serving(tmp_path / "server", sqlite_url(tmp_path)) as server:
-        assert event_acknowledged(server, "before", 0), f"an event before the writer hung{tail(server)}"
-        wait_until(lambda: writer_ok(server), 10, "/health ok before the writer hung", server.process)
-        (writer,) = server.roles()["writer"]
-        os.kill(writer, signal.SIGSTOP)
+@pytest.fixture(params=["writer", "postgresql"])
+def hung(request, tmp_path):
+    """What the test hangs with SIGSTOP: the call-log writer (SQLite), or every process of a PostgreSQL server."""
+    if request.param == "writer":
+        yield request.param, sqlite_url(tmp_path), lambda server: server.roles()["writer"]
+    else:
+        postgres = request.getfixturevalue("own_postgres")
+        yield request.param, postgres.url, lambda server: postgres.processes()
+
+
+def test_hung_storage_delays_no_answer_refuses_events_with_503_and_stores_every_answer_once_it_resumes(tmp_path, hung):
+    part, database_url, stopped_by = hung
+    with serving(tmp_path / "server", database_url) as server:
+        assert event_acknowledged(server, "before", 0), f"an event before the {part} hung{tail(server)}"
+        wait_until(lambda: writer_ok(server), 10, f"/health ok before the {part} hung", server.process)
+        stopped = stopped_by(server)
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
         try:
             answers = [ask_answer(server.url, index, ANSWER_SECONDS) for index in range(ANSWERS_WHILE_HUNG)]
             with ThreadPoolExecutor(4) as pool:
@@ -276,16 +288,18 @@ def test_hung_writer_delays_no_answer_refuses_events_with_503_and_stores_every_a
                 status, body, seconds = health(server)
             except requests.RequestException as error:
                 status, body, seconds = type(error).__name__, {}, float("nan")
-            stopped_state = next(p.state for p in processes() if p.pid == writer)
+            stopped_state = next(p.state for p in processes() if p.pid == stopped[0])
         finally:
-            os.kill(writer, signal.SIGCONT)
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
         figures = (
             f"answers (status, seconds): {[(a[0], round(a[2], 2)) for a in answers]}; "
             f"events (status, Retry-After, seconds): {[(e[0], e[1], round(e[2], 2)) for e in events]}; "
-            f"/health in {seconds:.2f} s: {status} {json.dumps(body)}; writer state while stopped {stopped_state}"
+            f"/health in {seconds:.2f} s: {status} {json.dumps(body)}; {part} state while stopped {stopped_state}"
         )
         print(f"\n{figures}")
-        assert stopped_state == "T", f"the writer was not stopped; {figures}"
+        assert stopped_state == "T", f"the {part} was not stopped; {figures}"
         slow = [(index, got) for index, got in enumerate(answers) if got[0] != 200 or not is_ncco(got[3])]
         assert not slow, f"{len(slow)} of {ANSWERS_WHILE_HUNG} answers without an NCCO within 1 s: {slow}; {figures}"
         refused = [got for got in events if got[0] == 503 and got[1] and got[2] <= EVENT_REFUSED_SECONDS]
