@@ -5,6 +5,8 @@ from outside on the real server, signatures on, SQLite in the test's folder:
   new serve.py on the same port must start, answer, and remove the temporary folders the killed one left behind;
 - the writer hung (SIGSTOP): answers must not wait for it, events must be refused with 503 and Retry-After within
   the worker's wait, /health must say the writer is not ok, and after SIGCONT everything answered must be stored;
+- the disk full under SQLite (a small tmpfs filled to the last byte): answers keep their NCCO, events are refused
+  with 503 rather than acknowledged and lost, and once space is freed every answer and acknowledged event is stored;
 - the writer killed (SIGKILL) under a flow of events and answers: serve.py restarts it, and every answer that got
   its NCCO is stored exactly once, every event acknowledged with 204 is stored;
 - the server out of file descriptors (RLIMIT_NOFILE 200, 400 idle connections): no request gets a 500 or a
@@ -23,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +36,7 @@ import requests
 
 from calllog.client import WAIT_SECONDS
 from conftest import ROOT, call_log_reader
+from needs import unavailable
 from production import (
     AnswerLoad,
     Load,
@@ -323,6 +327,81 @@ def test_hung_storage_delays_no_answer_refuses_events_with_503_and_stores_every_
             raise AssertionError(f"{error}: missing {sorted(wanted - set(recorded()))}{tail(server)}") from None
         twice = {conversation: count for conversation, count in recorded().items() if count != 1}
         assert not twice, f"answers stored more than once: {twice}"
+
+
+DISK_BYTES = 8 * 1024 * 1024
+ANSWERS_WHILE_FULL = 40
+EVENTS_WHILE_FULL = 40
+
+
+@pytest.fixture
+def small_disk():
+    """A folder on a tmpfs of DISK_BYTES of its own, unmounted afterwards (mounting needs root, as in CI)."""
+    folder = Path(tempfile.mkdtemp(prefix="voice-disk-"))
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        folder.rmdir()
+        unavailable(f"the disk-full test mounts a tmpfs and needs root: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fill(folder: Path) -> Path:
+    """Write a ballast file until the disk refuses another byte; return it."""
+    ballast = folder / "ballast"
+    with open(ballast, "wb", buffering=0) as out:
+        for size in (1024 * 1024, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    out.write(b"\0" * size)
+    return ballast
+
+
+def test_full_disk_loses_no_answer_and_no_acknowledged_event(tmp_path, small_disk):
+    with serving(tmp_path / "server", f"sqlite:///{small_disk / 'calls.db'}") as server:
+        assert event_acknowledged(server, "before", 0), f"an event before the disk filled{tail(server)}"
+        ballast = fill(small_disk)
+        try:
+            answers = [ask_answer(server.url, index, ANSWER_SECONDS) for index in range(ANSWERS_WHILE_FULL)]
+            payloads = [event_payload("full", index) for index in range(EVENTS_WHILE_FULL)]
+            with ThreadPoolExecutor(4) as pool:
+                events = list(pool.map(lambda payload: deliver_event(server.url, payload, 15), payloads))
+        finally:
+            ballast.unlink()
+        figures = (
+            f"answers: {Counter(a[0] for a in answers)}, slowest {max(a[2] for a in answers):.2f} s; "
+            f"events: {Counter((e[0], e[1]) for e in events)}"
+        )
+        print(f"\nwith the disk full: {figures}")
+        slow = [(index, got) for index, got in enumerate(answers) if got[0] != 200 or not is_ncco(got[3])]
+        assert not slow, f"{len(slow)} of {ANSWERS_WHILE_FULL} answers without an NCCO within 1 s: {slow}"
+        assert {e[0] for e in events} <= {204, 503}, f"events got something else than 204 or 503; {figures}"
+        assert any(e[0] == 503 and e[1] for e in events), f"the full disk refused no event: not a test; {figures}"
+
+        wait_until(
+            lambda: event_acknowledged(server, "after", 0), RECOVERY_SECONDS, "a 204 once space is free", server.process
+        )
+        acknowledged = [key for key, got in zip(event_keys(payloads), events, strict=True) if got[0] == 204]
+        with call_log_reader(server.database_url) as reader:
+            stored = reader.stored_event_keys(acknowledged)
+        assert stored == set(acknowledged), f"{len(set(acknowledged) - stored)} acknowledged events lost"
+        wanted = {f"CON-a-{index}" for index in range(ANSWERS_WHILE_FULL)}
+
+        def recorded() -> Counter:
+            found = stored_answer_conversations(server.database_url, "CON-a-")
+            return Counter({conversation: count for conversation, count in found.items() if conversation in wanted})
+
+        try:
+            wait_until(lambda: set(recorded()) == wanted, RECOVERY_SECONDS, "every answer stored", server.process)
+        except AssertionError as error:
+            raise AssertionError(f"{error}: missing {sorted(wanted - set(recorded()))}{tail(server)}") from None
+        assert all(count == 1 for count in recorded().values()), f"answers stored twice: {recorded()}"
+        print(f"after: {len(acknowledged)} acknowledged events and {len(wanted)} answers stored, each once")
 
 
 def test_killed_writer_is_restarted_and_every_given_answer_and_acknowledged_event_is_stored_once(tmp_path):
