@@ -1,5 +1,5 @@
 # `make run` starts the production server; `make test` checks and tests it. Each builds .venv first, from the
-# pinned lock files (every package, with hashes), and rebuilds it from scratch only when a lock file changes.
+# pinned lock files (every package, with hashes), installing again only what a changed lock file pins differently.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,17 +9,17 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --require-
 
 .PHONY: install run test lint bench lock clean
 
-# The server's own packages only: no test tools.
-$(RUNTIME): requirements.lock
-	rm -rf $(VENV)
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+# The server's own packages. Installed into the .venv that is there, never by removing it: a server started by
+# `make run` keeps running while `make test` adds the test tools beside it. Pins that did not change are left alone.
+$(RUNTIME): requirements.lock | $(BIN)/python
 	$(PIP_INSTALL) -r requirements.lock
 	touch $@
 
 # The server's packages and the test tools (a superset of requirements.lock).
-$(DEV): requirements-dev.lock requirements.lock
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
+$(DEV): requirements-dev.lock requirements.lock | $(BIN)/python
 	$(PIP_INSTALL) -r requirements-dev.lock
 	touch $(RUNTIME) $@
 
