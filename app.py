@@ -1,11 +1,13 @@
 """The webhook server's application factory: it reads the settings and wires logging, the call log, the
-blueprints and the `flask` commands together. Each part lives in its own module:
+blueprints and the `flask` commands together. The parts, one layer each (docs/architecture.md):
 
-    voice.py     /voice/answer, /voice/fallback, /voice/event: the signed webhooks, served in front of Flask
-    calllog/     the call log: storage, the writer, /api/calls, /calls, `flask calls`
-    metrics.py   what the server counts (status.py serves it at /metrics)
-    status.py    / and /health
-    cli.py       the `flask` commands, imported when run
+    ncco.py, events.py, config.py   the call core: plain values in, plain values out
+    runtime/     logging, metrics and stop signals, shared by every process
+    calllog/     the call log: storage, the writer, /api/calls, /calls
+    vonage_helper/   Vonage's REST APIs, through the SDK
+    edge/        the HTTP edge: /voice/answer, /voice/fallback, /voice/event, signatures, errors, / and /health
+    simulator/   plays whole signed calls against a server
+    commands/    the `flask` commands, imported when run
 """
 
 from __future__ import annotations
@@ -15,18 +17,17 @@ from collections.abc import Mapping
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-import cli
-import http_errors
-import metrics
-import status
-import voice
 from calllog import CallLog, StorageError
 from calllog.api import bp as api_blueprint
 from calllog.page import bp as page_blueprint
 from calllog.token_store import call_log_token
+from commands import cli
 from config import load_settings, settings_from
-from logs import configure_logging
-from payloads import MAX_BODY_BYTES
+from edge import errors, status, voice
+from edge.payloads import MAX_BODY_BYTES
+from edge.signatures import REFUSAL_CODES
+from runtime import metrics
+from runtime.logs import configure_logging
 
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
@@ -40,7 +41,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["CALL_LOG_TOKEN"] = token
     log = configure_logging(settings.log_format, settings.no_color)
-    counted = metrics.Metrics(CollectorRegistry())
+    counted = metrics.Metrics(CollectorRegistry(), voice.ROUTE_NAMES.values(), REFUSAL_CODES)
     app.extensions["metrics"] = counted
     call_log = CallLog(settings.database_url, settings.writer_socket, counted, settings.call_log_retention)
     app.extensions["call_log"] = call_log
@@ -53,6 +54,6 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(status.bp)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(page_blueprint)
-    http_errors.init_app(app)
+    errors.init_app(app)
     cli.init_app(app)
     return app

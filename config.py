@@ -18,14 +18,10 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from ncco import (
-    ANY_USER,
+from ncco import ANY_USER, MACHINE_DETECTION_ACTIONS, TTS_LANGUAGES, CallPlan, CallRouting
+from policy import (
     DEFAULT_BLOCKED_TYPES,
-    MACHINE_DETECTION_ACTIONS,
     NUMBER_TYPE_NAMES,
-    TTS_LANGUAGES,
-    CallPlan,
-    CallRouting,
     DestinationPolicy,
     NumberError,
     looks_like_phone_number,

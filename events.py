@@ -2,11 +2,62 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from logs import utc_timestamp
+# The statuses a call leg reaches, as Vonage names them in call events.
+# Higher ranks win, so a late `ringing` never regresses a `completed` leg. A failure outcome outranks
+# `completed`: Vonage may send `completed` for an unanswered leg and its real outcome after it.
+STATUS_RANK = {
+    "started": 1,
+    "ringing": 2,
+    "answered": 3,
+    "disconnected": 4,
+    "completed": 4,
+    "busy": 5,
+    "cancelled": 5,
+    "unanswered": 5,
+    "rejected": 5,
+    "failed": 5,
+    "timeout": 5,
+}
+IN_PROGRESS = frozenset({"started", "ringing", "answered"})
+# The statuses that end a leg (rank 4 and 5): the first one a leg reaches counts it in voice_calls_ended_total.
+FINAL_STATUSES = tuple(status for status in STATUS_RANK if status not in IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a webhook sent: its fields, and the body's text when that is exactly the fields as JSON.
+
+    `problem` says why a body that is well-formed could not be read into fields (a JSON document nested
+    deeper than the parser goes, a number with more digits than Python reads); its fields are then empty,
+    and `text` is the body as received.
+    """
+
+    fields: dict
+    text: str | None = None
+    problem: str | None = None
+
+
+def utc_timestamp(epoch_seconds: float) -> str:
+    """An ISO 8601 UTC time with milliseconds, as Vonage writes them: 2021-03-10T10:36:21.285Z."""
+    whole = int(epoch_seconds // 1)
+    # Round to microseconds first, as datetime does, so binary fractions such as .285 stay .285.
+    microseconds = round((epoch_seconds - whole) * 1_000_000)
+    if microseconds >= 1_000_000:
+        whole, microseconds = whole + 1, microseconds - 1_000_000
+    return f"{_utc_second(whole)}.{microseconds // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_second(whole_seconds: int) -> str:
+    # Every log line and stored event needs one; formatting a date costs more than the rest of a log line.
+    return datetime.fromtimestamp(whole_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def event_kind(payload: dict) -> str:

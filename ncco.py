@@ -1,29 +1,21 @@
 """Call control: callee normalisation, the destination policy, routing to app users, and the NCCOs the server
 returns: to the answer URL, and to a synchronous connect's outcome (the caller told why a call failed).
 
-NCCOs are built here as the JSON Vonage reads. The Vonage SDK's pydantic models check them (`parse_ncco`, used by
-the tests, the simulator and `flask call`), but the server does not build with them: importing the models loads
-the SDK's REST client and pydantic into every worker, for nothing a request needs.
+NCCOs are built here as the JSON Vonage reads. The Vonage SDK's pydantic models check them
+(vonage_helper/ncco_models.py, used by the tests, the simulator and `flask call`), but the server does not build
+with them: importing the models loads the SDK's REST client and pydantic into every worker, for nothing a request
+needs.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import phonenumbers
-from phonenumbers import PhoneNumberType
+from policy import DestinationPolicy, NumberError, looks_like_phone_number, normalize_callee, vonage_digits
 
-# Vonage's number format (and the SDK's PhoneNumber pattern): E.164 digits, no '+' or '00'.
-VONAGE_NUMBER_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
-MAX_RAW_NUMBER_LENGTH = 64
-_SEPARATORS = re.compile(r"[\s\-.()/]")
-# A `to` written as a phone number: digits and the separators people use, after an optional '+'. Anything else
-# is an app user's name: no answer field says which of the two the Client SDK was given (VONAGE.md).
-_NUMBER_LIKE = re.compile(r"^\+?[\s\-.()/]*\d[\d\s\-.()/]*$")
 # The three call shapes: an app user calling a phone, a phone calling an app user, an app user calling another.
 OUTBOUND, INBOUND, APP_TO_APP = "outbound", "inbound", "app-to-app"
 ANY_USER = "*"  # CALLABLE_USERS=* lets app users call any user of the application
@@ -89,132 +81,6 @@ ANSWER_TEXT_FIELDS = (
     "region_url",
     "SipHeader_User-to-User",
 )
-
-DEFAULT_BLOCKED_TYPES = frozenset({PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST})
-NUMBER_TYPE_NAMES = {
-    value: name for name, value in vars(PhoneNumberType).items() if name.isupper() and isinstance(value, int)
-}
-
-
-class NumberError(ValueError):
-    """A callee or caller ID that cannot be turned into a Vonage number; `spoken` is for the caller."""
-
-    def __init__(self, detail: str, spoken: str):
-        super().__init__(detail)
-        self.detail = detail
-        self.spoken = spoken
-
-
-def normalize_number(raw: str, default_region: str | None = None) -> str:
-    """Turn a number as people and Vonage write it into Vonage's E.164 digits (447700900000).
-
-    Accepts 447700900000, +44 7700 900000, 0044 7700 900000, and national format (07700 900000)
-    when `default_region` (an ISO code such as "GB") is given. Raises NumberError otherwise.
-    """
-    return _digits(_phone_number(raw, default_region))
-
-
-def _digits(number: phonenumbers.PhoneNumber) -> str:
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
-
-
-def _phone_number(raw: str, default_region: str | None) -> phonenumbers.PhoneNumber:
-    text = _SEPARATORS.sub("", str(raw).strip())
-    if not text:
-        raise NumberError("the number is empty", "no number to call was given")
-    if len(text) > MAX_RAW_NUMBER_LENGTH:
-        raise NumberError("the number is too long", "the number to call is not a phone number")
-    if text.startswith("00"):
-        text = "+" + text[2:]
-    if text.startswith("+"):
-        candidates = [_parse(text, None)]
-    elif text.startswith("0"):
-        if not default_region:
-            raise NumberError(
-                f"{raw!r} is in national format; write it in international format (447700900000) or set DEFAULT_REGION",
-                "the number to call is not in international format",
-            )
-        candidates = [_parse(text, default_region)]
-    else:
-        # Vonage writes numbers as international digits with no '+'; a national number written
-        # without its trunk prefix is tried second, and only wins when it alone is valid.
-        candidates = [_parse("+" + text, None)]
-        if default_region:
-            candidates.append(_parse(text, default_region))
-    parsed = [number for number in candidates if number is not None]
-    if not parsed:
-        raise NumberError(f"{raw!r} is not a phone number", "the number to call is not a phone number")
-    valid = [number for number in parsed if phonenumbers.is_valid_number(number)]
-    number = (valid or parsed)[0]
-    if not phonenumbers.is_possible_number(number) or not VONAGE_NUMBER_PATTERN.match(_digits(number)):
-        raise NumberError(
-            f"{raw!r} is not a possible phone number",
-            "the number to call is not a possible phone number",
-        )
-    return number
-
-
-def _parse(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
-    try:
-        return phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-
-
-def _region(number: phonenumbers.PhoneNumber) -> str:
-    # Numbers libphonenumber cannot place (such as the drama range 447700900xxx) count as
-    # their calling code's main region, so ALLOWED_COUNTRIES=GB still admits the tutorial's number.
-    return phonenumbers.region_code_for_number(number) or phonenumbers.region_code_for_country_code(number.country_code)
-
-
-@dataclass(frozen=True)
-class DestinationPolicy:
-    """Where the server may connect calls: the toll-fraud guard."""
-
-    allowed_countries: frozenset[str] = frozenset()
-    blocked_types: frozenset[int] = DEFAULT_BLOCKED_TYPES
-    own_number: str | None = None
-    default_region: str | None = None
-    # The application's other numbers (INBOUND_ROUTES): an app user calling one would ring the app back.
-    application_numbers: frozenset[str] = frozenset()
-
-
-def looks_like_phone_number(to: str) -> bool:
-    """Whether a callee is written as a phone number (447700900000, +44 7700 900000) rather than a user's name."""
-    return bool(_NUMBER_LIKE.match(to.strip()))
-
-
-def normalize_callee(raw: str | None, policy: DestinationPolicy) -> str:
-    """Return the callee as Vonage digits if the policy allows calling it; raise NumberError if not."""
-    if raw is None or not str(raw).strip():
-        raise NumberError("the request has no 'to' (nor custom_data.to)", "no number to call was given")
-    number = _phone_number(raw, policy.default_region)
-    digits = _digits(number)
-    if policy.own_number and digits == policy.own_number:
-        raise NumberError(
-            f"{digits} is VONAGE_NUMBER, this server's own number; a call is never bridged back to itself",
-            "the number to call is this service's own number",
-        )
-    if digits in policy.application_numbers:
-        raise NumberError(
-            f"{digits} is one of this application's numbers (INBOUND_ROUTES); a call is never bridged back to itself",
-            "the number to call is this service's own number",
-        )
-    region = _region(number)
-    if policy.allowed_countries and region not in policy.allowed_countries:
-        allowed = ", ".join(sorted(policy.allowed_countries))
-        raise NumberError(
-            f"{digits} is in {region}, which is not in ALLOWED_COUNTRIES ({allowed})",
-            "calls to that country are not allowed",
-        )
-    number_type = phonenumbers.number_type(number)
-    if number_type in policy.blocked_types:
-        name = NUMBER_TYPE_NAMES.get(number_type, "UNKNOWN")
-        raise NumberError(
-            f"{digits} is a {name} number, blocked by BLOCKED_NUMBER_TYPES",
-            f"calls to {name.lower().replace('_', ' ')} numbers are not allowed",
-        )
-    return digits
 
 
 @dataclass(frozen=True)
@@ -416,20 +282,9 @@ def call_shape(fields: Mapping, requested: str | None, policy: DestinationPolicy
 def _is_application_number(requested: str | None, policy: DestinationPolicy, routing: CallRouting) -> bool:
     if not policy.own_number and not routing.inbound_routes:
         return False
-    digits = _vonage_digits(requested, policy.default_region)
+    digits = vonage_digits(requested, policy.default_region)
     routed = any(number == digits for number, _ in routing.inbound_routes)
     return digits is not None and (digits == policy.own_number or routed)
-
-
-@functools.lru_cache(maxsize=4096)
-def _vonage_digits(raw: str | None, default_region: str | None) -> str | None:
-    """`raw` in Vonage's digits, or None when it is not a phone number."""
-    if not raw or not looks_like_phone_number(raw):
-        return None
-    try:
-        return normalize_number(raw, default_region)
-    except NumberError:
-        return None
 
 
 Decided = tuple[list[dict], bytes, str | None, str | None]  # NCCO, its body, who is connected (or None), why not
@@ -456,14 +311,14 @@ def inbound_decision(
 ) -> Decided:
     """A phone (`caller`) calling the application's number `dialled`: ring the app user INBOUND_ROUTES or
     INBOUND_DEFAULT_USER names, showing them the caller's number when it is one; else say nobody takes it."""
-    number = _vonage_digits(dialled, policy.default_region)
+    number = vonage_digits(dialled, policy.default_region)
     user = routing.user_for(number)
     if user is None:
         example = f"INBOUND_ROUTES={number or '447700900001'}=Alice"
         reason = f"no app user takes calls to {number or dialled}: set INBOUND_ROUTES (for example {example}) or INBOUND_DEFAULT_USER"
         ncco = refusal_ncco("nobody is available to take calls to this number", plan.language, plan.style)
         return ncco, ncco_body(ncco), None, reason
-    ncco = app_connect_ncco(user, plan, _vonage_digits(caller, policy.default_region))
+    ncco = app_connect_ncco(user, plan, vonage_digits(caller, policy.default_region))
     return ncco, ncco_body(ncco), user, None
 
 
@@ -540,66 +395,3 @@ def outcome_reply(status: str, detail: str | None, calls_a_person: bool, plan: C
     sentence = template.format(who="The person you called" if calls_a_person else "The number you called")
     ncco = [talk(sentence, plan.language, plan.style)]
     return ToldWhy(ncco, ncco_body(ncco), f"{outcome}: told the caller: {sentence}")
-
-
-def parse_ncco(actions) -> list:
-    """Check an NCCO with the Vonage SDK's models and return them; raise ValueError saying what is wrong.
-
-    Every key must be one the model knows: an action is valid only if it survives a round trip.
-    """
-    # Imported here: the models load the SDK's REST client, which the server itself never needs.
-    from pydantic import ValidationError
-    from vonage_voice.errors import NccoActionError
-    from vonage_voice.models import Connect, Conversation, Input, Notify, Record, Stream, Talk, Transfer, Wait
-
-    models = {
-        "talk": Talk,
-        "connect": Connect,
-        "stream": Stream,
-        "input": Input,
-        "record": Record,
-        "conversation": Conversation,
-        "notify": Notify,
-        "wait": Wait,
-        "transfer": Transfer,
-    }
-    if not isinstance(actions, list) or not actions:
-        raise ValueError("an NCCO must be a non-empty JSON array of actions")
-    parsed_actions = []
-    for index, action in enumerate(actions):
-        if not isinstance(action, dict):
-            raise ValueError(f"action {index} is not an object")
-        model = models.get(action.get("action"))
-        if model is None:
-            raise ValueError(f"action {index} has unknown action {action.get('action')!r}")
-        fields = {("from_" if key == "from" else key): value for key, value in action.items()}
-        lent_caller_id = _is_app_connect_without_caller_id(action)
-        if lent_caller_id:
-            fields["randomFromNumber"] = True
-        try:
-            parsed = model.model_validate(fields)
-        except (ValidationError, ValueError, NccoActionError) as error:
-            # The models' own checks (a connect's caller ID) raise the SDK's NccoActionError, not a ValueError.
-            raise ValueError(f"action {index} ({action['action']}) is invalid: {error}") from None
-        if lent_caller_id:
-            parsed.randomFromNumber = None
-        if parsed.model_dump(mode="json", by_alias=True, exclude_none=True) != action:
-            raise ValueError(f"action {index} ({action['action']}) has fields the SDK's model does not know")
-        parsed_actions.append(parsed)
-    return parsed_actions
-
-
-def _is_app_connect_without_caller_id(action: dict) -> bool:
-    """A connect to an app user with neither `from` nor `randomFromNumber`. The API takes it (VONAGE.md: leave
-    `from` out when an app user calls another user); the SDK's Connect model refuses it. Here the API wins:
-    the model is lent randomFromNumber to check everything else, and the parsed action gets it taken back."""
-    endpoints = action.get("endpoint")
-    return (
-        action.get("action") == "connect"
-        and "from" not in action
-        and "randomFromNumber" not in action
-        and isinstance(endpoints, list)
-        and len(endpoints) == 1
-        and isinstance(endpoints[0], dict)
-        and endpoints[0].get("type") == "app"
-    )

@@ -24,7 +24,7 @@ from calllog.schema import Database, StorageError
 from calllog.token_store import call_log_token, generated_token_file
 from calllog.writer_process import wait_until_ready
 from config import DATABASE_EXAMPLE, METRICS_FOLDER_VARIABLE, ConfigError, Settings, load_settings
-from stop_signals import mark_server_process, relay_stop_signals, stop_when_parent_exits
+from runtime.stop_signals import mark_server_process, relay_stop_signals, stop_when_parent_exits
 
 # Requests a worker takes at once. A request waiting for its body or its commit is a coroutine, not a thread, so a
 # few hundred slow clients cost little; with 16, 32 of them stopped the server from taking new ones.
@@ -275,7 +275,7 @@ def production_app():
     sight, so the collections that requests trigger do not walk them again and again.
     """
     from app import create_app
-    from edge import Edge
+    from edge.rsgi import Edge
 
     relay_stop_signals(only_from_parent=True)
     # A worker outlives no serve.py, however it ended (kill -9 too): it would go on serving a port nobody stops.

@@ -66,7 +66,7 @@ def cpu_per_request(wsgi, batch: list[dict]) -> float:
 
 
 def main(workdir: Path, count: int) -> dict:
-    from logs import output_handler
+    from runtime.logs import output_handler
     from serve import WriterProcess
 
     writer = WriterProcess(str(workdir / "inprocess-writer.sock"))

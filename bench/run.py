@@ -30,8 +30,8 @@ from urllib.parse import urlencode
 
 from calllog.queries import CallLogReader
 from calllog.schema import Database
+from edge.signatures import sign_webhook
 from events import event_key
-from signatures import sign_webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS_LUA = ROOT / "bench" / "requests.lua"

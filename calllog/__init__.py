@@ -25,7 +25,7 @@ from calllog.schema import Database, StorageError
 from calllog.writer import WriterThread
 
 if TYPE_CHECKING:  # not imported here: serve.py imports this package before it sets PROMETHEUS_MULTIPROC_DIR
-    from metrics import Metrics
+    from runtime.metrics import Metrics
 
 __all__ = ["CallLog", "StorageError"]
 

@@ -32,7 +32,7 @@ from flask import Flask, current_app, request
 from prometheus_client import Counter
 from werkzeug.routing import PathConverter
 
-from logs import LOGGER_NAME
+from runtime.logs import LOGGER_NAME
 
 log = logging.getLogger(f"{LOGGER_NAME}.call_log")
 

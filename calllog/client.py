@@ -20,7 +20,7 @@ import time
 from calllog import frames
 from calllog.schema import StorageError
 from calllog.writer import REPLY_TIMEOUT_SECONDS
-from logs import LOGGER_NAME
+from runtime.logs import LOGGER_NAME
 
 # The writer commits within its own timeout or fails the batch; this adds room for the reply to arrive.
 WAIT_SECONDS = REPLY_TIMEOUT_SECONDS + 1

@@ -8,13 +8,14 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from calllog.legs import FINAL_STATUSES, LEG_FIELDS, fold_leg
+from calllog.legs import LEG_FIELDS, fold_leg
 from calllog.rows import ANSWER_COLUMNS, EVENT_COLUMNS, answer_key, fit
 from calllog.schema import SQLITE_BEGIN, Database, StorageError, brief
-from logs import LOGGER_NAME
+from events import FINAL_STATUSES
+from runtime.logs import LOGGER_NAME
 
 if TYPE_CHECKING:  # not imported here: serve.py imports this module before it sets PROMETHEUS_MULTIPROC_DIR
-    from metrics import Metrics
+    from runtime.metrics import Metrics
 
 BATCH_LIMIT = 256
 ANSWERS_PER_STATEMENT = 200  # 13 parameters a row: far below SQLite's limit of 32,766 a statement

@@ -4,29 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from events import event_kind
+from events import STATUS_RANK, event_kind
 
-# Higher ranks win, so a late `ringing` never regresses a `completed` leg. A failure outcome outranks
-# `completed`: Vonage may send `completed` for an unanswered leg and its real outcome after it.
-STATUS_RANK = {
-    "started": 1,
-    "ringing": 2,
-    "answered": 3,
-    "disconnected": 4,
-    "completed": 4,
-    "busy": 5,
-    "cancelled": 5,
-    "unanswered": 5,
-    "rejected": 5,
-    "failed": 5,
-    "timeout": 5,
-}
 # A duration beyond this is no call's (Vonage ends calls after 7,200 s); the column's integer must hold it.
 MAX_SECONDS = 10**9
 MAX_MONEY_TEXT = 40  # the legs table's rate and price columns
-IN_PROGRESS = frozenset({"started", "ringing", "answered"})
-# The statuses that end a leg (rank 4 and 5): the first one a leg reaches counts it in voice_calls_ended_total.
-FINAL_STATUSES = tuple(status for status in STATUS_RANK if status not in IN_PROGRESS)
 MACHINE_DETECTION = frozenset({"human", "machine"})
 LEG_FIELDS = (
     "conversation_uuid",

@@ -13,7 +13,7 @@ from calllog.api import RETRY_AFTER_SECONDS, reader
 from calllog.outcome import LABELS, call_outcome, leg_outcome
 from calllog.queries import STATUS_FILTERS
 from calllog.schema import StorageError
-from ncco import looks_like_phone_number
+from policy import looks_like_phone_number
 
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 bp.record_once(access.add_conversation_converter)

@@ -15,9 +15,10 @@ from decimal import Decimal
 from sqlalchemy import and_, case, exists, func, or_, select, text
 from sqlalchemy.engine import Connection
 
-from calllog.legs import IN_PROGRESS, STATUS_RANK, total_price
+from calllog.legs import total_price
 from calllog.rows import column_text
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, brief, conversations, events, legs
+from events import IN_PROGRESS, STATUS_RANK
 
 # What the status filter takes: the two summaries the call log offers, then every status a leg can end up in.
 STATUS_FILTERS = ("in_progress", "refused", *STATUS_RANK)

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 
 from calllog.schema import Database, StorageError, answers, brief, conversations, events, legs
 from config import describe_age
-from logs import LOGGER_NAME, utc_timestamp
+from events import utc_timestamp
+from runtime.logs import LOGGER_NAME
 
 PRUNE_CHUNK = 200  # conversations (or loose rows) per transaction
 FIRST_PRUNE_DELAY = 60.0  # seconds after the writer starts: a short-lived `flask` command never prunes

@@ -8,9 +8,8 @@ import json
 import uuid
 
 from calllog.schema import COLUMN_LENGTHS, answers, events
-from events import event_conversation, event_key, event_kind, leg_uuid
+from events import Payload, event_conversation, event_key, event_kind, leg_uuid
 from ncco import AnswerDecision
-from payloads import Payload
 
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
 ANSWER_COLUMNS = tuple(column.name for column in answers.columns if column.name != "id")

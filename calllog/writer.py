@@ -25,10 +25,10 @@ from calllog.committer import BATCH_LIMIT, Committer
 from calllog.retention import BackgroundPrune
 from calllog.rows import EVENT_COLUMNS
 from calllog.schema import Database, StorageError
-from logs import LOGGER_NAME
+from runtime.logs import LOGGER_NAME
 
 if TYPE_CHECKING:  # not imported here: serve.py imports this module before it sets PROMETHEUS_MULTIPROC_DIR
-    from metrics import Metrics
+    from runtime.metrics import Metrics
 
 REPLY_TIMEOUT_SECONDS = 5.0
 ANSWERED = None  # in _Batch.waiting: a reply about the batch's answer decisions, not about one event

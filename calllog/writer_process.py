@@ -19,8 +19,8 @@ from calllog.committer import Committer
 from calllog.retention import BackgroundPrune
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterServer
-from logs import LOGGER_NAME
-from stop_signals import stop_when_parent_exits
+from runtime.logs import LOGGER_NAME
+from runtime.stop_signals import stop_when_parent_exits
 
 log = logging.getLogger(f"{LOGGER_NAME}.writer")
 
@@ -67,8 +67,8 @@ def main(socket_path: str) -> int:
     from prometheus_client import CollectorRegistry
 
     from config import ConfigError, load_settings
-    from logs import configure_logging
-    from metrics import Metrics
+    from runtime.logs import configure_logging
+    from runtime.metrics import Metrics
 
     for group_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(group_signal, signal.SIG_IGN)

@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from simulate import Simulator  # noqa: E402
+from simulator.simulate import Simulator  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "images" / "call-log.png"
 TOKEN = "screenshot-token-0123456789"

@@ -27,8 +27,8 @@ from urllib.parse import urlencode
 import requests
 
 from conftest import ROOT
+from edge.signatures import sign_webhook
 from events import event_key
-from signatures import sign_webhook
 from test_serve import free_port, run_env, wait_until_listening
 
 SECRET = "production-suites-signature-secret-0123456789"

@@ -6,7 +6,7 @@ import logging
 import pytest
 from vonage_voice.models import Connect, Talk
 
-from ncco import parse_ncco
+from vonage_helper.ncco_models import parse_ncco
 
 CLIENT_SDK_ANSWER = {
     "to": "447700900000",
@@ -182,7 +182,7 @@ def test_answer_log_line_names_caller_and_callee(client, caplog):
 
 
 def test_unexpected_failure_still_answers_with_an_ncco(app, client, monkeypatch):
-    import voice
+    from edge import voice
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

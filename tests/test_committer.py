@@ -11,9 +11,9 @@ from calllog.committer import Committer
 from calllog.rows import EVENT_COLUMNS, event_row
 from calllog.schema import Database, StorageError
 from conftest import FIXTURES, answer_record, call_log_reader, load_fixture
-from metrics import Metrics
-from payloads import Payload
+from events import Payload
 from pg import database_url_for, fresh_postgres_url
+from runtime.metrics import Metrics
 
 RECEIVED = "2026-11-24T09:00:00.000Z"
 

@@ -22,9 +22,9 @@ import pytest
 import requests
 
 from calllog.schema import Database
-from edge import BODY_SECONDS
+from edge.rsgi import BODY_SECONDS
+from edge.signatures import sign_webhook
 from production import CALLEE, SECRET, event_payload, running_server, signed_answer, signed_event, wait_until
-from signatures import sign_webhook
 
 SLOW_COUNTS = (1, 4, 50, 1000)
 PROBES = 10  # answers and events, each, per count

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import SEED_EVENTS, STATUS_EVENTS, load_fixture
 from events import event_kind, leg_uuid
-from logs import JsonFormatter, PrettyFormatter
+from runtime.logs import JsonFormatter, PrettyFormatter
 
 
 @pytest.mark.parametrize("path", SEED_EVENTS + STATUS_EVENTS, ids=lambda path: path.stem)
@@ -217,7 +217,7 @@ def test_logged_events_reach_standard_output_before_the_process_exits(tmp_path, 
     ],
 )
 def test_utc_timestamps_are_written_as_vonage_writes_them(epoch, text):
-    from logs import utc_timestamp
+    from events import utc_timestamp
 
     assert utc_timestamp(epoch) == text
 
@@ -226,7 +226,7 @@ def test_utc_timestamps_agree_with_datetime():
     import random
     from datetime import datetime
 
-    from logs import utc_timestamp
+    from events import utc_timestamp
 
     chooser = random.Random(7)
     for _ in range(5000):

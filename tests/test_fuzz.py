@@ -37,11 +37,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-import logs
 from calllog.schema import answers, metadata, schema_version
 from conftest import CALL_LOG_TOKEN, built_app
-from ncco import parse_ncco
 from pg import fresh_postgres_url
+from runtime import logs
 from strategies import (
     STATUSES,
     WebRequest,
@@ -52,6 +51,7 @@ from strategies import (
     plain_text,
     raw_queries,
 )
+from vonage_helper.ncco_models import parse_ncco
 
 _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 _NO_SHRINKING = [Phase.explicit, Phase.reuse, Phase.generate]

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-import logs
 from conftest import ROOT, SEED_EVENTS, load_fixture
+from runtime import logs
 
 CON = "CON-f972836a-550f-45fa-956c-12a2ab5b7d22"
 

@@ -17,11 +17,12 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Count
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-import voice
-from calllog.legs import FINAL_STATUSES
 from config import settings_from
 from conftest import CALL_LOG_TOKEN, ROOT, built_app
-from metrics import FLUSH_SECONDS, OUTCOMES, ROUTES, Tally
+from edge import voice
+from edge.signatures import REFUSAL_CODES, sign_webhook
+from edge.voice import ROUTE_NAMES
+from events import FINAL_STATUSES
 from pg import database_url_for
 from production import (
     CALL_LOG_TOKEN as PRODUCTION_TOKEN,
@@ -35,8 +36,8 @@ from production import (
     stop_group,
     wait_until,
 )
+from runtime.metrics import FLUSH_SECONDS, OUTCOMES, Tally
 from serve import startup_notes
-from signatures import REFUSAL_CODES, sign_webhook
 
 SECRET = "metrics-signature-secret-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
@@ -161,7 +162,7 @@ def test_webhooks_are_counted_by_route_and_outcome(client):
     )
     assert by_label(samples, "voice_webhooks_total", "outcome", route="fallback") == zeros(OUTCOMES, bad_request=1)
     assert by_label(samples, "voice_webhooks_total", "outcome", route="connect") == zeros(OUTCOMES)
-    assert set(by_label(samples, "voice_webhooks_total", "route")) == set(ROUTES)
+    assert set(by_label(samples, "voice_webhooks_total", "route")) == set(ROUTE_NAMES.values())
 
 
 def test_an_unexpected_error_is_counted_as_error_even_when_the_caller_hears_a_sentence(client, monkeypatch):

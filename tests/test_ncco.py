@@ -6,18 +6,15 @@ from vonage_voice.models import Connect, Talk
 
 from ncco import (
     CallPlan,
-    DestinationPolicy,
-    NumberError,
     app_connect_ncco,
     callee_from_answer,
     connect_ncco,
     decide_answer,
-    normalize_callee,
-    normalize_number,
-    parse_ncco,
     refusal_ncco,
     talk,
 )
+from policy import DestinationPolicy, NumberError, normalize_callee, normalize_number
+from vonage_helper.ncco_models import parse_ncco
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,10 @@
 
 import pytest
 
-import logs
-from calllog.legs import STATUS_RANK
 from calllog.outcome import call_outcome, leg_outcome
 from calllog.page import badge_class
+from events import STATUS_RANK
+from runtime import logs
 
 CONNECTED = {"connected": True, "route": "answer"}
 REFUSED = {"connected": False, "route": "answer"}

@@ -14,7 +14,7 @@ import requests
 
 from browser import CHROMIUM_ARGS, chromium_path
 from conftest import CALL_LOG_TOKEN, ROOT, SEED_EVENTS, load_fixture
-from simulate import Simulator
+from simulator.client import Simulator
 from test_serve import run_server
 
 playwright_api = pytest.importorskip("playwright.sync_api")

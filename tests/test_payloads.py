@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from payloads import first_values, parse_query
+from edge.payloads import first_values, parse_query
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,9 @@ from calllog.schema import SCHEMA_VERSION, Database, answers, conversations, eve
 from calllog.writer import WriterThread
 from config import ConfigError, settings_from
 from conftest import answer_record
-from logs import utc_timestamp
-from metrics import Metrics
-from payloads import Payload
+from events import Payload, utc_timestamp
 from pg import database_url_for
+from runtime.metrics import Metrics
 
 DAY = 86400
 NOW = time.time()

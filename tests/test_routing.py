@@ -6,17 +6,9 @@ import pytest
 from vonage_voice.models import AppEndpoint, Connect, PhoneEndpoint, Talk
 
 from config import ConfigError, settings_from
-from ncco import (
-    APP_TO_APP,
-    INBOUND,
-    OUTBOUND,
-    CallPlan,
-    CallRouting,
-    DestinationPolicy,
-    decide_answer,
-    looks_like_phone_number,
-    parse_ncco,
-)
+from ncco import APP_TO_APP, INBOUND, OUTBOUND, CallPlan, CallRouting, decide_answer
+from policy import DestinationPolicy, looks_like_phone_number
+from vonage_helper.ncco_models import parse_ncco
 
 # A phone calling the application's number, as Vonage asks the answer URL (VONAGE.md: `from`, no `from_user`).
 PHONE_CALLS_APPLICATION = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SCRATCH_INSTANCE
-from ncco import parse_ncco
+from vonage_helper.ncco_models import parse_ncco
 
 
 def free_port() -> int:

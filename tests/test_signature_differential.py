@@ -25,8 +25,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import signatures
-from signatures import SignatureError, verify_webhook
+from edge import signatures
+from edge.signatures import SignatureError, verify_webhook
 
 SEED = 15
 MARGIN = 30

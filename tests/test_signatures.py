@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from vonage_jwt import verify_signature
 
 from conftest import SEED_EVENTS, built_app, load_fixture
-from ncco import parse_ncco
-from signatures import SignatureError, payload_for_hash, sign_webhook, verify_webhook
+from edge.signatures import SignatureError, payload_for_hash, sign_webhook, verify_webhook
+from vonage_helper.ncco_models import parse_ncco
 
 SECRET = "sig-secret-0123456789abcdef0123456789abcdef"
 OLD_SECRET = "old-secret-0123456789abcdef0123456789abcdef"

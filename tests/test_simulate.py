@@ -11,19 +11,12 @@ import pytest
 import requests
 
 from conftest import CALL_LOG_TOKEN
-from ncco import CallPlan, app_connect_ncco, connect_ncco, parse_ncco, refusal_ncco
-from simulate import (
-    OUTCOMES,
-    Scenario,
-    Simulator,
-    answer_request,
-    call_events,
-    percentile,
-    run_load,
-    scenario_events,
-    scenario_problem,
-)
+from ncco import CallPlan, app_connect_ncco, connect_ncco, refusal_ncco
+from simulator.client import Simulator
+from simulator.load import percentile, run_load
+from simulator.model import OUTCOMES, Scenario, answer_request, call_events, scenario_events, scenario_problem
 from test_serve import run_server
+from vonage_helper.ncco_models import parse_ncco
 
 SECRET = "simulator-secret-0123456789abcdef0123"
 START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)

@@ -20,8 +20,8 @@ import pytest
 import requests
 from vonage_voice.models import Connect
 
-from ncco import parse_ncco
 from production import CALLEE, running_server, signed_answer, wait_until
+from vonage_helper.ncco_models import parse_ncco
 
 HEADER_DRIBBLERS = 200
 BODY_DRIBBLERS = 50

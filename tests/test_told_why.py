@@ -6,23 +6,24 @@ import time
 
 import pytest
 import requests
-from test_storage import move_table
 from vonage_voice.models import Connect, Talk
 
 import test_serve
 from config import ConfigError, settings_from
 from conftest import CALL_LOG_TOKEN, STATUS_EVENTS, load_fixture
+from edge.signatures import sign_webhook
 from ncco import (
     VOICEMAIL_MESSAGE,
     CallPlan,
     app_connect_ncco,
     connect_ncco,
-    parse_ncco,
     refusal_ncco,
     told_why,
 )
-from signatures import sign_webhook
-from simulate import Scenario, Simulator
+from simulator.client import Simulator
+from simulator.model import Scenario
+from test_storage import move_table
+from vonage_helper.ncco_models import parse_ncco
 
 FIXTURE = {path.stem: path for path in STATUS_EVENTS}
 BUSY = load_fixture(FIXTURE["busy"])  # the phone leg a connect rang, ended busy, as Vonage posts it

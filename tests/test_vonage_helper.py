@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config import settings_from
 from conftest import built_app
-from ncco import parse_ncco
 from vonage_helper.calls import place_call
 from vonage_helper.clients import (
     EXIT_AUTH,
@@ -25,6 +24,7 @@ from vonage_helper.clients import (
     EXIT_VONAGE_DOWN,
     HelperError,
 )
+from vonage_helper.ncco_models import parse_ncco
 from vonage_helper.tokens import CLIENT_SDK_ACL, client_token, parse_ttl
 from vonage_helper.webhooks import point_webhooks
 
@@ -302,7 +302,7 @@ def test_a_worker_serving_calls_has_not_loaded_the_sdks_rest_client_nor_the_help
         "assert client.get('/voice/answer?to=447700900000').status_code == 200\n"
         "assert client.post('/voice/event', json={'status': 'started', 'uuid': 'u1'}).status_code == 204\n"
         "loaded = [name for name in sys.modules if name.split('.')[0] in\n"
-        "          ('vonage', 'vonage_http_client', 'vonage_voice', 'vonage_helper', 'simulate', 'pydantic', 'requests',\n"
+        "          ('vonage', 'vonage_http_client', 'vonage_voice', 'vonage_helper', 'simulator', 'pydantic', 'requests',\n"
         "           'jwt', 'cryptography')]\n"
         "print('LOADED=' + ','.join(sorted(loaded)), file=sys.stderr)\n"
     )

@@ -6,6 +6,7 @@ import json
 import pytest
 import requests
 import responses
+
 from test_ngrok_loop import (
     APPLICATION_ID,
     ORIGINAL_WEBHOOKS,
@@ -17,7 +18,6 @@ from test_ngrok_loop import (
     tunnel,
     webhooks_at,
 )
-
 from vonage_helper.backups import WebhookBackup
 
 APPLICATION_URL = f"https://api.nexmo.com/v2/applications/{APPLICATION_ID}"

@@ -16,11 +16,10 @@ from calllog.rows import event_row
 from calllog.schema import StorageError
 from calllog.writer import WriterThread
 from conftest import CALL_LOG_TOKEN, SEED_EVENTS, answer_record, built_app, call_log_reader, load_fixture
-from events import event_key
-from metrics import Metrics
-from ncco import parse_ncco
-from payloads import Payload
+from events import Payload, event_key
+from runtime.metrics import Metrics
 from test_serve import run_server
+from vonage_helper.ncco_models import parse_ncco
 
 
 @pytest.fixture

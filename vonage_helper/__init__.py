@@ -1,6 +1,6 @@
 """The Vonage client helper behind `flask call`, `flask token`, `flask webhooks` and `flask sign`.
 
-Only the command line imports it (see cli.py), and serve.py's main process when it needs it, so no worker serving
+Only the command line imports it (see commands/cli.py), and serve.py's main process when it needs it, so no worker serving
 webhooks loads the SDK's REST client. errors, ngrok, backups and sign use no SDK.
 
     errors     a failure as one line and an exit code

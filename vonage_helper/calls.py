@@ -10,8 +10,10 @@ from vonage_http_client import HttpRequestError
 from vonage_voice.models import CreateCallRequest, Phone, ToPhone
 
 from config import Settings
-from ncco import NumberError, connect_ncco, normalize_callee, parse_ncco, talk
+from ncco import connect_ncco, talk
+from policy import NumberError, normalize_callee
 from vonage_helper.clients import EXIT_REFUSED, HelperError, application_client, explain
+from vonage_helper.ncco_models import parse_ncco
 
 DEFAULT_MESSAGE = "Hello. This is a call from your Vonage voice server."
 

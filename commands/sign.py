@@ -16,9 +16,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from cli import Command, check_base_url
+from commands.cli import Command, check_base_url
 from config import Settings
-from signatures import sign_webhook
+from edge.signatures import sign_webhook
 from vonage_helper.errors import EXIT_SETTINGS, HelperError
 
 # The server under test is local (or named by --url): a proxy from the environment must not be asked for it.

@@ -23,11 +23,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from calllog.client import EventChannel
-from logs import LOGGER_NAME
-from payloads import MAX_BODY_BYTES
-from stop_signals import handlers_ready
-from voice import STORAGE_RETRY_AFTER_SECONDS, Reply, VoiceWebhooks, json_error
-from webhook import TOO_LARGE, WebhookRequest
+from edge.payloads import MAX_BODY_BYTES
+from edge.voice import STORAGE_RETRY_AFTER_SECONDS, Reply, VoiceWebhooks, json_error
+from edge.webhook import TOO_LARGE, WebhookRequest
+from runtime.logs import LOGGER_NAME
+from runtime.stop_signals import handlers_ready
 
 # As long as a client may take to send its body once its headers are in (granian cuts off headers after the same).
 BODY_SECONDS = 5

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
+
+from events import Payload
 
 MAX_BODY_BYTES = 64 * 1024
 # Vonage's payloads are a level or two deep; deeper ones are stored as received, unread, so that showing them
@@ -22,20 +23,6 @@ class PayloadError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-@dataclass(frozen=True)
-class Payload:
-    """What a webhook sent: its fields, and the body's text when that is exactly the fields as JSON.
-
-    `problem` says why a body that is well-formed could not be read into fields (a JSON document nested
-    deeper than the parser goes, a number with more digits than Python reads); its fields are then empty,
-    and `text` is the body as received.
-    """
-
-    fields: dict
-    text: str | None = None
-    problem: str | None = None
 
 
 def read_payload(

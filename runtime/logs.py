@@ -12,26 +12,11 @@ import os
 import queue
 import sys
 import time
-from datetime import UTC, datetime
+
+from events import utc_timestamp
 
 LOGGER_NAME = "voice"
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-def utc_timestamp(epoch_seconds: float) -> str:
-    """An ISO 8601 UTC time with milliseconds, as Vonage writes them: 2021-03-10T10:36:21.285Z."""
-    whole = int(epoch_seconds // 1)
-    # Round to microseconds first, as datetime does, so binary fractions such as .285 stay .285.
-    microseconds = round((epoch_seconds - whole) * 1_000_000)
-    if microseconds >= 1_000_000:
-        whole, microseconds = whole + 1, microseconds - 1_000_000
-    return f"{_utc_second(whole)}.{microseconds // 1000:03d}Z"
-
-
-@functools.lru_cache(maxsize=8)
-def _utc_second(whole_seconds: int) -> str:
-    # Every log line and stored event needs one; formatting a date costs more than the rest of a log line.
-    return datetime.fromtimestamp(whole_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _extras(record: logging.LogRecord) -> dict:

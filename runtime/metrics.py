@@ -1,4 +1,4 @@
-"""Prometheus metrics: what the webhooks and the call-log writer count, and the scrape (status.py serves it at
+"""Prometheus metrics: what the webhooks and the call-log writer count, and the scrape (edge/status.py serves it at
 GET /metrics).
 
 Under serve.py the workers and the writer are processes of their own. prometheus_client's multi-process mode keeps
@@ -21,16 +21,15 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Iterable
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from calllog.legs import FINAL_STATUSES
 from config import METRICS_FOLDER_VARIABLE
+from events import FINAL_STATUSES
 from ncco import APP_TO_APP, INBOUND, OUTBOUND
-from signatures import REFUSAL_CODES
 
-ROUTES = ("answer", "fallback", "event", "connect")
 OUTCOMES = ("ok", "refused", "bad_request", "unavailable", "error")
 SHAPES = (OUTBOUND, INBOUND, APP_TO_APP)
 UNKNOWN_SHAPE = "unknown"  # a request that could not be read, or a connect's outcome: no call shape to tell
@@ -77,8 +76,11 @@ def outcome_of(status: int) -> str:
 class Metrics:
     """Every metric the server keeps, in `registry`; each process (worker, writer) builds one at start-up."""
 
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry, routes: Iterable[str] = (), refusal_codes: Iterable[str] = ()):
+        """`routes` and `refusal_codes` name the webhook routes and the signature check's refusals, which the app
+        counts (the edge defines both; the writer counts neither)."""
         self.registry = registry
+        routes, refusal_codes = tuple(routes), tuple(refusal_codes)
         self._tallies: dict[int, Tally] = {}
         self._flush_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
@@ -88,16 +90,16 @@ class Metrics:
         # route -> response status -> child: the outcome of every status decided once, here.
         self.webhooks = {
             route: {status: self._tally(webhooks.labels(route, outcome_of(status))) for status in range(100, 600)}
-            for route in ROUTES
+            for route in routes
         }
-        self.signature_refused = {route: self._tally(webhooks.labels(route, "refused")) for route in ROUTES}
+        self.signature_refused = {route: self._tally(webhooks.labels(route, "refused")) for route in routes}
         refusals = Counter(
             "voice_signature_refusals",
             "Webhooks refused by the signature check, by reason",
             ["reason"],
             registry=registry,
         )
-        self.refusals = {code: self._tally(refusals.labels(code)) for code in REFUSAL_CODES}
+        self.refusals = {code: self._tally(refusals.labels(code)) for code in refusal_codes}
         answers = Counter(
             "voice_answer_decisions",
             "Answer decisions (/voice/answer, /voice/fallback, a connect's told-why outcome) by outcome and call shape",

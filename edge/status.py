@@ -1,15 +1,15 @@
 """What the server is and how it is: `/` lists the routes, `/health` reports each part's state, `/metrics` serves
-what it counted to Prometheus (metrics.py)."""
+what it counted to Prometheus (runtime/metrics.py)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-import metrics
 from calllog import access
 from calllog.api import token_refusal
 from config import Settings
-from voice import ANSWER_URL, CONNECT_EVENT_URL, EVENT_URL, FALLBACK_URL
+from edge.voice import ANSWER_URL, CONNECT_EVENT_URL, EVENT_URL, FALLBACK_URL
+from runtime import metrics
 
 __version__ = "0.1.0"
 

@@ -25,23 +25,13 @@ from calllog import CallLog, StorageError
 from calllog.client import EventChannel
 from calllog.rows import answer_key, answer_row, event_row
 from config import Settings
-from events import log_event
-from logs import utc_timestamp
-from metrics import UNKNOWN_SHAPE, Metrics, Tally
-from ncco import (
-    OUTBOUND,
-    AnswerDecision,
-    CallPlan,
-    CallRouting,
-    DestinationPolicy,
-    ToldWhy,
-    decide_answer,
-    refusal_ncco,
-    told_why,
-)
-from payloads import Payload, PayloadError
-from signatures import UNREADABLE_CODE, SignatureError, check_payload, verify_token
-from webhook import WebhookRequest
+from edge.payloads import PayloadError
+from edge.signatures import UNREADABLE_CODE, SignatureError, check_payload, verify_token
+from edge.webhook import WebhookRequest
+from events import Payload, log_event, utc_timestamp
+from ncco import OUTBOUND, AnswerDecision, CallPlan, CallRouting, ToldWhy, decide_answer, refusal_ncco, told_why
+from policy import DestinationPolicy
+from runtime.metrics import UNKNOWN_SHAPE, Metrics, Tally
 
 ANSWER_URL = "/voice/answer"
 EVENT_URL = "/voice/event"

@@ -16,15 +16,15 @@ from config import ConfigError, base_url
 
 # command name -> "module:attribute" of its click command
 COMMANDS = {
-    "settings": "cli:settings_command",
-    "ncco": "cli:ncco_command",
-    "calls": "calllog.api:calls_command",
-    "prune": "calllog.retention_command:prune_command",
-    "simulate": "simulate:simulate_command",
-    "call": "vonage_helper.commands:call_command",
-    "token": "vonage_helper.commands:token_command",
-    "webhooks": "vonage_helper.commands:webhooks_command",
-    "sign": "vonage_helper.sign:sign_command",
+    "settings": "commands.cli:settings_command",
+    "ncco": "commands.cli:ncco_command",
+    "calls": "commands.calls:calls_command",
+    "prune": "commands.prune:prune_command",
+    "simulate": "commands.simulate:simulate_command",
+    "call": "commands.vonage:call_command",
+    "token": "commands.vonage:token_command",
+    "webhooks": "commands.vonage:webhooks_command",
+    "sign": "commands.sign:sign_command",
 }
 
 

@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 
 from calllog.retention import count_prunable, cutoff_before, described, prune
 from calllog.schema import StorageError
-from cli import Command, CommandError
+from commands.cli import Command, CommandError
 from config import VARIABLES, parse_age
 
 OPTION_EXAMPLE = "for example --older-than 30d (hours, days or weeks: 12h, 30d, 2w)"

@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from cli import Command
+from commands.cli import Command
 from vonage_helper.calls import place_call
 from vonage_helper.clients import EXIT_SETTINGS, HelperError
 from vonage_helper.ngrok import NgrokError, find_tunnel

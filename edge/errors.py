@@ -7,8 +7,8 @@ import logging
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from logs import LOGGER_NAME
-from payloads import MAX_BODY_BYTES
+from edge.payloads import MAX_BODY_BYTES
+from runtime.logs import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
 # Methods every route answers by itself; not worth naming in a 405's advice.
@@ -37,7 +37,7 @@ def error_response(error: Exception):
 
 def routes() -> list[str]:
     """Every route this server answers, in order, without the static files' own."""
-    from voice import PATHS  # served in front of Flask, so not in its URL map
+    from edge.voice import PATHS  # served in front of Flask, so not in its URL map
 
     seen = list(PATHS)
     for rule in current_app.url_map.iter_rules():

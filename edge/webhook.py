@@ -8,7 +8,8 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.wrappers import Request
 
-from payloads import MAX_BODY_BYTES, Payload, PayloadError, first_values, parse_query, read_payload
+from edge.payloads import MAX_BODY_BYTES, PayloadError, first_values, parse_query, read_payload
+from events import Payload
 
 TOO_LARGE = f"the body is over the limit of {MAX_BODY_BYTES} bytes; Vonage's webhooks are far smaller"
 
@@ -30,7 +31,7 @@ class WebhookRequest:
     claims: dict | None = None  # the verified token's claims (voice.check_token)
 
     def __init__(self, environ: dict, body: bytes | None = None):
-        """`body`: the body when the server has already read it (edge.py reads it before the handler runs)."""
+        """`body`: the body when the server has already read it (edge/rsgi.py reads it before the handler runs)."""
         self.environ = environ
         self._body = body
         self._query_pairs: list[tuple[str, str]] | None = None
@@ -68,7 +69,7 @@ class WebhookRequest:
         return self._query_pairs
 
     def body_received(self, body: bytes) -> None:
-        """The body, as the server read it before the handler (serving it on an event loop: edge.py)."""
+        """The body, as the server read it before the handler (serving it on an event loop: edge/rsgi.py)."""
         self._body = body
 
     @property

@@ -1,0 +1,1 @@
+"""The HTTP edge: the voice webhook routes, the webhook request and its payload, signatures, errors and status."""
