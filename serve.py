@@ -8,11 +8,13 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +36,13 @@ HEADER_SECONDS = 5
 # How long a worker may take to finish its requests once told to stop, and then the writer its batch.
 WORKER_STOP_SECONDS = 5
 WRITER_STOP_SECONDS = 5
+# A writer that exits within WRITER_STEADY_SECONDS of starting is restarted after a delay that doubles each time
+# (from WRITER_FIRST_DELAY up to WRITER_MAX_DELAY); after WRITER_GIVE_UP such exits in a row serve.py stops with
+# one line, so a service manager restarts the whole server (or a person reads why) instead of a tight loop.
+WRITER_STEADY_SECONDS = 10
+WRITER_FIRST_DELAY = 0.5
+WRITER_MAX_DELAY = 8.0
+WRITER_GIVE_UP = 5
 MAX_SOCKET_PATH = 100  # Linux allows 107 bytes for a Unix socket's path
 # prometheus_client's multi-process mode: each worker and the writer keep their metrics in files of this folder.
 # This process never imports prometheus_client (the workers are forked from it, and the library chooses its mode
@@ -133,6 +142,7 @@ class WriterProcess:
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self.gave_up: str | None = None  # why the supervisor stopped restarting the writer
 
     def _spawn(self) -> subprocess.Popen:
         command = [sys.executable, "-m", "calllog.writer_process", self.socket_path]
@@ -144,14 +154,29 @@ class WriterProcess:
         threading.Thread(target=self._supervise, name="writer-supervisor", daemon=True).start()
 
     def _supervise(self) -> None:
+        quick_exits = 0
+        started = time.monotonic()
         while True:
             code = self.process.wait()
+            quick_exits = quick_exits + 1 if time.monotonic() - started < WRITER_STEADY_SECONDS else 1
+            if quick_exits >= WRITER_GIVE_UP:
+                self.gave_up = (
+                    f"the call-log writer exited {quick_exits} times in a row within {WRITER_STEADY_SECONDS} s of "
+                    f"starting (last with {code}); its output above says why. Stopping the server"
+                )
+                print(f"error: {self.gave_up}", file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)  # the usual stop: the workers finish what they hold
+                return
+            delay = min(WRITER_FIRST_DELAY * 2 ** (quick_exits - 1), WRITER_MAX_DELAY)
+            print(f"the call-log writer exited with {code}; restarting it in {delay:g} s", file=sys.stderr, flush=True)
+            if self.stopping.wait(delay):
+                return
             with self._lock:
                 if self.stopping.is_set():
                     return
-                print(f"the call-log writer exited with {code}; restarting it", file=sys.stderr, flush=True)
                 self.process.stdin.close()
                 self.process = self._spawn()
+                started = time.monotonic()
 
     def stop(self) -> None:
         """Tell the writer to finish and wait for it (it commits the batch in hand first)."""
@@ -190,10 +215,10 @@ def main() -> int:
     relay_stop_signals()
     mark_server_process()
     try:
-        run(settings)
+        gave_up = run(settings)
     except KeyboardInterrupt:  # stopped while still starting
         return 130
-    return 0
+    return 1 if gave_up else 0
 
 
 def raise_descriptor_limit() -> None:
@@ -234,8 +259,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def run(settings: Settings) -> None:
-    """The writer process, then granian's workers until they are stopped; then the writer, last."""
+def run(settings: Settings) -> str | None:
+    """The writer process, then granian's workers until they are stopped; then the writer, last. Returns why
+    the server stopped itself (a writer that kept exiting), or None."""
     # A fresh folder each run: a scrape adds up every file in it, so files of an earlier run must not count.
     run_prefix = f"{os.getpid()}-"
     metrics_folder = tempfile.mkdtemp(prefix=f"voice-metrics-{run_prefix}", dir=_short_temp_folder())
@@ -259,6 +285,7 @@ def run(settings: Settings) -> None:
         writer.stop()
         shutil.rmtree(socket_folder, ignore_errors=True)
         shutil.rmtree(metrics_folder, ignore_errors=True)
+    return writer.gave_up
 
 
 def _short_temp_folder() -> str | None:

@@ -19,6 +19,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -541,3 +542,27 @@ def test_server_out_of_descriptors_answers_2xx_or_503_never_500_and_acknowledges
     assert not odd, f"answers neither 2xx nor 503: {odd}; {figures}"
     assert "Traceback" not in output, f"a traceback in the server's output; {figures}{tail(server, 8000)}"
     assert given <= set(recorded), f"answers given but not stored: {sorted(given - set(recorded))}; {figures}"
+
+
+def test_a_writer_that_keeps_exiting_is_restarted_with_growing_delays_then_the_server_stops_with_one_line(tmp_path):
+    server = launch(tmp_path / "server", sqlite_url(tmp_path))
+    try:
+        assert event_acknowledged(server, "before", 0), f"an event before the writer broke{tail(server)}"
+        (writer,) = server.roles()["writer"]
+        # Every new writer now exits at start: where its socket goes is a file, not a folder.
+        (socket_folder,) = glob.glob(os.path.join(server.tmpdir, f"voice-writer-{server.process.pid}-*"))
+        shutil.rmtree(socket_folder)
+        Path(socket_folder).write_text("not a folder")
+        started = time.monotonic()
+        os.kill(writer, signal.SIGKILL)
+        code = server.process.wait(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        stop_group(server.process)
+    output = server.output()
+    delays = [float(seconds) for seconds in re.findall(r"restarting it in ([\d.]+) s", output)]
+    print(f"\nrestart delays {delays}; serve.py exited with {code} after {took:.1f} s")
+    assert delays == [0.5, 1.0, 2.0, 4.0], f"restart delays {delays}{tail(server)}"
+    (line,) = [line for line in output.splitlines() if line.startswith("error: the call-log writer exited")]
+    assert "5 times in a row within 10 s of starting" in line and line.endswith("Stopping the server"), line
+    assert code == 1 and took >= sum(delays), f"exit {code} after {took:.1f} s{tail(server)}"
