@@ -158,6 +158,8 @@ class WriterProcess:
         started = time.monotonic()
         while True:
             code = self.process.wait()
+            if self.stopping.is_set():  # told to stop: its exit is the stop, not a crash
+                return
             quick_exits = quick_exits + 1 if time.monotonic() - started < WRITER_STEADY_SECONDS else 1
             if quick_exits >= WRITER_GIVE_UP:
                 self.gave_up = (
