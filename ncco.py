@@ -157,7 +157,7 @@ def app_connect_ncco(user: str, plan: CallPlan, caller_number: str | None = None
     """The NCCO that greets the caller and rings the Client SDK user `user`.
 
     `caller_number` (a phone caller's number, in Vonage digits) is shown to the user as `from`. An app user
-    calling another user has no number: the API wants `from` left out then (VONAGE.md), though the SDK's
+    calling another user has no number: the API wants `from` left out then (docs/platform.md), though the SDK's
     Connect model insists on one; this follows the API (see parse_ncco).
     """
     caller_id = {"from": caller_number} if caller_number else {}
@@ -267,7 +267,7 @@ def call_shape(fields: Mapping, requested: str | None, policy: DestinationPolicy
     """Which call an answer request is: INBOUND (a phone calling one of the application's numbers), APP_TO_APP
     (a call to an app user, named in `to`) or OUTBOUND (a call to the phone number in `to`).
 
-    A phone's call carries `from` and no `from_user`, a Client SDK call the reverse (VONAGE.md). A request with
+    A phone's call carries `from` and no `from_user`, a Client SDK call the reverse (docs/platform.md). A request with
     neither (curl, `flask ncco`) is a call to `to`, unless `to` is one of the application's numbers.
     """
     if not fields.get("from_user") and (
@@ -339,7 +339,7 @@ def user_decision(user: str, plan: CallPlan, routing: CallRouting) -> Decided:
 
 
 # The outcomes a synchronous connect posts to its eventUrl, where the reply may replace the caller's NCCO
-# (VONAGE.md); `machine` joins them when machine detection is on.
+# (docs/platform.md); `machine` joins them when machine detection is on.
 TOLD_WHY_STATUSES = frozenset({"busy", "unanswered", "timeout", "failed", "rejected"})
 # What the caller hears for each outcome: (status, detail) first, then (status, None). {who} names the callee.
 OUTCOME_SENTENCES = {

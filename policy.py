@@ -15,7 +15,7 @@ VONAGE_NUMBER_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
 MAX_RAW_NUMBER_LENGTH = 64
 _SEPARATORS = re.compile(r"[\s\-.()/]")
 # A `to` written as a phone number: digits and the separators people use, after an optional '+'. Anything else
-# is an app user's name: no answer field says which of the two the Client SDK was given (VONAGE.md).
+# is an app user's name: no answer field says which of the two the Client SDK was given (docs/platform.md).
 _NUMBER_LIKE = re.compile(r"^\+?[\s\-.()/]*\d[\d\s\-.()/]*$")
 DEFAULT_BLOCKED_TYPES = frozenset({PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST})
 NUMBER_TYPE_NAMES = {

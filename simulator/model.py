@@ -257,7 +257,7 @@ def callee_events(call: CallLegs, connect: Connect, outcome: str, duration: int)
 
 def answer_request(scenario: Scenario, conversation_uuid: str, inbound_uuid: str) -> dict:
     """The answer request Vonage sends for a call of `scenario`'s shape: a phone's carries `from`, a Client SDK
-    user's `from_user` and `custom_data` (VONAGE.md)."""
+    user's `from_user` and `custom_data` (docs/platform.md)."""
     common = {"uuid": inbound_uuid, "conversation_uuid": conversation_uuid, "region_url": REGION_URL}
     if scenario.from_phone:
         return {"from": scenario.caller_number, "to": scenario.to, **common}

@@ -202,7 +202,7 @@ APP_CONNECT_WITHOUT_FROM = {"action": "connect", "endpoint": [{"type": "app", "u
 
 
 def test_the_sdks_connect_model_alone_refuses_an_app_endpoint_without_from():
-    # Why parse_ncco makes an exception: the API takes this connect (VONAGE.md), the SDK's model does not.
+    # Why parse_ncco makes an exception: the API takes this connect (docs/platform.md), the SDK's model does not.
     from vonage_voice.errors import NccoActionError
 
     with pytest.raises(NccoActionError, match="from_"):

@@ -187,6 +187,24 @@ def is_ncco(body) -> bool:
     return isinstance(body, list) and bool(body) and all(isinstance(step, dict) and "action" in step for step in body)
 
 
+def wait_until_answers_stored_once(server: Production, count: int) -> set[str]:
+    """Wait until the answers ask_answer gave for indexes 0..count-1 are all stored, then check none is stored
+    twice; return their conversations."""
+    wanted = {f"CON-a-{index}" for index in range(count)}
+
+    def recorded() -> Counter:
+        found = stored_answer_conversations(server.database_url, "CON-a-")
+        return Counter({conversation: count for conversation, count in found.items() if conversation in wanted})
+
+    try:
+        wait_until(lambda: set(recorded()) == wanted, RECOVERY_SECONDS, "every answer stored", server.process)
+    except AssertionError as error:
+        raise AssertionError(f"{error}: missing {sorted(wanted - set(recorded()))}{tail(server)}") from None
+    twice = {conversation: count for conversation, count in recorded().items() if count != 1}
+    assert not twice, f"answers stored more than once: {twice}"
+    return wanted
+
+
 def test_serve_killed_with_sigkill_leaves_no_worker_or_writer_and_a_new_server_takes_its_port_and_folders(tmp_path):
     database_url = sqlite_url(tmp_path)
     tmpdir = short_tmpdir()
@@ -316,18 +334,7 @@ def test_hung_storage_delays_no_answer_refuses_events_with_503_and_stores_every_
             lambda: event_acknowledged(server, "after", 0), RECOVERY_SECONDS, "a 204 after SIGCONT", server.process
         )
         wait_until(lambda: writer_ok(server), RECOVERY_SECONDS, "/health ok after SIGCONT", server.process)
-        wanted = {f"CON-a-{index}" for index in range(ANSWERS_WHILE_HUNG)}
-
-        def recorded() -> Counter:
-            found = stored_answer_conversations(server.database_url, "CON-a-")
-            return Counter({conversation: count for conversation, count in found.items() if conversation in wanted})
-
-        try:
-            wait_until(lambda: set(recorded()) == wanted, RECOVERY_SECONDS, "every answer stored", server.process)
-        except AssertionError as error:
-            raise AssertionError(f"{error}: missing {sorted(wanted - set(recorded()))}{tail(server)}") from None
-        twice = {conversation: count for conversation, count in recorded().items() if count != 1}
-        assert not twice, f"answers stored more than once: {twice}"
+        wait_until_answers_stored_once(server, ANSWERS_WHILE_HUNG)
 
 
 DISK_BYTES = 8 * 1024 * 1024
@@ -391,17 +398,7 @@ def test_full_disk_loses_no_answer_and_no_acknowledged_event(tmp_path, small_dis
         with call_log_reader(server.database_url) as reader:
             stored = reader.stored_event_keys(acknowledged)
         assert stored == set(acknowledged), f"{len(set(acknowledged) - stored)} acknowledged events lost"
-        wanted = {f"CON-a-{index}" for index in range(ANSWERS_WHILE_FULL)}
-
-        def recorded() -> Counter:
-            found = stored_answer_conversations(server.database_url, "CON-a-")
-            return Counter({conversation: count for conversation, count in found.items() if conversation in wanted})
-
-        try:
-            wait_until(lambda: set(recorded()) == wanted, RECOVERY_SECONDS, "every answer stored", server.process)
-        except AssertionError as error:
-            raise AssertionError(f"{error}: missing {sorted(wanted - set(recorded()))}{tail(server)}") from None
-        assert all(count == 1 for count in recorded().values()), f"answers stored twice: {recorded()}"
+        wanted = wait_until_answers_stored_once(server, ANSWERS_WHILE_FULL)
         print(f"after: {len(acknowledged)} acknowledged events and {len(wanted)} answers stored, each once")
 
 

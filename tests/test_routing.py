@@ -10,7 +10,7 @@ from ncco import APP_TO_APP, INBOUND, OUTBOUND, CallPlan, CallRouting, decide_an
 from policy import DestinationPolicy, looks_like_phone_number
 from vonage_helper.ncco_models import parse_ncco
 
-# A phone calling the application's number, as Vonage asks the answer URL (VONAGE.md: `from`, no `from_user`).
+# A phone calling the application's number, as Vonage asks the answer URL (docs/platform.md: `from`, no `from_user`).
 PHONE_CALLS_APPLICATION = {
     "from": "447700900123",
     "to": "447700900001",

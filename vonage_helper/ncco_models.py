@@ -52,7 +52,7 @@ def parse_ncco(actions) -> list:
 
 
 def _is_app_connect_without_caller_id(action: dict) -> bool:
-    """A connect to an app user with neither `from` nor `randomFromNumber`. The API takes it (VONAGE.md: leave
+    """A connect to an app user with neither `from` nor `randomFromNumber`. The API takes it (docs/platform.md: leave
     `from` out when an app user calls another user); the SDK's Connect model refuses it. Here the API wins:
     the model is lent randomFromNumber to check everything else, and the parsed action gets it taken back."""
     endpoints = action.get("endpoint")
