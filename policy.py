@@ -23,6 +23,13 @@ NUMBER_TYPE_NAMES = {
 }
 
 
+def load_number_metadata() -> None:
+    """Load libphonenumber's data for every region now (about 1.5 MiB, 60 ms). It otherwise imports a region's
+    module the first time a number of that region is parsed: at request time, where a process out of file
+    descriptors cannot import, and a call would be refused for it."""
+    phonenumbers.PhoneMetadata.load_all()
+
+
 class NumberError(ValueError):
     """A callee or caller ID that cannot be turned into a Vonage number; `spoken` is for the caller."""
 

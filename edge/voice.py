@@ -30,7 +30,7 @@ from edge.signatures import UNREADABLE_CODE, SignatureError, check_payload, veri
 from edge.webhook import WebhookRequest
 from events import Payload, log_event, utc_timestamp
 from ncco import OUTBOUND, AnswerDecision, CallPlan, CallRouting, ToldWhy, decide_answer, refusal_ncco, told_why
-from policy import DestinationPolicy
+from policy import DestinationPolicy, load_number_metadata
 from runtime.metrics import UNKNOWN_SHAPE, Metrics, Tally
 
 ANSWER_URL = "/voice/answer"
@@ -210,7 +210,9 @@ def _route(handle: Callable, metrics: Metrics, name: str, tell_why: bool | None)
 
 
 def init_app(app, settings: Settings, call_log: CallLog, log: logging.Logger, metrics: Metrics) -> None:
-    """Put the voice webhooks in front of the Flask app (Flask's documented way to add WSGI middleware)."""
+    """Put the voice webhooks in front of the Flask app (Flask's documented way to add WSGI middleware). What an
+    answer needs is loaded here, before the first request (a request imports nothing: tests/test_imports.py)."""
+    load_number_metadata()
     voice = Voice(settings, call_log, log, metrics)
     app.extensions["voice"] = voice
     app.wsgi_app = VoiceWebhooks(app.wsgi_app, voice)

@@ -127,6 +127,12 @@ def tail(server: Production, characters: int = 4000) -> str:
     return f"\n--- server output (last {characters} characters) ---\n{server.output()[-characters:]}"
 
 
+def traceback_in(output: str, characters: int = 6000) -> str:
+    """The server's output from its first traceback on: what a failure has to show, wherever it came in a long run."""
+    start = output.find("Traceback")
+    return f"--- server output from its first traceback ---\n{output[max(0, start - 500) : start + characters]}"
+
+
 def alive(pids: set[int]) -> set[int]:
     """Those of `pids` that still run (a zombie runs nothing)."""
     return {process.pid for process in processes() if process.pid in pids and process.state != "Z"}
@@ -537,7 +543,7 @@ def test_server_out_of_descriptors_answers_2xx_or_503_never_500_and_acknowledges
     assert all(got == 503 and retry for _, got, retry in failures), f"5xx other than 503 with Retry-After; {figures}"
     odd = [(kind, got) for kind, got, _, _ in outcomes if isinstance(got, int) and not (200 <= got < 300 or got == 503)]
     assert not odd, f"answers neither 2xx nor 503: {odd}; {figures}"
-    assert "Traceback" not in output, f"a traceback in the server's output; {figures}{tail(server, 8000)}"
+    assert "Traceback" not in output, f"a traceback in the server's output; {figures}\n{traceback_in(output)}"
     assert given <= set(recorded), f"answers given but not stored: {sorted(given - set(recorded))}; {figures}"
 
 
