@@ -35,6 +35,10 @@ DATABASE_EXAMPLE = "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psyco
 # Flask's default instance folder for app.py: the generated call-log token and the webhooks record live there.
 DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent / "instance")
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(DEFAULT_INSTANCE_PATH) / 'calls.db'}"
+# The optional settings file, in the folder the server or a `flask` command runs from (`flask setup` writes it).
+ENV_FILE = ".env"
+# How long a command waits for each answer from Vonage's APIs unless VONAGE_TIMEOUT says otherwise.
+DEFAULT_VONAGE_TIMEOUT = 15
 _TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
 _LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
 # Where prometheus_client keeps each process's metrics (its multi-process mode): set by serve.py for its workers
@@ -79,6 +83,8 @@ class Settings:
     private_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
     api_host: str | None = None
+    rest_host: str | None = None
+    vonage_timeout: int = DEFAULT_VONAGE_TIMEOUT
     api_key: str | None = None
     api_secret: str | None = field(default=None, repr=False)
     ngrok_api_url: str = "http://127.0.0.1:4040/api/tunnels"
@@ -704,6 +710,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     "VONAGE_PRIVATE_KEY": ("private_key", _text(10_000), PRIVATE_KEY_EXAMPLE),
     "PUBLIC_URL": ("public_url", base_url, "PUBLIC_URL=https://abc123.ngrok.app"),
     "VONAGE_API_HOST": ("api_host", _api_host, "VONAGE_API_HOST=api-us.vonage.com"),
+    "VONAGE_REST_HOST": ("rest_host", _api_host, "VONAGE_REST_HOST=rest.nexmo.com"),
+    "VONAGE_TIMEOUT": ("vonage_timeout", _integer(1, 120), "VONAGE_TIMEOUT=15"),
     "VONAGE_API_KEY": ("api_key", _text(64), "VONAGE_API_KEY=abcd1234 (dashboard: API settings)"),
     "VONAGE_API_SECRET": ("api_secret", _text(256), "VONAGE_API_SECRET=... (dashboard: API settings)"),
     "NGROK_API_URL": ("ngrok_api_url", _ngrok_api_url, "NGROK_API_URL=http://127.0.0.1:4040"),
@@ -745,7 +753,7 @@ def settings_from(values: Mapping[str, str]) -> Settings:
     return Settings(**chosen)
 
 
-def load_settings(env_file: str | Path | None = ".env") -> Settings:
+def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
     """The server's settings: the process environment, over an optional .env file; raise ConfigError on a bad one.
 
     Every process of the server and every `flask` command starts here, so this is also where what a setting points

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import requests
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +31,10 @@ from vonage_helper.errors import (
 )
 
 DASHBOARD = "the Vonage dashboard"
+# The SDK logs each error answer as a warning on its `vonage` logger, which has no handler, so Python's last-resort
+# handler printed it on standard error beside the command's own line (explain); a handler that drops it ends that,
+# and a handler configured above it (the root logger's) still gets the records.
+logging.getLogger("vonage").addHandler(logging.NullHandler())
 
 
 def private_key_pem(setting: str | None) -> str:
@@ -71,11 +77,10 @@ def require(value: str | None, variable: str, where: str) -> str:
 
 
 def _options(settings: Settings) -> HttpClientOptions:
-    return (
-        HttpClientOptions(api_host=settings.api_host, timeout=15)
-        if settings.api_host
-        else HttpClientOptions(timeout=15)
-    )
+    """The SDK's defaults, but for the hosts a setting names (a regional API host, or a stand-in in tests) and
+    VONAGE_TIMEOUT."""
+    hosts = {"api_host": settings.api_host, "rest_host": settings.rest_host}
+    return HttpClientOptions(timeout=settings.vonage_timeout, **{name: host for name, host in hosts.items() if host})
 
 
 def application_client(settings: Settings) -> Vonage:
@@ -123,6 +128,12 @@ def explain(error: Exception, credentials: str) -> HelperError:
     if isinstance(error, HttpRequestError):
         return HelperError(
             f"Vonage rejected the request ({error.response.status_code}): {_vonage_detail(error.response)}", EXIT_OTHER
+        )
+    if isinstance(error, requests.Timeout):
+        return HelperError(
+            f"Vonage did not answer in time ({type(error).__name__}): try again shortly, or give it longer with "
+            "VONAGE_TIMEOUT (seconds)",
+            EXIT_VONAGE_DOWN,
         )
     if isinstance(error, requests.RequestException):
         return HelperError(
