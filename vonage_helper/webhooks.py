@@ -53,11 +53,17 @@ class Application:
         self._call("put", body)
 
     def _call(self, method: str, body: dict | None) -> dict:
-        http = self.client.http_client
-        try:
-            return getattr(http, method)(http.api_host, f"/v2/applications/{self.id}", body, "basic") or {}
-        except (HttpRequestError, requests.RequestException) as error:
-            raise explain(error, "account") from None
+        return applications_api(self.client, method, f"/v2/applications/{self.id}", body)
+
+
+def applications_api(client: Vonage, method: str, path: str, body: dict | None) -> dict:
+    """One request to the Applications API with the account's key and secret (what `flask setup` creates with
+    too); its JSON answer, {} when it has none. Raises HelperError."""
+    http = client.http_client
+    try:
+        return getattr(http, method)(http.api_host, path, body, "basic") or {}
+    except (HttpRequestError, requests.RequestException) as error:
+        raise explain(error, "account") from None
 
 
 def voice_webhooks(application: dict) -> dict[str, dict | None]:
