@@ -25,6 +25,7 @@ COMMANDS = {
     "token": "commands.vonage:token_command",
     "webhooks": "commands.vonage:webhooks_command",
     "sign": "commands.sign:sign_command",
+    "setup": "commands.setup:setup_command",
 }
 
 

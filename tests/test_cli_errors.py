@@ -62,6 +62,14 @@ BAD_INPUT = {
     "call-no-credentials": (["call", "447700900000"], {}, 2, "stderr", "error: VONAGE_APPLICATION_ID is not set"),
     "token-no-credentials": (["token", "Alice"], {}, 2, "stderr", "error: VONAGE_APPLICATION_ID is not set"),
     "webhooks-no-credentials": (["webhooks", "--show"], {}, 2, "stderr", "error: VONAGE_APPLICATION_ID is not set"),
+    "setup-no-credentials": (["setup"], {}, 2, "stderr", "error: VONAGE_API_KEY is not set"),
+    "setup-bad-number": (
+        ["setup", "--number", "Bob"],
+        {"VONAGE_API_KEY": "k", "VONAGE_API_SECRET": "s", "PUBLIC_URL": "https://a.example"},
+        2,
+        "stderr",
+        "error: --number: 'Bob' is not a phone number",
+    ),
     "sign-bad-field": (
         ["sign", "/voice/answer", "--field", "to"],
         SECRET,
