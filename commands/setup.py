@@ -49,8 +49,8 @@ def public_base(settings: Settings) -> str:
         tunnel = find_tunnel(settings)
     except NgrokError as error:
         raise HelperError(
-            f"no public URL for the webhooks: PUBLIC_URL is not set, and {error.message}; set PUBLIC_URL to this "
-            f"server's public base URL (PUBLIC_URL=https://voice.example.com), or start `ngrok http {settings.port}`",
+            f"PUBLIC_URL is not set, and {error.message}; or set PUBLIC_URL to this server's public base URL, for "
+            "example PUBLIC_URL=https://voice.example.com",
             EXIT_SETTINGS,
         ) from None
     if tunnel.warning(settings.port):
