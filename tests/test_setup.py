@@ -305,6 +305,26 @@ def test_number_on_a_set_up_project_links_it_once_then_changes_nothing(setup, vo
     assert len(vonage.requests_to("POST", "/number/update")) == 1
 
 
+def test_a_link_that_fails_after_the_application_is_made_says_so_and_a_second_run_links_it(setup, project, vonage):
+    vonage.fail("500", path="/number/update")
+    failed = setup("--number", "447700900001")
+    application_id = created_application(vonage)["id"]
+    assert_one_error_line(
+        failed,
+        f"application {application_id} is set up, but 447700900001 was not linked to it",
+        "(500)",
+        "flask setup --number 447700900001 tries again",
+        exit_code=7,
+    )
+    assert f"VONAGE_APPLICATION_ID={application_id}" in env_lines(project)
+    vonage.fail(None)
+    again = setup("--number", "447700900001")
+    assert again.returncode == 0, again.stderr
+    assert f"linked 447700900001 (GB) to application {application_id}" in again.stdout
+    assert vonage.numbers[0]["app_id"] == application_id
+    assert len(vonage.requests_to("POST", "/v2/applications")) == 1
+
+
 def test_a_number_the_account_does_not_own_is_refused_before_anything_is_made(setup, project, vonage):
     result = setup("--number", "447700900999")
     assert_one_error_line(result, "447700900999 is not one of this account's numbers", exit_code=2)
@@ -380,6 +400,11 @@ def test_vonage_failing_is_one_line_and_leaves_no_key_behind(setup, project, von
 def test_the_numbers_api_failing_is_one_line_before_anything_is_made(setup, project, vonage, failure, says, exit_code):
     vonage.fail(failure)
     assert_one_error_line(setup("--number", "447700900001"), says, exit_code=exit_code)
+    assert_nothing_written(project)
+
+
+def test_vonage_out_of_reach_is_one_line(setup, project):
+    assert_one_error_line(setup(VONAGE_API_HOST=f"127.0.0.1:{free_port()}"), "cannot reach Vonage", exit_code=7)
     assert_nothing_written(project)
 
 

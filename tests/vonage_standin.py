@@ -8,8 +8,8 @@ It speaks the shapes the SDK sends and reads:
     GET /account/numbers             the account's numbers, filtered by pattern and search_pattern
     POST /number/update              form: country, msisdn, app_id; answers {"error-code": "200", ...}
 Each request must carry the account's key and secret, as Basic auth or as api_key and api_secret parameters; any
-other answers 401, as Vonage does. Every request is recorded, and `fail` makes every later one fail: "500",
-"malformed" (a 2xx whose body is not JSON) or "slow" (no answer until the stand-in is closed).
+other answers 401, as Vonage does. Every request is recorded, and `fail` makes every later one (or those to one
+path) fail: "500", "malformed" (a 2xx whose body is not JSON) or "slow" (no answer until the stand-in is closed).
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class VonageStandIn:
         self.numbers = copy.deepcopy(numbers or [])
         self.received: list[Received] = []
         self.failure: str | None = None
+        self.failing_path: str | None = None
         self.closing = threading.Event()
         self.lock = threading.Lock()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -101,9 +102,10 @@ class VonageStandIn:
         self.server.shutdown()
         self.server.server_close()
 
-    def fail(self, failure: str | None) -> None:
+    def fail(self, failure: str | None, path: str | None = None) -> None:
+        """Fail every later request (to `path` only, when given) in this way; None: answer again."""
         assert failure is None or failure in FAILURES, failure
-        self.failure = failure
+        self.failure, self.failing_path = failure, path
 
     def writes(self) -> list[Received]:
         with self.lock:
@@ -197,13 +199,14 @@ def _handler(stand_in: VonageStandIn) -> type[BaseHTTPRequestHandler]:
                 return
             with stand_in.lock:
                 stand_in.received.append(request)
+            failure = stand_in.failure if stand_in.failing_path in (None, request.path) else None
             if not _authorized(request):
                 self._send(401, json.dumps({"type": "about:blank", "title": "Unauthorized"}).encode())
-            elif stand_in.failure == "500":
+            elif failure == "500":
                 self._send(500, json.dumps({"title": "Internal Server Error"}).encode())
-            elif stand_in.failure == "malformed":
+            elif failure == "malformed":
                 self._send(201 if request.method == "POST" else 200, b'{"id": "cut off')
-            elif stand_in.failure == "slow":
+            elif failure == "slow":
                 stand_in.closing.wait(120)
             else:
                 status, document = stand_in.answer(request)
