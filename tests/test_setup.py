@@ -11,10 +11,10 @@ import uuid
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from test_ngrok_loop import NgrokStandIn, tunnel
 
 import keys
 from conftest import ROOT
+from test_ngrok_loop import NgrokStandIn, tunnel
 from test_serve import free_port
 from vonage_standin import API_KEY, API_SECRET, VonageStandIn, make_certificate
 
