@@ -8,26 +8,61 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-# The statuses a call leg reaches, as Vonage names them in call events.
-# Higher ranks win, so a late `ringing` never regresses a `completed` leg. A failure outcome outranks
-# `completed`: Vonage may send `completed` for an unanswered leg and its real outcome after it.
-STATUS_RANK = {
-    "started": 1,
-    "ringing": 2,
-    "answered": 3,
-    "disconnected": 4,
-    "completed": 4,
-    "busy": 5,
-    "cancelled": 5,
-    "unanswered": 5,
-    "rejected": 5,
-    "failed": 5,
-    "timeout": 5,
+
+class LegStatus(NamedTuple):
+    """What one of the statuses a call leg reaches (as Vonage names them in call events) means here.
+
+    Everything that knows about leg statuses is built from LEG_STATUSES: the fold (rank), voice_calls_ended_total
+    (final), the page's badges and filters (outcome), the told-why answers and the simulator (synchronous) and the
+    line log's colours."""
+
+    # Higher ranks win, so a late `ringing` never regresses a `completed` leg. A failure outranks `completed`:
+    # Vonage may send `completed` for an unanswered leg and its real outcome after it.
+    rank: int
+    # What the status says about the call, for the page: in_progress, completed, busy, failed or unanswered.
+    outcome: str
+    # Whether a synchronous connect posts it to its eventUrl and may be answered with an NCCO for the caller
+    # (docs/platform.md): the statuses a caller is told why about.
+    synchronous: bool = False
+
+    @property
+    def final(self) -> bool:
+        """Whether it ends the leg: the first final status a leg reaches counts it in voice_calls_ended_total."""
+        return self.outcome != IN_PROGRESS_OUTCOME
+
+    @property
+    def went_through(self) -> bool | None:
+        """True for a leg that was answered, False for one that never was, None while it is still ringing."""
+        if self.rank >= FAILED_RANK:
+            return False
+        return True if self.rank >= ANSWERED_RANK else None
+
+
+IN_PROGRESS_OUTCOME = "in_progress"
+ANSWERED_RANK = 3
+FAILED_RANK = 5
+# `disconnected` is a leg hung up after it was answered.
+LEG_STATUSES = {
+    "started": LegStatus(1, IN_PROGRESS_OUTCOME),
+    "ringing": LegStatus(2, IN_PROGRESS_OUTCOME),
+    "answered": LegStatus(ANSWERED_RANK, IN_PROGRESS_OUTCOME),
+    "disconnected": LegStatus(4, "completed"),
+    "completed": LegStatus(4, "completed"),
+    "busy": LegStatus(FAILED_RANK, "busy", synchronous=True),
+    "cancelled": LegStatus(FAILED_RANK, "unanswered"),
+    "unanswered": LegStatus(FAILED_RANK, "unanswered", synchronous=True),
+    "rejected": LegStatus(FAILED_RANK, "failed", synchronous=True),
+    "failed": LegStatus(FAILED_RANK, "failed", synchronous=True),
+    "timeout": LegStatus(FAILED_RANK, "unanswered", synchronous=True),
 }
-IN_PROGRESS = frozenset({"started", "ringing", "answered"})
-# The statuses that end a leg (rank 4 and 5): the first one a leg reaches counts it in voice_calls_ended_total.
-FINAL_STATUSES = tuple(status for status in STATUS_RANK if status not in IN_PROGRESS)
+STATUS_RANK = {name: status.rank for name, status in LEG_STATUSES.items()}
+IN_PROGRESS = frozenset(name for name, status in LEG_STATUSES.items() if not status.final)
+FINAL_STATUSES = tuple(name for name, status in LEG_STATUSES.items() if status.final)
+SYNCHRONOUS_STATUSES = frozenset(name for name, status in LEG_STATUSES.items() if status.synchronous)
+# The ways a leg that rang can end: answered, or one of the statuses of a leg that never was.
+RING_OUTCOMES = ("answered", *(name for name, status in LEG_STATUSES.items() if status.went_through is False))
 
 
 @dataclass(frozen=True)

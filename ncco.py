@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from events import SYNCHRONOUS_STATUSES
 from policy import DestinationPolicy, NumberError, looks_like_phone_number, normalize_callee, vonage_digits
 
 # The three call shapes: an app user calling a phone, a phone calling an app user, an app user calling another.
@@ -338,9 +339,6 @@ def user_decision(user: str, plan: CallPlan, routing: CallRouting) -> Decided:
     return ncco, ncco_body(ncco), name, None
 
 
-# The outcomes a synchronous connect posts to its eventUrl, where the reply may replace the caller's NCCO
-# (docs/platform.md); `machine` joins them when machine detection is on.
-TOLD_WHY_STATUSES = frozenset({"busy", "unanswered", "timeout", "failed", "rejected"})
 # What the caller hears for each outcome: (status, detail) first, then (status, None). {who} names the callee.
 OUTCOME_SENTENCES = {
     ("busy", None): "{who} is busy. Please try again later.",
@@ -385,7 +383,7 @@ def told_why(fields: Mapping, plan: CallPlan) -> ToldWhy | None:
 def outcome_reply(status: str, detail: str | None, calls_a_person: bool, plan: CallPlan) -> ToldWhy | None:
     """What the caller hears when their connect ended as `status` (with Vonage's `detail`), or None."""
     machine = status == "machine" and plan.machine_detection in MACHINE_DETECTION_ACTIONS
-    if status not in TOLD_WHY_STATUSES and not machine:
+    if status not in SYNCHRONOUS_STATUSES and not machine:
         return None
     outcome = f"{status} ({detail})" if detail else status
     if machine and plan.machine_detection == "message":

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# What a leg's status says about the leg. `disconnected` is a leg hung up after it was answered.
-LEG_OUTCOMES = {
-    "started": "in_progress",
-    "ringing": "in_progress",
-    "answered": "in_progress",
-    "completed": "completed",
-    "disconnected": "completed",
-    "busy": "busy",
-    "failed": "failed",
-    "rejected": "failed",
-    "unanswered": "unanswered",
-    "timeout": "unanswered",
-    "cancelled": "unanswered",
-}
+from events import LEG_STATUSES
+
+# What a leg's status says about the leg (events.LEG_STATUSES).
+LEG_OUTCOMES = {name: status.outcome for name, status in LEG_STATUSES.items()}
 # Finished legs, most telling first: when Alice's app leg completes but the phone it rang was busy, the call
 # was busy; a failure says more about a call than the caller's leg completing.
 MOST_TELLING_FIRST = ("failed", "busy", "unanswered", "completed")

@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from commands.cli import Command, check_base_url
+from events import RING_OUTCOMES
 from simulator.client import Simulator
 from simulator.load import run_load
 from simulator.model import (
@@ -16,7 +17,6 @@ from simulator.model import (
     APPLICATION_NUMBER,
     INBOUND_CALLER,
     MAX_ANSWER_TIMEOUT_SECONDS,
-    OUTCOMES,
     SCENARIOS,
     CallResult,
     Scenario,
@@ -77,7 +77,11 @@ def _timeout_seconds(ctx: click.Context, param: click.Parameter, value: float) -
     help="The webhook server's base URL. Default: this server, http://127.0.0.1:PORT.",
 )
 @click.option(
-    "--outcome", type=click.Choice(OUTCOMES), default="answered", show_default=True, help="How the callee's leg ends."
+    "--outcome",
+    type=click.Choice(RING_OUTCOMES),
+    default="answered",
+    show_default=True,
+    help="How the callee's leg ends.",
 )
 @click.option(
     "--duration", type=click.IntRange(0, 7200), default=5, show_default=True, help="Seconds the answered call lasts."

@@ -13,7 +13,7 @@ import queue
 import sys
 import time
 
-from events import utc_timestamp
+from events import LEG_STATUSES, utc_timestamp
 
 LOGGER_NAME = "voice"
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -70,13 +70,11 @@ class JsonFormatter(logging.Formatter):
 # ANSI colours of the line format, shown only on a terminal and never with NO_COLOR set (https://no-color.org).
 _DIM, _RED, _GREEN, _YELLOW, _CYAN, _RESET = "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m", "\x1b[0m"
 # An outcome's colour: green went through, cyan is under way, red did not happen; a warning is yellow.
+_TONES = {True: _GREEN, None: _CYAN, False: _RED}
 _COLOURS = {
-    **dict.fromkeys(("connect", "answered", "completed", "disconnected", "human"), _GREEN),
-    **dict.fromkeys(("started", "ringing"), _CYAN),
-    **dict.fromkeys(
-        ("refused", "busy", "cancelled", "unanswered", "rejected", "failed", "timeout", "machine", "error", "critical"),
-        _RED,
-    ),
+    **{name: _TONES[status.went_through] for name, status in LEG_STATUSES.items()},
+    **dict.fromkeys(("connect", "human"), _GREEN),
+    **dict.fromkeys(("refused", "machine", "error", "critical"), _RED),
     "warning": _YELLOW,
 }
 # C0 and C1 control characters, written as escapes: a newline or an escape sequence sent in a webhook must not

@@ -12,9 +12,9 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from edge.signatures import sign_webhook
+from events import SYNCHRONOUS_STATUSES
 from simulator.model import (
     ANSWER_DEADLINE_SECONDS,
-    SYNCHRONOUS_OUTCOMES,
     CallLegs,
     CallResult,
     Exchange,
@@ -139,7 +139,7 @@ class Simulator:
             connect_url = connect.eventUrl[0] if connect.eventUrl else event_url
             reply = self._post_events(result, connect_url, events)
             synchronous = connect.eventType == "synchronous"
-            if events[-1]["status"] in SYNCHRONOUS_OUTCOMES and synchronous and reply is not None:
+            if events[-1]["status"] in SYNCHRONOUS_STATUSES and synchronous and reply is not None:
                 told = read_told_why(result, result.events[-1], reply)
                 if told:
                     play_until_connect(call, told)

@@ -8,12 +8,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from vonage_voice.models import Connect, Talk
 
-OUTCOMES = ("answered", "busy", "unanswered", "rejected", "failed", "timeout", "cancelled")
 # The call shapes: an app user calls a phone, a phone calls the application (and an app user takes it), an app
 # user calls another by name, and an app user calls a busy phone and is told why.
 SCENARIOS = ("outbound", "inbound", "app-to-app", "busy")
-# The outcomes a synchronous connect posts to its eventUrl, whose reply may be an NCCO for the caller.
-SYNCHRONOUS_OUTCOMES = frozenset({"busy", "unanswered", "rejected", "failed", "timeout"})
 INBOUND_CALLER = "447700900123"  # the phone that calls in the inbound scenario
 APPLICATION_NUMBER = "447700900001"  # the application's number it calls, when the settings name none
 # The `detail` Vonage gives each failed outcome.

@@ -2,10 +2,9 @@
 
 import pytest
 
-from calllog.outcome import call_outcome, leg_outcome
+from calllog.outcome import LABELS, call_outcome, leg_outcome
 from calllog.page import badge_class
-from events import STATUS_RANK
-from runtime import logs
+from events import FINAL_STATUSES, LEG_STATUSES, SYNCHRONOUS_STATUSES
 
 CONNECTED = {"connected": True, "route": "answer"}
 REFUSED = {"connected": False, "route": "answer"}
@@ -59,10 +58,17 @@ def test_a_call_with_no_legs_yet_is_unknown():
     assert call_outcome([], [CONNECTED]) == "unknown"
 
 
-@pytest.mark.parametrize("status", sorted(STATUS_RANK))
-def test_every_leg_status_has_an_outcome_a_badge_and_a_line_colour(status):
-    """The statuses are listed in legs.STATUS_RANK; the page's outcomes and the line log's colours name them again,
-    so a status added to one and not the others would show as 'no status yet' and uncoloured."""
-    assert leg_outcome(status) != "unknown"
-    assert badge_class(status) != "unknown"
-    assert status in logs._COLOURS
+@pytest.mark.parametrize("status", sorted(LEG_STATUSES))
+def test_every_leg_status_reads_as_an_outcome_the_page_shows(status):
+    """events.LEG_STATUSES is the one list of statuses; its outcome must be one the page has a label and badge for."""
+    assert LEG_STATUSES[status].outcome in LABELS
+    assert leg_outcome(status) not in {"unknown", "refused"}
+    assert badge_class(status) not in {"unknown", "refused"}
+
+
+def test_the_statuses_a_connect_may_be_told_why_about_are_the_final_failures_but_cancelled():
+    """A synchronous connect posts a ringing leg's failure to its eventUrl; a caller who hung up (cancelled) is
+    there to hear nothing."""
+    failures = {name for name, status in LEG_STATUSES.items() if status.went_through is False}
+    assert failures - {"cancelled"} == SYNCHRONOUS_STATUSES
+    assert set(FINAL_STATUSES) == failures | {"completed", "disconnected"}

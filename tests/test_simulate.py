@@ -11,10 +11,11 @@ import pytest
 import requests
 
 from conftest import CALL_LOG_TOKEN
+from events import RING_OUTCOMES
 from ncco import CallPlan, app_connect_ncco, connect_ncco, refusal_ncco
 from simulator.client import Simulator
 from simulator.load import percentile, run_load
-from simulator.model import OUTCOMES, Scenario, answer_request, call_events, scenario_events, scenario_problem
+from simulator.model import Scenario, answer_request, call_events, scenario_events, scenario_problem
 from test_serve import run_server
 from vonage_helper.ncco_models import parse_ncco
 
@@ -45,7 +46,7 @@ def test_answered_call_has_both_legs_like_the_tutorial():
     assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
 
 
-@pytest.mark.parametrize("outcome", [o for o in OUTCOMES if o != "answered"])
+@pytest.mark.parametrize("outcome", [o for o in RING_OUTCOMES if o != "answered"])
 def test_failed_outcomes_end_the_phone_leg_with_that_status(outcome):
     events = events_for(connect_ncco("447700900000", CallPlan()), outcome)
     outbound = [e for e in events if e["direction"] == "outbound"]
@@ -89,7 +90,7 @@ def recorded(url, conversation):
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-@pytest.mark.parametrize("outcome", OUTCOMES)
+@pytest.mark.parametrize("outcome", RING_OUTCOMES)
 def test_every_outcome_is_recorded_exactly_as_simulated(signed_server, outcome, method):
     result = Simulator(signed_server, SECRET, method).call("447700900000", outcome, duration=42)
     assert result.ok, result.problems
