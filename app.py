@@ -26,6 +26,7 @@ from config import load_settings, settings_from
 from edge import errors, status, voice
 from edge.payloads import MAX_BODY_BYTES
 from edge.signatures import REFUSAL_CODES
+from ncco import WEBHOOKS
 from runtime import metrics
 from runtime.logs import configure_logging
 
@@ -41,7 +42,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     app.config["SETTINGS"] = settings
     app.config["CALL_LOG_TOKEN"] = token
     log = configure_logging(settings.log_format, settings.no_color)
-    counted = metrics.Metrics(CollectorRegistry(), voice.ROUTE_NAMES.values(), REFUSAL_CODES)
+    counted = metrics.Metrics(CollectorRegistry(), (webhook.name for webhook in WEBHOOKS), REFUSAL_CODES)
     app.extensions["metrics"] = counted
     call_log = CallLog(settings.database_url, settings.writer_socket, counted, settings.call_log_retention)
     app.extensions["call_log"] = call_log

@@ -13,10 +13,37 @@ import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from events import SYNCHRONOUS_STATUSES
 from policy import DestinationPolicy, NumberError, looks_like_phone_number, normalize_callee, vonage_digits
 
+
+class Webhook(NamedTuple):
+    """One of the routes Vonage calls on this server (docs/platform.md). edge/voice.py serves them, /metrics counts
+    them by `name`, the call log stores an answer decision under its route's `name`, and `flask setup` and
+    `flask webhooks` point the application's `setting` at `path`."""
+
+    path: str
+    name: str
+    # The Vonage application's setting that points here, and the method it is set up with; None for the connect's
+    # own eventUrl, which the answer's NCCO names rather than the application.
+    setting: str | None
+    method: str
+    answers_calls: bool  # answered with an NCCO; the others receive events and store them
+
+
+WEBHOOKS = (
+    Webhook("/voice/answer", "answer", "answer_url", "GET", answers_calls=True),
+    Webhook("/voice/event", "event", "event_url", "POST", answers_calls=False),
+    Webhook("/voice/fallback", "fallback", "fallback_answer_url", "GET", answers_calls=True),
+    # Apart from the application's event URL, so that only Vonage's synchronous request about a connect's outcome
+    # is answered with an NCCO: the application's event URL answers every event 204.
+    Webhook("/voice/event/connect", "connect", None, "POST", answers_calls=False),
+)
+ANSWER_WEBHOOK, EVENT_WEBHOOK, FALLBACK_WEBHOOK, CONNECT_WEBHOOK = WEBHOOKS
+# The route an answer decision is stored under when it is the NCCO that tells a caller why a connect failed.
+TOLD_WHY_ROUTE = "outcome"
 # The three call shapes: an app user calling a phone, a phone calling an app user, an app user calling another.
 OUTBOUND, INBOUND, APP_TO_APP = "outbound", "inbound", "app-to-app"
 ANY_USER = "*"  # CALLABLE_USERS=* lets app users call any user of the application

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from events import LEG_STATUSES
+from ncco import TOLD_WHY_ROUTE
 
 # What a leg's status says about the leg (events.LEG_STATUSES).
 LEG_OUTCOMES = {name: status.outcome for name, status in LEG_STATUSES.items()}
@@ -36,6 +37,6 @@ def call_outcome(leg_statuses: Iterable[str | None], answers: Iterable[dict]) ->
     outcomes = {leg_outcome(status) for status in leg_statuses}
     if "in_progress" in outcomes:
         return "in_progress"
-    if any(not answer["connected"] and answer["route"] != "outcome" for answer in answers):
+    if any(not answer["connected"] and answer["route"] != TOLD_WHY_ROUTE for answer in answers):
         return "refused"
     return next((outcome for outcome in MOST_TELLING_FIRST if outcome in outcomes), "unknown")

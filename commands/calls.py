@@ -11,6 +11,7 @@ from calllog.api import reader
 from calllog.queries import STATUS_FILTERS
 from calllog.schema import StorageError
 from commands.cli import Command, CommandError
+from ncco import TOLD_WHY_ROUTE
 
 # The most conversations `flask calls` prints: more is an export, not a table to read.
 MAX_LISTED = 10_000
@@ -54,7 +55,7 @@ def call_table(calls: list[dict]) -> list[str]:
         rows.append(f"{call['started_at']}  {call['conversation_uuid']}  total {price}")
         for answer in call["answers"]:
             if not answer["connected"]:
-                label = "told why" if answer["route"] == "outcome" else "refused"
+                label = "told why" if answer["route"] == TOLD_WHY_ROUTE else "refused"
                 who = f"{answer['caller'] or '?'} -> {answer['requested'] or '?'}"
                 rows.append(f"  {label}: {who}: {answer['reason']}")
         for leg in call["legs"]:

@@ -8,6 +8,7 @@ from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from edge.payloads import MAX_BODY_BYTES
+from ncco import WEBHOOKS
 from runtime.logs import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
@@ -37,9 +38,7 @@ def error_response(error: Exception):
 
 def routes() -> list[str]:
     """Every route this server answers, in order, without the static files' own."""
-    from edge.voice import PATHS  # served in front of Flask, so not in its URL map
-
-    seen = list(PATHS)
+    seen = [webhook.path for webhook in WEBHOOKS]  # served in front of Flask, so not in its URL map
     for rule in current_app.url_map.iter_rules():
         if rule.endpoint != "static" and not rule.endpoint.endswith(".static") and rule.rule not in seen:
             seen.append(rule.rule)

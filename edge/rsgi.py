@@ -104,7 +104,7 @@ class Edge:
         except BodyProblem as problem:
             route.by_status[problem.reply.status].inc()
             return problem.reply, True
-        if route.tell_why is None:
+        if route.webhook.answers_calls:
             return self.webhooks.serve(route, req), False
         return await self.webhooks.serve_event(route, req, self.events), False
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app
 from calllog import access
 from calllog.api import token_refusal
 from config import Settings
-from edge.voice import ANSWER_URL, CONNECT_EVENT_URL, EVENT_URL, FALLBACK_URL
+from ncco import WEBHOOKS
 from runtime import metrics
 
 __version__ = "0.1.0"
@@ -16,10 +16,7 @@ __version__ = "0.1.0"
 bp = Blueprint("status", __name__)
 # The routes a person or a script starts from, by the names Vonage's application settings use.
 ROUTES = {
-    "answer_url": ANSWER_URL,
-    "event_url": EVENT_URL,
-    "fallback_answer_url": FALLBACK_URL,
-    "connect_event_url": CONNECT_EVENT_URL,
+    **{webhook.setting or f"{webhook.name}_event_url": webhook.path for webhook in WEBHOOKS},
     "health": "/health",
     "call_log": "/api/calls",
     "call_log_page": "/calls",

@@ -29,19 +29,24 @@ from edge.payloads import PayloadError
 from edge.signatures import UNREADABLE_CODE, SignatureError, check_payload, verify_token
 from edge.webhook import WebhookRequest
 from events import Payload, log_event, utc_timestamp
-from ncco import OUTBOUND, AnswerDecision, CallPlan, CallRouting, ToldWhy, decide_answer, refusal_ncco, told_why
+from ncco import (
+    CONNECT_WEBHOOK,
+    FALLBACK_WEBHOOK,
+    OUTBOUND,
+    TOLD_WHY_ROUTE,
+    WEBHOOKS,
+    AnswerDecision,
+    CallPlan,
+    CallRouting,
+    ToldWhy,
+    Webhook,
+    decide_answer,
+    refusal_ncco,
+    told_why,
+)
 from policy import DestinationPolicy, load_number_metadata
 from runtime.metrics import UNKNOWN_SHAPE, Metrics, Tally
 
-ANSWER_URL = "/voice/answer"
-EVENT_URL = "/voice/event"
-# Where a connect's events go. Apart from the application's event URL, so that only Vonage's synchronous request
-# about a connect's outcome is answered with an NCCO: the application's event URL answers every event 204.
-CONNECT_EVENT_URL = "/voice/event/connect"
-FALLBACK_URL = "/voice/fallback"
-PATHS = (ANSWER_URL, FALLBACK_URL, EVENT_URL, CONNECT_EVENT_URL)
-# Each path's name in the metrics' `route` label.
-ROUTE_NAMES = {ANSWER_URL: "answer", FALLBACK_URL: "fallback", EVENT_URL: "event", CONNECT_EVENT_URL: "connect"}
 METHODS = ("GET", "POST")
 SIGNATURE_RETRY_AFTER_SECONDS = 5
 STORAGE_RETRY_AFTER_SECONDS = 5
@@ -68,7 +73,7 @@ class Voice:
         object.__setattr__(self, "routing", self.settings.call_routing)
         plan = self.settings.call_plan
         if self.settings.public_url:
-            plan = replace(plan, event_url=self.settings.public_url + CONNECT_EVENT_URL)
+            plan = replace(plan, event_url=self.settings.public_url + CONNECT_WEBHOOK.path)
         object.__setattr__(self, "plan", plan)
 
 
@@ -107,15 +112,16 @@ def json_error(status: int, message: str, *headers: tuple[str, str]) -> Reply:
 
 @dataclass(frozen=True)
 class Route:
-    """One webhook: the function that serves it, and its counters (voice_webhooks_total), bound at start-up.
+    """One webhook (ncco.WEBHOOKS): the function that serves it, and its counters (voice_webhooks_total), bound at
+    start-up.
 
-    An event route (`tell_why` not None) stores what it gets; the event loop of `make run` serves it with
-    `serve_event` instead of `handle`, so that waiting for the commit holds no thread."""
+    An event route (one that does not answer calls) stores what it gets; the event loop of `make run` serves it
+    with `serve_event` instead of `handle`, so that waiting for the commit holds no thread."""
 
-    handle: Callable[[Voice, WebhookRequest], Reply]
+    webhook: Webhook
+    handle: Callable[[Voice, WebhookRequest, Webhook], Reply]
     by_status: dict[int, Tally]  # response status -> the tally of that status's outcome
     refused: Tally  # requests the signature check refused
-    tell_why: bool | None = None  # for an event route: whether a failed connect is answered with an NCCO
 
 
 class VoiceWebhooks:
@@ -124,12 +130,7 @@ class VoiceWebhooks:
     def __init__(self, app: Callable, voice: Voice):
         self.app = app
         self.voice = voice
-        handlers = {ANSWER_URL: answer, FALLBACK_URL: fallback, EVENT_URL: event, CONNECT_EVENT_URL: connect_event}
-        tell_why = {EVENT_URL: False, CONNECT_EVENT_URL: True}
-        self.routes = {
-            path: _route(handle, voice.metrics, ROUTE_NAMES[path], tell_why.get(path))
-            for path, handle in handlers.items()
-        }
+        self.routes = {webhook.path: _route(webhook, voice.metrics) for webhook in WEBHOOKS}
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
         route = self.routes.get(environ.get("PATH_INFO"))
@@ -167,7 +168,7 @@ class VoiceWebhooks:
             if refusal is not None:
                 route.refused.inc()
                 return refusal
-            reply = route.handle(voice, req)
+            reply = route.handle(voice, req, route.webhook)
         except Exception as error:
             return self._failed(route, req, error)
         route.by_status[reply.status].inc()
@@ -190,23 +191,24 @@ class VoiceWebhooks:
                 except StorageError as error:
                     reply = not_stored(voice, req, error)
                 else:
-                    reply = event_stored(voice, req, prepared, new, route.tell_why)
+                    reply = event_stored(voice, req, prepared, new, route.webhook is CONNECT_WEBHOOK)
         except Exception as error:
             return self._failed(route, req, error)
         route.by_status[reply.status].inc()
         return reply
 
     def _failed(self, route: Route, req: WebhookRequest, error: Exception) -> Reply:
-        reply = failed(self.voice, req, route.handle, error)
+        reply = failed(self.voice, req, route.webhook, error)
         # An unexpected error counts as one even when the caller still heard a sentence (an answer's 200).
         route.by_status[reply.status if isinstance(error, HTTPException) else 500].inc()
         return reply
 
 
-def _route(handle: Callable, metrics: Metrics, name: str, tell_why: bool | None) -> Route:
-    """The route `name` (its `route` label) served by `handle`, with its counters."""
-    counted = metrics.webhooks[name]
-    return Route(handle, counted, metrics.signature_refused[name], tell_why)
+def _route(webhook: Webhook, metrics: Metrics) -> Route:
+    """The route for `webhook`, served by its function, with its counters (its name is their `route` label)."""
+    name = webhook.name
+    handle = answer if webhook.answers_calls else event
+    return Route(webhook, handle, metrics.webhooks[name], metrics.signature_refused[name])
 
 
 def init_app(app, settings: Settings, call_log: CallLog, log: logging.Logger, metrics: Metrics) -> None:
@@ -284,11 +286,14 @@ def _refuse(log: logging.Logger, req: WebhookRequest, status: int, reason: str) 
     return json_error(status, f"webhook signature check failed: {reason}", *retry)
 
 
-def answer(voice: Voice, req: WebhookRequest) -> Reply:
-    return _answer(voice, req, "answer")
+def answer(voice: Voice, req: WebhookRequest, webhook: Webhook) -> Reply:
+    """An answer route: the NCCO for a new call. The fallback answer URL also logs why Vonage called it."""
+    if webhook is FALLBACK_WEBHOOK:
+        log_fallback(voice, req)
+    return _answer(voice, req, webhook.name)
 
 
-def fallback(voice: Voice, req: WebhookRequest) -> Reply:
+def log_fallback(voice: Voice, req: WebhookRequest) -> None:
     try:
         fields = req.payload().fields
     except (PayloadError, HTTPException):
@@ -299,17 +304,12 @@ def fallback(voice: Voice, req: WebhookRequest) -> Reply:
         json.dumps(fields.get("original_request"), default=str),
         extra={"reason": fields.get("reason"), "original_request": fields.get("original_request")},
     )
-    return _answer(voice, req, "fallback")
 
 
-def event(voice: Voice, req: WebhookRequest) -> Reply:
-    return _event(voice, req, tell_why=False)
-
-
-def connect_event(voice: Voice, req: WebhookRequest) -> Reply:
-    """A connect's eventUrl: the events of the leg it rings, stored like any other; its failed outcome is answered
-    with the NCCO that tells the caller why (the connect is synchronous)."""
-    return _event(voice, req, tell_why=True)
+def event(voice: Voice, req: WebhookRequest, webhook: Webhook) -> Reply:
+    """An event route: the event stored. On a connect's own eventUrl, a failed outcome is answered with the NCCO
+    that tells the caller why (the connect is synchronous)."""
+    return _event(voice, req, tell_why=webhook is CONNECT_WEBHOOK)
 
 
 @dataclass(frozen=True)
@@ -367,7 +367,7 @@ def _tell_why(voice: Voice, req: WebhookRequest, fields: dict, told: ToldWhy, ne
     """Answer a failed connect's outcome with the NCCO that tells the caller why; log it, and record it once."""
     leg = fields.get("uuid") or fields.get("call_uuid")
     details = {
-        "route": "outcome",
+        "route": TOLD_WHY_ROUTE,
         "conversation_uuid": fields.get("conversation_uuid"),
         "leg": leg,
         "reason": told.reason,
@@ -383,7 +383,7 @@ def _tell_why(voice: Voice, req: WebhookRequest, fields: dict, told: ToldWhy, ne
         )
         received_at = utc_timestamp(time.time())
         try:
-            row = answer_row("outcome", decision, received_at, req.signature_verified, _outcome_key(req, fields))
+            row = answer_row(TOLD_WHY_ROUTE, decision, received_at, req.signature_verified, _outcome_key(req, fields))
             voice.call_log.client.record_answer(row)
         except Exception:
             voice.log.exception("told-why decision not recorded")
@@ -396,14 +396,14 @@ def _outcome_key(req: WebhookRequest, fields: dict) -> str:
     return answer_key(f"outcome:{leg}:{fields.get('status')}") if leg else answer_key()
 
 
-def failed(voice: Voice, req: WebhookRequest, route: Callable, error: Exception) -> Reply:
+def failed(voice: Voice, req: WebhookRequest, webhook: Webhook, error: Exception) -> Reply:
     """Vonage drops a call silently on any error status from the answer URL: a trusted answer request that
     fails anyway gets a spoken sentence instead. Anything else gets a JSON error."""
     if not isinstance(error, HTTPException):
         voice.log.exception("unexpected error on %s", req.path)
     trusted = req.signature_verified or not voice.settings.signature_secrets
-    if route in (answer, fallback) and trusted:
-        return _respond(voice, req, route.__name__, _unreadable(voice, "the server failed while reading it"))
+    if webhook.answers_calls and trusted:
+        return _respond(voice, req, webhook.name, _unreadable(voice, "the server failed while reading it"))
     if isinstance(error, HTTPException):
         return json_error(error.code or 400, error.description or "the request could not be read")
     return json_error(500, "the server failed on this request; the log has the details")
@@ -443,7 +443,7 @@ def _plan_for_host(plan: CallPlan, forwarded: str, url_scheme: str, host: str | 
     forwarded = forwarded.split(",")[0].strip().lower()
     scheme = forwarded if forwarded in ("http", "https") else url_scheme
     port = int(server[1]) if server[1] and server[1].isdigit() else None
-    return replace(plan, event_url=f"{scheme}://{get_host(url_scheme, host, (server[0], port))}{CONNECT_EVENT_URL}")
+    return replace(plan, event_url=f"{scheme}://{get_host(url_scheme, host, (server[0], port))}{CONNECT_WEBHOOK.path}")
 
 
 def _unreadable(voice: Voice, problem: str) -> AnswerDecision:

@@ -14,6 +14,7 @@ import sys
 import time
 
 from events import LEG_STATUSES, utc_timestamp
+from ncco import TOLD_WHY_ROUTE
 
 LOGGER_NAME = "voice"
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -136,7 +137,7 @@ class LineFormatter(logging.Formatter):
             return self._answer(record, fields)
         if "event" in fields:
             return self._event(record, fields)
-        if fields.get("route") == "outcome":
+        if fields.get("route") == TOLD_WHY_ROUTE:
             return self._told(record, fields)
         message = record.getMessage()
         if record.exc_info:

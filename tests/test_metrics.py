@@ -21,8 +21,8 @@ from config import settings_from
 from conftest import CALL_LOG_TOKEN, ROOT, built_app
 from edge import voice
 from edge.signatures import REFUSAL_CODES, sign_webhook
-from edge.voice import ROUTE_NAMES
 from events import FINAL_STATUSES
+from ncco import WEBHOOKS
 from pg import database_url_for
 from production import (
     CALL_LOG_TOKEN as PRODUCTION_TOKEN,
@@ -162,7 +162,7 @@ def test_webhooks_are_counted_by_route_and_outcome(client):
     )
     assert by_label(samples, "voice_webhooks_total", "outcome", route="fallback") == zeros(OUTCOMES, bad_request=1)
     assert by_label(samples, "voice_webhooks_total", "outcome", route="connect") == zeros(OUTCOMES)
-    assert set(by_label(samples, "voice_webhooks_total", "route")) == set(ROUTE_NAMES.values())
+    assert set(by_label(samples, "voice_webhooks_total", "route")) == {webhook.name for webhook in WEBHOOKS}
 
 
 def test_an_unexpected_error_is_counted_as_error_even_when_the_caller_hears_a_sentence(client, monkeypatch):

@@ -10,7 +10,7 @@ from vonage_http_client import HttpRequestError
 from vonage_voice.models import CreateCallRequest, Phone, ToPhone
 
 from config import Settings
-from ncco import connect_ncco, talk
+from ncco import EVENT_WEBHOOK, connect_ncco, talk
 from policy import NumberError, normalize_callee
 from vonage_helper.clients import EXIT_REFUSED, HelperError, application_client, explain
 from vonage_helper.ncco_models import parse_ncco
@@ -47,7 +47,7 @@ def place_call(
     caller_id = (
         {"from_": Phone(number=settings.vonage_number)} if settings.vonage_number else {"random_from_number": True}
     )
-    event_url = {"event_url": [f"{settings.public_url}/voice/event"]} if settings.public_url else {}
+    event_url = {"event_url": [settings.public_url + EVENT_WEBHOOK.path]} if settings.public_url else {}
     request = CreateCallRequest(to=[ToPhone(number=callee)], ncco=parse_ncco(ncco), **caller_id, **event_url)
     client = client or application_client(settings)
     try:

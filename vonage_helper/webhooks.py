@@ -10,16 +10,13 @@ from vonage import Vonage
 from vonage_http_client import HttpRequestError
 
 from config import Settings
+from ncco import WEBHOOKS
 from vonage_helper.backups import WebhookBackup
 from vonage_helper.clients import DASHBOARD, account_client, explain, require
 from vonage_helper.errors import EXIT_SETTINGS, HelperError
 
 # This server's route and method for each of the application's voice webhooks: the only settings changed.
-ROUTES = {
-    "answer_url": ("/voice/answer", "GET"),
-    "event_url": ("/voice/event", "POST"),
-    "fallback_answer_url": ("/voice/fallback", "GET"),
-}
+ROUTES = {webhook.setting: (webhook.path, webhook.method) for webhook in WEBHOOKS if webhook.setting}
 # What a GET returns that is no part of the application a PUT describes.
 _READ_ONLY = ("id", "_links")
 
