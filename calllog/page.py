@@ -9,7 +9,7 @@ from decimal import Decimal
 from flask import Blueprint, redirect, render_template, request
 
 from calllog import access
-from calllog.api import RETRY_AFTER_SECONDS, reader
+from calllog.api import reader
 from calllog.outcome import LABELS, call_outcome, leg_outcome
 from calllog.queries import STATUS_FILTERS
 from calllog.schema import StorageError
@@ -181,7 +181,7 @@ def calls_page():
         summary = reader().summarize(status=status, number=number) if with_summary else None
     except StorageError as error:
         page = render_template(template, calls=[], problem=str(error), **shown)
-        return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return page, 503, {"Retry-After": str(StorageError.retry_after)}
     except ValueError as error:
         return render_template(template, calls=[], problem=str(error), **shown), 400
     return render_template(template, calls=calls, summary=summary, next_cursor=next_cursor, problem=None, **shown)
@@ -193,7 +193,7 @@ def timeline(conversation_uuid: str):
         call = reader().get_call(conversation_uuid)
     except StorageError as error:
         page = render_template("timeline.html", call=None, problem=str(error))
-        return page, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return page, 503, {"Retry-After": str(StorageError.retry_after)}
     if call is None:
         return render_template("timeline.html", call=None, problem="no such conversation"), 404
     return render_template("timeline.html", call=call, rows=timeline_rows(call), problem=None)

@@ -138,6 +138,9 @@ COLUMN_LENGTHS = {
 class StorageError(Exception):
     """The database could not store or read something; the message is safe to show."""
 
+    # What a 503 for it says in Retry-After: an event Vonage sends again, a page or script that reads again.
+    retry_after = 5
+
 
 def brief(error: Exception) -> str:
     """One line about a database error, without the SQL statement or parameters SQLAlchemy appends."""

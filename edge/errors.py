@@ -1,12 +1,18 @@
-"""How the server answers an error: JSON with one message that names the problem and the fix, never a traceback."""
+"""How the server answers an error: JSON with one message that names the problem and the fix, never a traceback.
+
+Every JSON error has one shape, `{"error": message}`, written by error_body: the voice webhooks' front
+(edge/voice.py's json_error) and Flask's routes (error_response, for any error a route raises: werkzeug's HTTP
+errors with their message, a StorageError, anything unexpected) both send it."""
 
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from flask import Flask, current_app, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from calllog import StorageError
 from edge.payloads import MAX_BODY_BYTES
 from ncco import WEBHOOKS
 from runtime.logs import LOGGER_NAME
@@ -14,6 +20,13 @@ from runtime.logs import LOGGER_NAME
 log = logging.getLogger(LOGGER_NAME)
 # Methods every route answers by itself; not worth naming in a 405's advice.
 _IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+JSON = "application/json"
+
+
+def error_body(message: str) -> bytes:
+    """A JSON error's body."""
+    return _encode({"error": message}).encode("utf-8")
 
 
 def init_app(app: Flask) -> None:
@@ -22,18 +35,27 @@ def init_app(app: Flask) -> None:
 
 def error_response(error: Exception):
     """The JSON response for any error raised while handling a request."""
+    if isinstance(error, StorageError):
+        message = f"the call log is unavailable: {error}; try again in a moment"
+        return _response(503, message, [("Retry-After", str(error.retry_after))])
     if not isinstance(error, HTTPException):
         log.exception("unexpected error on %s", request.path)
-        return jsonify(error="the server failed on this request; the log has the details"), 500
-    message = error.description
-    if error.code == 404:
+        return _response(500, "the server failed on this request; the log has the details")
+    message = error.description or ""
+    if error.code == 404 and message == NotFound.description:
         message = f"there is no route {request.path}; the routes are " + ", ".join(routes())
     elif error.code == 413:
         message = f"the body is over the limit of {MAX_BODY_BYTES} bytes; Vonage's webhooks are far smaller"
     elif isinstance(error, MethodNotAllowed):
         allowed = sorted(set(error.valid_methods or ()) - _IMPLICIT_METHODS)
         message = f"{request.method} is not supported on {request.path}; use {' or '.join(allowed)}"
-    return jsonify(error=message), error.code
+    # The error's own headers (Retry-After, Allow, WWW-Authenticate) but its HTML content type.
+    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+    return _response(error.code or 500, message, headers)
+
+
+def _response(status: int, message: str, headers: list[tuple[str, str]] | None = None):
+    return current_app.response_class(error_body(message), status, headers, mimetype=JSON)
 
 
 def routes() -> list[str]:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from calllog.client import EventChannel
 from edge.payloads import MAX_BODY_BYTES
-from edge.voice import STORAGE_RETRY_AFTER_SECONDS, Reply, VoiceWebhooks, json_error
+from edge.voice import Reply, VoiceWebhooks, json_error
 from edge.webhook import TOO_LARGE, WebhookRequest
 from runtime.logs import LOGGER_NAME
 from runtime.stop_signals import handlers_ready
@@ -35,6 +35,7 @@ BODY_SECONDS = 5
 FLASK_THREADS = 4
 # Errors that mean the process is out of a resource (descriptors, memory, threads), not that the request is bad.
 RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN}
+RESOURCE_RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -220,6 +221,6 @@ def _failure(error: Exception) -> Reply:
     if isinstance(error, MemoryError) or (isinstance(error, OSError) and error.errno in RESOURCE_ERRNOS):
         log.error("request refused: the server is out of a resource (%s); answering 503", error)
         message = "the server is out of a resource for the moment (file descriptors or memory); send it again"
-        return json_error(503, message, ("Retry-After", str(STORAGE_RETRY_AFTER_SECONDS)))
+        return json_error(503, message, ("Retry-After", str(RESOURCE_RETRY_AFTER_SECONDS)))
     log.exception("unexpected error in the server's front")
     return json_error(500, "the server failed on this request; the log has the details")

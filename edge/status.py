@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app
 from calllog import access
 from calllog.api import token_refusal
 from config import Settings
+from edge import errors
 from ncco import WEBHOOKS
 from runtime import metrics
 
@@ -63,9 +64,11 @@ def signatures_health(settings: Settings) -> dict:
 @bp.get("/metrics")
 def scrape():
     # The header only: Prometheus sends it, and a browser's cookie has no business here.
-    answer = token_refusal(
+    refusal = token_refusal(
         "metrics", "/metrics needs the call log's token", " (Prometheus: authorization.credentials)", cookie=False
     )
-    if answer is None:
+    if refusal is not None:
+        answer = errors.error_response(refusal)
+    else:
         answer = Response(metrics.exposition(current_app.extensions["metrics"]), content_type=metrics.CONTENT_TYPE)
     return access.add_headers(current_app.make_response(answer), access.API_HEADERS)

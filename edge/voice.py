@@ -25,6 +25,7 @@ from calllog import CallLog, StorageError
 from calllog.client import EventChannel
 from calllog.rows import answer_key, answer_row, event_row
 from config import Settings
+from edge.errors import JSON, error_body
 from edge.payloads import PayloadError
 from edge.signatures import UNREADABLE_CODE, SignatureError, check_payload, verify_token
 from edge.webhook import WebhookRequest
@@ -49,8 +50,6 @@ from runtime.metrics import UNKNOWN_SHAPE, Metrics, Tally
 
 METHODS = ("GET", "POST")
 SIGNATURE_RETRY_AFTER_SECONDS = 5
-STORAGE_RETRY_AFTER_SECONDS = 5
-_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 # "200 OK" for each status: looking the phrase up in http.HTTPStatus costs more than the rest of a reply.
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in http.HTTPStatus}
 
@@ -102,12 +101,12 @@ class Reply:
 
 
 def ncco_reply(body: bytes) -> Reply:
-    return Reply(200, body, "application/json")
+    return Reply(200, body, JSON)
 
 
 def json_error(status: int, message: str, *headers: tuple[str, str]) -> Reply:
-    """An error for people: JSON with one message that names the problem and the fix."""
-    return Reply(status, _encode({"error": message}).encode("utf-8"), "application/json", headers)
+    """An error for people: JSON with one message that names the problem and the fix (edge/errors.py)."""
+    return Reply(status, error_body(message), JSON, headers)
 
 
 @dataclass(frozen=True)
@@ -346,7 +345,7 @@ def prepare_event(voice: Voice, req: WebhookRequest) -> PreparedEvent | Reply:
 def not_stored(voice: Voice, req: WebhookRequest, error: StorageError) -> Reply:
     voice.log.error("event not stored, answering 503 so Vonage retries: %s", error, extra={"path": req.path})
     message = f"the event could not be stored ({error}); it was not accepted, send it again"
-    return json_error(503, message, ("Retry-After", str(STORAGE_RETRY_AFTER_SECONDS)))
+    return json_error(503, message, ("Retry-After", str(error.retry_after)))
 
 
 def event_stored(voice: Voice, req: WebhookRequest, prepared: PreparedEvent, new: bool, tell_why: bool) -> Reply:

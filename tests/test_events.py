@@ -6,7 +6,7 @@ from datetime import UTC
 
 import pytest
 
-from conftest import SEED_EVENTS, STATUS_EVENTS, load_fixture
+from conftest import CALL_LOG_TOKEN, SEED_EVENTS, STATUS_EVENTS, load_fixture
 from events import event_kind, leg_uuid
 from runtime.logs import JsonFormatter, PrettyFormatter
 
@@ -110,6 +110,19 @@ def test_wrong_method_gets_json_405(client):
     response = client.delete("/voice/event")
     assert response.status_code == 405
     assert "GET or POST" in response.get_json()["error"]
+
+
+def test_a_flask_routes_errors_are_json_with_their_own_headers(client):
+    """Flask's routes answer every error in the one JSON shape, and keep what the error's status needs said: a 405
+    names the methods (Allow), and a 404 a route raises keeps its own message instead of the route list."""
+    wrong_method = client.delete("/health")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert wrong_method.content_type == "application/json"
+    assert wrong_method.get_json() == {"error": "DELETE is not supported on /health; use GET"}
+    missing = client.get("/api/calls/no-such-call", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"})
+    assert missing.status_code == 404
+    assert missing.get_json() == {"error": "no conversation no-such-call in the call log"}
 
 
 @pytest.mark.parametrize(
