@@ -191,6 +191,15 @@ class WriterServer:
         self.committer.close()
 
 
+def writer_server(
+    database: Database, socket_path: str, metrics: Metrics, retention: timedelta | None, clock=time.time
+) -> WriterServer:
+    """The call log's writer, as both ways of running it assemble it: its committer on `database`, and with
+    `retention` a background prune of what is older (`clock` gives the time, for tests)."""
+    pruning = None if retention is None else BackgroundPrune(database, retention, clock=clock)
+    return WriterServer(socket_path, Committer(database, metrics), pruning)
+
+
 class WriterThread:
     """The writer in a thread of this process, on its own database connection: for the app run outside `make run`.
 
@@ -201,8 +210,7 @@ class WriterThread:
         self, database_url: str, socket_path: str, metrics: Metrics, retention: timedelta | None = None, clock=time.time
     ):
         self.database = Database(database_url)
-        pruning = None if retention is None else BackgroundPrune(self.database, retention, clock=clock)
-        self.server = WriterServer(socket_path, Committer(self.database, metrics), pruning)
+        self.server = writer_server(self.database, socket_path, metrics, retention, clock)
         self._thread = threading.Thread(target=self.server.serve_forever, name="call-log-writer", daemon=True)
 
     @property

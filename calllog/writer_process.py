@@ -15,10 +15,8 @@ import sys
 import threading
 import time
 
-from calllog.committer import Committer
-from calllog.retention import BackgroundPrune
 from calllog.schema import Database, StorageError
-from calllog.writer import WriterServer
+from calllog.writer import WriterServer, writer_server
 from runtime.logs import LOGGER_NAME
 from runtime.stop_signals import stop_when_parent_exits
 
@@ -83,9 +81,7 @@ def main(socket_path: str) -> int:
         database.ensure_schema()
     except StorageError as error:
         log.error("call log unavailable at start-up: %s", error)
-    retention = settings.call_log_retention
-    pruning = None if retention is None else BackgroundPrune(database, retention)
-    server = WriterServer(socket_path, Committer(database, Metrics(CollectorRegistry())), pruning)
+    server = writer_server(database, socket_path, Metrics(CollectorRegistry()), settings.call_log_retention)
     server.listen()
     threading.Thread(target=_stop_when_told, args=(server,), name="stop-when-told", daemon=True).start()
     stop_when_parent_exits(lambda: _stop_when_orphaned(server))
