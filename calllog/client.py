@@ -18,6 +18,7 @@ import threading
 import time
 
 from calllog import frames
+from calllog.rows import EventRow
 from calllog.schema import StorageError
 from calllog.writer import REPLY_TIMEOUT_SECONDS
 from runtime.logs import LOGGER_NAME
@@ -103,7 +104,7 @@ class WriterClient:
         self._sender: threading.Thread | None = None
         self._closed = threading.Event()
 
-    def record_event(self, row: tuple) -> bool:
+    def record_event(self, row: EventRow) -> bool:
         """Store one event (a row from calllog.rows.event_row) and wait for its commit: True if new, False for a
         repeated delivery. Raises StorageError if it was not committed (the caller answers 503: Vonage retries)."""
         frame = frames.encode(frames.EVENT, row)
@@ -259,7 +260,7 @@ class EventChannel:
     def waiting(self) -> int:
         return 0 if self._protocol is None else len(self._protocol.waiting)
 
-    async def record_event(self, row: tuple) -> bool:
+    async def record_event(self, row: EventRow) -> bool:
         """Store one event and wait for its commit: True if new, False for a repeated delivery. Raises
         StorageError if it was not committed."""
         protocol = self._protocol or await self._connect()

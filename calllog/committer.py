@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from calllog.legs import LEG_FIELDS, fold_leg
-from calllog.rows import ANSWER_COLUMNS, EVENT_COLUMNS, answer_key, fit
+from calllog.rows import ANSWER_COLUMNS, EVENT_COLUMNS, EventRow, answer_key, fit
 from calllog.schema import SQLITE_BEGIN, Database, StorageError, brief
 from events import FINAL_STATUSES
 from runtime.logs import LOGGER_NAME
@@ -21,12 +21,6 @@ BATCH_LIMIT = 256
 ANSWERS_PER_STATEMENT = 200  # 13 parameters a row: far below SQLite's limit of 32,766 a statement
 
 log = logging.getLogger(f"{LOGGER_NAME}.committer")
-
-
-# Positions in an events row (calllog.rows.EVENT_COLUMNS).
-KEY, CONVERSATION, LEG, RECEIVED = (
-    EVENT_COLUMNS.index(name) for name in ("event_key", "conversation_uuid", "leg_uuid", "received_at")
-)
 
 
 class _Statements:
@@ -156,7 +150,7 @@ class Committer:
         # Kept open between batches; replaced after any failure.
         self._connection = None
 
-    def commit(self, event_rows: list[tuple], answer_rows: list[dict]) -> Committed:
+    def commit(self, event_rows: list[EventRow], answer_rows: list[dict]) -> Committed:
         """Store these rows, in one transaction if it succeeds; return each event's outcome, and whether the answer
         decisions were stored. Never raises.
 
@@ -196,7 +190,7 @@ class Committer:
             with contextlib.suppress(Exception):
                 connection.close()
 
-    def _commit(self, event_rows: list[tuple], answer_rows: list[dict]) -> list[bool]:
+    def _commit(self, event_rows: list[EventRow], answer_rows: list[dict]) -> list[bool]:
         if not event_rows and not answer_rows:
             return []
         self.database.ensure_schema()
@@ -240,14 +234,14 @@ class Committer:
         for status in ended:
             metrics.calls_ended[status].inc()
 
-    def _write(self, run, event_rows: list[tuple], answer_rows: list[dict]) -> tuple[list[bool], list[str]]:
+    def _write(self, run, event_rows: list[EventRow], answer_rows: list[dict]) -> tuple[list[bool], list[str]]:
         """Write the rows; return each event's outcome and the final statuses legs reached for the first time."""
         answer_rows = [fit("answers", row) for row in answer_rows]
         # Conversations first, in key order, as calllog.retention locks them: a prune and a batch then take
         # their locks in one order (conversation, then its rows), and a batch's new rows are never under a
         # conversation that a prune is removing.
         touched: dict[str, tuple[str, str]] = {}
-        times = [(row[CONVERSATION], row[RECEIVED]) for row in event_rows]
+        times = [(row.conversation_uuid, row.received_at) for row in event_rows]
         times += [(row.get("conversation_uuid"), row.get("received_at")) for row in answer_rows]
         for uuid, at in times:
             if uuid:
@@ -273,20 +267,22 @@ class Committer:
             inserted += len(run(self._statements.insert_answers_returning(len(chunk)), values).fetchall())
         self._replays = len(rows) - inserted
 
-    def _write_events(self, run, rows: list[tuple]) -> tuple[list[bool], list[str]]:
+    def _write_events(self, run, rows: list[EventRow]) -> tuple[list[bool], list[str]]:
         """Insert the rows not stored before; each is new only if it is the first of its key, here and ever."""
         first_by_key: dict[str, int] = {}
         for index, row in enumerate(rows):
-            first_by_key.setdefault(row[KEY], index)
+            first_by_key.setdefault(row.event_key, index)
         if not first_by_key:
             return [], []
         # In key order: two servers inserting overlapping batches then take the index's locks in one order.
         distinct = [rows[first_by_key[key]] for key in sorted(first_by_key)]
         values = tuple(value for row in distinct for value in row)
         inserted = {key for (key,) in run(self._statements.insert_events(len(distinct)), values).fetchall()}
-        changed_legs = sorted({row[LEG] for row in distinct if row[LEG] and row[KEY] in inserted})
+        changed_legs = sorted({row.leg_uuid for row in distinct if row.leg_uuid and row.event_key in inserted})
         ended = self._refresh_legs(run, changed_legs) if changed_legs else []
-        return [row[KEY] in inserted and first_by_key[row[KEY]] == index for index, row in enumerate(rows)], ended
+        return [
+            row.event_key in inserted and first_by_key[row.event_key] == index for index, row in enumerate(rows)
+        ], ended
 
     def _refresh_legs(self, run, uuids: list[str]) -> list[str]:
         """Re-fold each leg from all its stored events, so arrival order never matters. Returns the final status

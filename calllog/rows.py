@@ -6,12 +6,31 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from typing import NamedTuple
 
 from calllog.schema import COLUMN_LENGTHS, answers, events
 from events import Payload, event_conversation, event_key, event_kind, leg_uuid
 from ncco import AnswerDecision
 
-EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
+
+class EventRow(NamedTuple):
+    """One delivery of an event, as the events table stores it; its fields are the table's columns in order (the
+    frame a worker sends the writer carries them in that order too: calllog/frames.py)."""
+
+    event_key: str
+    conversation_uuid: str | None
+    leg_uuid: str | None
+    kind: str
+    timestamp: str | None
+    received_at: str
+    verified: bool
+    payload: str
+    problem: str | None
+
+
+EVENT_COLUMNS = EventRow._fields
+if tuple(column.name for column in events.columns if column.name != "id") != EVENT_COLUMNS:
+    raise RuntimeError("calllog.rows.EventRow must name the events table's columns, in their order")
 ANSWER_COLUMNS = tuple(column.name for column in answers.columns if column.name != "id")
 UNREADABLE = "unreadable"
 _encode = json.JSONEncoder(
@@ -41,8 +60,8 @@ def fit(table_name: str, row: dict) -> dict:
     return {key: column_text(value, limits.get(key)) if isinstance(value, str) else value for key, value in row.items()}
 
 
-def event_row(payload: Payload, received_at: str, verified: bool) -> tuple:
-    """The events row of one delivery, in EVENT_COLUMNS order, keyed by its identity (events.event_key).
+def event_row(payload: Payload, received_at: str, verified: bool) -> EventRow:
+    """The events row of one delivery, keyed by its identity (events.event_key).
 
     The payload is stored as received when the body was a JSON object, else as the fields in JSON.
     """
@@ -50,10 +69,10 @@ def event_row(payload: Payload, received_at: str, verified: bool) -> tuple:
     limits = COLUMN_LENGTHS["events"]
     if payload.problem is not None:
         key = event_key({"unreadable": payload.text})
-        return (key, None, None, UNREADABLE, None, received_at, verified, payload.text, payload.problem)
+        return EventRow(key, None, None, UNREADABLE, None, received_at, verified, payload.text, payload.problem)
     stored = payload.text if payload.text is not None else _encode(fields)
     timestamp = fields.get("timestamp")
-    return (
+    return EventRow(
         event_key(fields),
         column_text(event_conversation(fields), limits["conversation_uuid"]),
         column_text(leg_uuid(fields), limits["leg_uuid"]),

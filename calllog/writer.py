@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from calllog import frames
 from calllog.committer import BATCH_LIMIT, Committer
 from calllog.retention import BackgroundPrune
-from calllog.rows import EVENT_COLUMNS
+from calllog.rows import EVENT_COLUMNS, EventRow
 from calllog.schema import Database, StorageError
 from runtime.logs import LOGGER_NAME
 
@@ -41,7 +41,7 @@ class _Batch:
     """What one pass over the ready connections read: rows to commit, and who waits for which reply."""
 
     def __init__(self):
-        self.event_rows: list[tuple] = []
+        self.event_rows: list[EventRow] = []
         self.answer_rows: list[dict] = []
         # (connection, index into event_rows, or ANSWERED for an answers frame or a flush, told when the answer
         # decisions of the batch are stored)
@@ -53,7 +53,7 @@ class _Batch:
                 raise frames.FrameError(f"an event of {len(fields)} fields")
             fields[VERIFIED] = fields[VERIFIED] == "1"
             self.waiting.append((connection, len(self.event_rows)))
-            self.event_rows.append(tuple(fields))
+            self.event_rows.append(EventRow._make(fields))
         elif kind == frames.ANSWERS:
             self.answer_rows.extend(json.loads(fields[0]))
             self.waiting.append((connection, ANSWERED))

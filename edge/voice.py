@@ -23,7 +23,7 @@ from werkzeug.sansio.utils import get_host
 
 from calllog import CallLog, StorageError
 from calllog.client import EventChannel
-from calllog.rows import answer_key, answer_row, event_row
+from calllog.rows import EventRow, answer_key, answer_row, event_row
 from config import Settings
 from edge.errors import JSON, error_body
 from edge.payloads import PayloadError
@@ -317,7 +317,7 @@ class PreparedEvent:
 
     payload: Payload
     received_at: float
-    row: tuple
+    row: EventRow
 
 
 def _event(voice: Voice, req: WebhookRequest, tell_why: bool) -> Reply:

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, text
 
 from calllog.committer import Committer
-from calllog.rows import EVENT_COLUMNS, event_row
+from calllog.rows import EventRow, event_row
 from calllog.schema import Database, StorageError
 from conftest import FIXTURES, answer_record, call_log_reader, load_fixture
 from events import Payload
@@ -36,20 +36,20 @@ def row(status: str, leg: str = "leg-1", at: str = "2026-11-24T09:00:00.000Z") -
     return stored({"status": status, "uuid": leg, "conversation_uuid": "CON-1", "timestamp": at})
 
 
-def stored(payload: dict) -> tuple:
+def stored(payload: dict) -> EventRow:
     return event_row(Payload(payload), RECEIVED, True)
 
 
 def test_each_event_is_new_once_whether_repeated_in_a_batch_or_across_batches(committer):
     started, ringing = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
-    assert committer.commit([started, tuple(started), ringing], []) == [True, False, True]
-    assert committer.commit([tuple(ringing)], []) == [False]
+    assert committer.commit([started, started._replace(), ringing], []) == [True, False, True]
+    assert committer.commit([ringing._replace()], []) == [False]
 
 
 def test_a_row_the_database_refuses_fails_alone_and_the_rest_are_stored(committer, database_url):
     good, ringing = row("started"), row("ringing", at="2026-11-24T09:00:01.000Z")
     # NOT NULL: the database refuses this row
-    bad = tuple(None if name == "verified" else value for name, value in zip(EVENT_COLUMNS, ringing))
+    bad = ringing._replace(verified=None)
     outcomes = committer.commit([good, bad], [])
     assert outcomes[0] is True
     assert isinstance(outcomes[1], StorageError)
