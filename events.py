@@ -143,6 +143,11 @@ def event_key(payload: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# What a log record of a call is, in its `record` field: the line log format (runtime/logs.py) gives each its own
+# shape, and a JSON log line says it too. Other records have no `record` field.
+ANSWER_RECORD, EVENT_RECORD, TOLD_WHY_RECORD = "answer", "event", "told_why"
+
+
 def log_event(
     logger: logging.Logger, payload: dict, received_at: float, verified: bool, duplicate: bool = False
 ) -> None:
@@ -153,6 +158,7 @@ def log_event(
     signature = "signature verified" if verified else "unverified"
     headline = f"VOICE EVENT {kind}" + (f" ({direction})" if direction else "") + f" leg {leg} [{signature}]"
     details = {
+        "record": EVENT_RECORD,
         "event": kind,
         "leg": leg_uuid(payload),
         "conversation_uuid": event_conversation(payload),

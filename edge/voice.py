@@ -29,7 +29,7 @@ from edge.errors import JSON, error_body
 from edge.payloads import PayloadError
 from edge.signatures import UNREADABLE_CODE, SignatureError, check_payload, verify_token
 from edge.webhook import WebhookRequest
-from events import Payload, log_event, utc_timestamp
+from events import ANSWER_RECORD, TOLD_WHY_RECORD, Payload, log_event, utc_timestamp
 from ncco import (
     CONNECT_WEBHOOK,
     FALLBACK_WEBHOOK,
@@ -366,6 +366,7 @@ def _tell_why(voice: Voice, req: WebhookRequest, fields: dict, told: ToldWhy, ne
     """Answer a failed connect's outcome with the NCCO that tells the caller why; log it, and record it once."""
     leg = fields.get("uuid") or fields.get("call_uuid")
     details = {
+        "record": TOLD_WHY_RECORD,
         "route": TOLD_WHY_ROUTE,
         "conversation_uuid": fields.get("conversation_uuid"),
         "leg": leg,
@@ -474,6 +475,7 @@ def log_answer(log: logging.Logger, route: str, decision: AnswerDecision) -> Non
     fields = decision.request
     caller = fields.get("from_user") or fields.get("from") or "unknown caller"
     details = {
+        "record": ANSWER_RECORD,
         "route": route,
         "connected": decision.connected,
         "shape": decision.shape,

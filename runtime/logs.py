@@ -13,8 +13,7 @@ import queue
 import sys
 import time
 
-from events import LEG_STATUSES, utc_timestamp
-from ncco import TOLD_WHY_ROUTE
+from events import ANSWER_RECORD, EVENT_RECORD, LEG_STATUSES, TOLD_WHY_RECORD, utc_timestamp
 
 LOGGER_NAME = "voice"
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -133,11 +132,12 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = record.__dict__
-        if "connected" in fields:
+        kind = fields.get("record")
+        if kind == ANSWER_RECORD:
             return self._answer(record, fields)
-        if "event" in fields:
+        if kind == EVENT_RECORD:
             return self._event(record, fields)
-        if fields.get("route") == TOLD_WHY_ROUTE:
+        if kind == TOLD_WHY_RECORD:
             return self._told(record, fields)
         message = record.getMessage()
         if record.exc_info:

@@ -190,6 +190,12 @@ def test_line_format_writes_an_exception_as_one_line_with_its_type_message_and_p
     assert re.search(r"unexpected error on /voice/answer \(ValueError: the cause at test_logs\.py:\d+\)$", line)
 
 
+def test_line_format_takes_a_records_shape_from_its_record_field_not_from_which_fields_it_has():
+    """A record that merely carries `connected` or `event` among its fields is an ordinary line."""
+    record = logging.makeLogRecord({"msg": "writer restarted", "levelname": "INFO", "connected": True, "event": "x"})
+    assert logs.LineFormatter().format(record).endswith("info     writer restarted")
+
+
 def test_line_format_colours_the_outcome_only_when_asked():
     record = logging.makeLogRecord({"msg": "a refusal", "levelname": "WARNING"})
     assert "\x1b[" not in logs.LineFormatter(colour=False).format(record)
