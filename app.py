@@ -22,7 +22,7 @@ from calllog.api import bp as api_blueprint
 from calllog.page import bp as page_blueprint
 from calllog.token_store import call_log_token
 from commands import cli
-from config import load_settings, settings_from
+from config import Settings, load_settings, settings_from
 from edge import errors, status, voice
 from edge.payloads import MAX_BODY_BYTES
 from edge.signatures import REFUSAL_CODES
@@ -31,10 +31,12 @@ from runtime import metrics
 from runtime.logs import configure_logging
 
 
-def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
-    """Build the server. `test_config` replaces the environment and .env (for tests) when given."""
+def create_app(test_config: Mapping[str, str] | None = None, settings: Settings | None = None) -> Flask:
+    """Build the server. `test_config` (the variables) or `settings` replace the environment and .env (for tests)
+    when given."""
     with cli.settings_end_a_command():
-        settings = settings_from(test_config) if test_config is not None else load_settings()
+        if settings is None:
+            settings = settings_from(test_config) if test_config is not None else load_settings()
         token = call_log_token(settings)
     app = Flask(__name__, static_folder=None, instance_path=settings.instance_path)
     # Flask refuses larger bodies with 413 before a route reads them.

@@ -6,6 +6,7 @@ import base64
 import binascii
 import math
 import os
+import pickle
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -89,6 +90,7 @@ class Settings:
     api_secret: str | None = field(default=None, repr=False)
     ngrok_api_url: str = "http://127.0.0.1:4040/api/tunnels"
     auto_webhooks: str | None = None
+    # Where the call-log writer listens: set by serve.py for its workers (hand_over), never by a variable.
     writer_socket: str | None = None
     call_log_retention: timedelta | None = None
 
@@ -96,6 +98,8 @@ class Settings:
         """Every setting as text for people: secrets say only whether they are set."""
         shown = {}
         for setting in fields(self):
+            if setting.name == "writer_socket":
+                continue
             value = getattr(self, setting.name)
             if setting.name == "signature_secrets":
                 value = f"({len(value)} set)" if value else "(not set: signatures are not checked)"
@@ -721,7 +725,6 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         parse_age,
         "CALL_LOG_RETENTION=90d (or 12h, 2w; unset keeps the call log forever)",
     ),
-    "CALL_LOG_WRITER_SOCKET": ("writer_socket", _text(200), "CALL_LOG_WRITER_SOCKET=/tmp/voice-writer/writer.sock"),
 }
 
 
@@ -753,13 +756,49 @@ def settings_from(values: Mapping[str, str]) -> Settings:
     return Settings(**chosen)
 
 
+# Set by serve.py for its workers and its call-log writer: the file that holds the settings it resolved.
+HANDOVER_VARIABLE = "VOICE_SERVER_SETTINGS"
+HANDOVER_FILE = "settings.pickle"
+
+
+def hand_over(settings: Settings, folder: str | Path) -> str:
+    """Write `settings` into `folder` (the server's own run folder, mode 0700) for its child processes, and point
+    HANDOVER_VARIABLE at it: a child then runs on exactly the settings its parent checked, not on the environment
+    and .env read again from wherever it runs (the writer runs in the project's folder, the server anywhere)."""
+    path = str(Path(folder) / HANDOVER_FILE)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        pickle.dump(settings, file)
+    os.environ[HANDOVER_VARIABLE] = path
+    return path
+
+
+def handed_over() -> Settings | None:
+    """The settings serve.py handed this process (hand_over), or None outside serve.py's children."""
+    path = os.environ.get(HANDOVER_VARIABLE)
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as file:
+            settings = pickle.load(file)
+    except (OSError, pickle.UnpicklingError, EOFError) as error:
+        raise ConfigError(f"{HANDOVER_VARIABLE}: cannot read the settings serve.py handed over ({error})") from None
+    if not isinstance(settings, Settings):
+        raise ConfigError(f"{HANDOVER_VARIABLE}: {path} holds no settings; serve.py sets it, leave it unset")
+    return settings
+
+
 def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
     """The server's settings: the process environment, over an optional .env file; raise ConfigError on a bad one.
+    In a child process of serve.py, the settings it handed over instead (hand_over).
 
     Every process of the server and every `flask` command starts here, so this is also where what a setting points
     at is checked: the private key (its file, and that it is an RSA key Vonage's JWTs can be signed with; see
     private_key_text). settings_from reads no file, so that tests can name files that are not there.
     """
+    handed = handed_over()
+    if handed is not None:
+        return handed
     values: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
         values.update({key: value for key, value in dotenv_values(env_file).items() if value is not None})

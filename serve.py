@@ -25,7 +25,7 @@ from granian.http import HTTP1Settings
 from calllog.schema import Database, StorageError
 from calllog.token_store import call_log_token, generated_token_file
 from calllog.writer_process import wait_until_ready
-from config import DATABASE_EXAMPLE, METRICS_FOLDER_VARIABLE, ConfigError, Settings, load_settings
+from config import DATABASE_EXAMPLE, METRICS_FOLDER_VARIABLE, ConfigError, Settings, hand_over, load_settings
 from runtime.stop_signals import mark_server_process, relay_stop_signals, stop_when_parent_exits
 
 # Requests a worker takes at once. A request waiting for its body or its commit is a coroutine, not a thread, so a
@@ -200,12 +200,11 @@ def main() -> int:
         settings = load_settings()
         token_file = generated_token_file(settings)
         # The same token across restarts (kept in the instance folder when CALL_LOG_TOKEN is unset), so an
-        # open call-log page keeps working. The workers read it from the environment they inherit.
+        # open call-log page keeps working. The workers receive it with the rest of the settings (run).
         settings = replace(settings, call_log_token=call_log_token(settings))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    os.environ["CALL_LOG_TOKEN"] = settings.call_log_token
     raise_descriptor_limit()
     remove_orphaned_folders()
     problem = port_problem(settings.host, settings.port) or database_problem(settings.database_url)
@@ -270,8 +269,9 @@ def run(settings: Settings) -> str | None:
     os.environ[METRICS_FOLDER_VARIABLE] = metrics_folder
     socket_folder = tempfile.mkdtemp(prefix=f"voice-writer-{run_prefix}", dir=_short_temp_folder())
     writer = WriterProcess(os.path.join(socket_folder, "writer.sock"))
-    # The workers read where the writer listens from the environment they inherit.
-    os.environ["CALL_LOG_WRITER_SOCKET"] = writer.socket_path
+    # The writer and the workers run on these settings, with where the writer listens, rather than reading the
+    # environment and a .env again from their own folders.
+    hand_over(replace(settings, writer_socket=writer.socket_path), socket_folder)
     auto_webhooks = None
     try:
         writer.start()

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from werkzeug.test import EnvironBuilder
@@ -86,17 +87,14 @@ def main(workdir: Path, count: int) -> dict:
 def measure(database_url: str, writer_socket: str, count: int) -> dict:
     """CPU µs per request of each kind, through an app that writes to the writer at `writer_socket`."""
     from app import create_app
+    from config import settings_from
 
     app = None
     try:
-        app = create_app(
-            {
-                "DATABASE_URL": database_url,
-                "VONAGE_SIGNATURE_SECRET": SECRET,
-                "CALL_LOG_TOKEN": TOKEN,
-                "CALL_LOG_WRITER_SOCKET": writer_socket,
-            }
+        settings = settings_from(
+            {"DATABASE_URL": database_url, "VONAGE_SIGNATURE_SECRET": SECRET, "CALL_LOG_TOKEN": TOKEN}
         )
+        app = create_app(settings=replace(settings, writer_socket=writer_socket))
         gc.collect()
         gc.freeze()  # as serve.production_app does
         costs = {}

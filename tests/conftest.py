@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from app import create_app
 from calllog.queries import CallLogReader
 from calllog.schema import Database
+from config import settings_from
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -58,9 +60,11 @@ def call_log_reader(database_url: str):
 
 
 @contextlib.contextmanager
-def built_app(config: dict):
-    """An app built from `config`, its call log closed afterwards."""
-    application = create_app({"INSTANCE_PATH": str(SCRATCH_INSTANCE), **config})
+def built_app(config: dict, writer_socket: str | None = None):
+    """An app built from `config` (and the writer at `writer_socket`, as serve.py hands its workers), its call log
+    closed afterwards."""
+    settings = replace(settings_from({"INSTANCE_PATH": str(SCRATCH_INSTANCE), **config}), writer_socket=writer_socket)
+    application = create_app(settings=settings)
     try:
         yield application
     finally:

@@ -110,7 +110,6 @@ def server_env(port: int, tmpdir: Path, database_url: str, workers: int, setting
         TMPDIR=str(tmpdir),
         **{**defaults, **settings},  # a suite may set either, or turn signatures off with ""
     )
-    env.pop("CALL_LOG_WRITER_SOCKET", None)
     return env
 
 

@@ -135,7 +135,6 @@ def newcomer(tmp_path_factory):
         "DATABASE_URL",
         "CALL_LOG_TOKEN",
         "INSTANCE_PATH",
-        "CALL_LOG_WRITER_SOCKET",
         "INBOUND_ROUTES",
         "CALLABLE_USERS",
     ):

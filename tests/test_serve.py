@@ -11,8 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
-from conftest import ROOT, SCRATCH_INSTANCE
+from conftest import CALL_LOG_TOKEN, ROOT, SCRATCH_INSTANCE, call_log_reader
 from vonage_helper.ncco_models import parse_ncco
 
 
@@ -56,15 +57,18 @@ class ServerURL(str):
 
 
 @contextlib.contextmanager
-def run_server(output: Path | None = None, **settings):
-    """The production server (serve.py, as `make run` starts it) on a free port; yields its base URL. What it
-    prints goes to the file `output`, when given."""
+def run_server(output: Path | None = None, cwd: Path = ROOT, unset: tuple[str, ...] = (), **settings):
+    """The production server (serve.py, as `make run` starts it) on a free port, run in `cwd` without the variables
+    `unset`; yields its base URL. What it prints goes to the file `output`, when given."""
     port = free_port()
+    env = run_env(PORT=str(port), **{"WORKERS": "1", **settings})
+    for name in unset:
+        env.pop(name, None)
     with open(output or os.devnull, "wb") as printed:
         process = subprocess.Popen(
-            [sys.executable, "serve.py"],
-            cwd=ROOT,
-            env=run_env(PORT=str(port), **{"WORKERS": "1", **settings}),
+            [sys.executable, str(ROOT / "serve.py")],
+            cwd=cwd,
+            env=env,
             stdout=printed,
             stderr=subprocess.STDOUT,
         )
@@ -102,6 +106,21 @@ def test_production_server_accepts_events(server):
     )
     with urllib.request.urlopen(request) as response:
         assert response.status == 204
+
+
+def test_every_process_runs_on_the_settings_serve_py_read_from_the_folder_it_was_started_in(tmp_path):
+    """serve.py reads the environment and the .env of the folder it runs in, then hands what it resolved to its
+    workers and its writer. The writer runs in the project's folder: when each process read its settings again,
+    it stored the events in another database than the one the .env names, and the API showed none of them."""
+    database = tmp_path / "from-dot-env.db"
+    (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///{database}\nCALL_LOG_TOKEN={CALL_LOG_TOKEN}\n")
+    with run_server(cwd=tmp_path, unset=("DATABASE_URL", "CALL_LOG_TOKEN")) as url:
+        event = {"status": "started", "uuid": "dot-env-leg", "conversation_uuid": "CON-dot-env"}
+        assert requests.post(f"{url}/voice/event", json=event, timeout=10).status_code == 204
+        listed = requests.get(f"{url}/api/calls", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10)
+        assert [call["conversation_uuid"] for call in listed.json()["calls"]] == ["CON-dot-env"]
+    with call_log_reader(f"sqlite:///{database}") as reader:
+        assert reader.count_events() == 1
 
 
 def test_production_server_reads_a_body_that_arrives_in_pieces_whole(server):

@@ -109,8 +109,8 @@ def test_remote_writer_stores_answer_decisions_in_batches(remote, database_url):
 
 
 def test_app_with_a_writer_answers_calls_and_stores_events(writer_socket, database_url):
-    config = {"DATABASE_URL": database_url, "CALL_LOG_WRITER_SOCKET": writer_socket, "CALL_LOG_TOKEN": CALL_LOG_TOKEN}
-    with built_app(config) as app:
+    config = {"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN}
+    with built_app(config, writer_socket) as app:
         client = app.test_client()
         for path in SEED_EVENTS:
             assert client.post("/voice/event", json=load_fixture(path)).status_code == 204
@@ -123,7 +123,7 @@ def test_app_with_a_writer_answers_calls_and_stores_events(writer_socket, databa
 
 
 def test_without_its_writer_the_server_refuses_events_with_503_and_still_answers(tmp_path, database_url):
-    with built_app({"DATABASE_URL": database_url, "CALL_LOG_WRITER_SOCKET": str(tmp_path / "nobody.sock")}) as app:
+    with built_app({"DATABASE_URL": database_url}, str(tmp_path / "nobody.sock")) as app:
         client = app.test_client()
         response = client.post("/voice/event", json=load_fixture(SEED_EVENTS[0]))
         assert response.status_code == 503
