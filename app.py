@@ -12,6 +12,7 @@ blueprints and the `flask` commands together. The parts, one layer each (docs/ar
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Mapping
 
 from flask import Flask
@@ -48,6 +49,9 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     app.extensions["metrics"] = counted
     call_log = CallLog(settings.database_url, settings.writer_socket, counted, settings.call_log_retention)
     app.extensions["call_log"] = call_log
+    # The app owns what it opened: its call log is closed once, at exit (answers still queued are sent first), or
+    # earlier by whoever is done with the app (close_app).
+    atexit.register(call_log.close)
     try:
         call_log.database.ensure_schema()
     except StorageError as error:
@@ -60,3 +64,10 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     errors.init_app(app)
     cli.init_app(app)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Close what create_app opened: the call log (its writer connection, its own writer thread, the database)."""
+    call_log = app.extensions["call_log"]
+    atexit.unregister(call_log.close)
+    call_log.close()

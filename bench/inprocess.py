@@ -86,7 +86,7 @@ def main(workdir: Path, count: int) -> dict:
 
 def measure(database_url: str, writer_socket: str, count: int) -> dict:
     """CPU µs per request of each kind, through an app that writes to the writer at `writer_socket`."""
-    from app import create_app
+    from app import close_app, create_app
     from config import settings_from
 
     app = None
@@ -105,7 +105,7 @@ def measure(database_url: str, writer_socket: str, count: int) -> dict:
         return costs
     finally:
         if app is not None:
-            app.extensions["call_log"].close()
+            close_app(app)
         gc.unfreeze()
 
 

@@ -12,7 +12,6 @@ api, page   /api/calls with `flask calls`, and the /calls page
 
 from __future__ import annotations
 
-import atexit
 import shutil
 import tempfile
 from datetime import timedelta
@@ -47,13 +46,13 @@ class CallLog:
         self.reader = CallLogReader(self.database, on_failure=metrics.read_errors.inc)
         self._folder: str | None = None
         self._writer: WriterThread | None = None
+        self._closed = False
         if writer_socket is None:
             self._folder = tempfile.mkdtemp(prefix="voice-writer-")
             self._writer = WriterThread(database_url, str(Path(self._folder) / "writer.sock"), metrics, retention)
             self._writer.start()
             writer_socket = self._writer.socket_path
         self.client = WriterClient(writer_socket, on_unrecorded=metrics.answers_unrecorded.inc)
-        atexit.register(self.close)
 
     def writer_health(self) -> dict:
         """The writer as it is, for /health: whether it answers now, and the answer decisions still waiting for it."""
@@ -65,8 +64,11 @@ class CallLog:
         return health
 
     def close(self) -> None:
-        """Send what is queued, then close the client, the writer thread (if any), the database and the folder."""
-        atexit.unregister(self.close)
+        """Send what is queued, then close the client, the writer thread (if any), the database and the folder.
+        Once: the app that made it closes it (app.py, at exit or when a test is done with it)."""
+        if self._closed:
+            return
+        self._closed = True
         self.client.close()
         if self._writer is not None:
             self._writer.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app import create_app
+from app import close_app, create_app
 from calllog.queries import CallLogReader
 from calllog.schema import Database
 from config import settings_from
@@ -68,7 +68,7 @@ def built_app(config: dict, writer_socket: str | None = None):
     try:
         yield application
     finally:
-        application.extensions["call_log"].close()
+        close_app(application)
 
 
 @pytest.fixture

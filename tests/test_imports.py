@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # national format, refused destinations, app users, an inbound call, an unreadable request, the fallback URL.
 SCRIPT = """
 import json, sys
-from app import create_app
+from app import close_app, create_app
 
 app = create_app({
     "DATABASE_URL": "sqlite:///" + sys.argv[1] + "/calls.db",
@@ -38,7 +38,7 @@ answers = [
 statuses = [client.get("/voice/answer?" + query).status_code for query in answers]
 statuses.append(client.post("/voice/answer", data="{not json", content_type="application/json").status_code)
 statuses.append(client.post("/voice/fallback", json={"from_user": "Alice", "to": "12025550100"}).status_code)
-app.extensions["call_log"].close()
+close_app(app)
 print(json.dumps({"statuses": statuses, "imported": sorted(set(sys.modules) - before)}))
 """
 
