@@ -122,7 +122,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL server of the test's own, which it may stop, hang and start again."""
-    from pg import ThrowawayPostgres, postgres_binaries  # here, not at the top: pg imports this module
+    from support.pg import ThrowawayPostgres, postgres_binaries  # here, not at the top: pg imports this module
 
     postgres = ThrowawayPostgres(postgres_binaries())
     try:

@@ -15,7 +15,7 @@ import pytest
 
 from bench import inprocess, run
 from conftest import CALL_LOG_TOKEN, built_app, call_log_reader
-from needs import unavailable
+from support.needs import unavailable
 
 
 def test_the_in_process_measurement_serves_and_stores_every_request(tmp_path, monkeypatch):

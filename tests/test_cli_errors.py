@@ -11,9 +11,9 @@ import pytest
 from click.shell_completion import BashComplete
 from flask.cli import ScriptInfo, cli
 
-import keys
 from conftest import ROOT
-from test_serve import free_port
+from support import keys
+from support.servers import free_port
 
 # Signed, so that `flask sign` does not also warn that the request is unsigned.
 SECRET = {"VONAGE_SIGNATURE_SECRET": "s" * 32}

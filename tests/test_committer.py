@@ -12,8 +12,8 @@ from calllog.rows import EventRow, event_row
 from calllog.schema import Database, StorageError
 from conftest import FIXTURES, answer_record, call_log_reader, load_fixture
 from events import Payload
-from pg import database_url_for, fresh_postgres_url
 from runtime.metrics import Metrics
+from support.pg import database_url_for, fresh_postgres_url
 
 RECEIVED = "2026-11-24T09:00:00.000Z"
 

@@ -10,10 +10,10 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from browser import CHROMIUM_ARGS, chromium_path
 from calllog.schema import Database, answers, events
-from production import wait_until
-from test_serve import free_port, run_server
+from support.browser import CHROMIUM_ARGS, chromium_path
+from support.production import wait_until
+from support.servers import free_port, run_server
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -24,7 +24,7 @@ import requests
 from calllog.schema import Database
 from edge.rsgi import BODY_SECONDS
 from edge.signatures import sign_webhook
-from production import CALLEE, SECRET, event_payload, running_server, signed_answer, signed_event, wait_until
+from support.production import CALLEE, SECRET, event_payload, running_server, signed_answer, signed_event, wait_until
 
 SLOW_COUNTS = (1, 4, 50, 1000)
 PROBES = 10  # answers and events, each, per count

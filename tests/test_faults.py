@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import requests
 
 from conftest import call_log_reader
-from production import (
+from support.production import (
     CONNECTION_ERROR,
     AnswerLoad,
     Load,

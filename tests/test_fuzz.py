@@ -39,9 +39,9 @@ from sqlalchemy import func, select
 
 from calllog.schema import answers, metadata, schema_version
 from conftest import CALL_LOG_TOKEN, built_app
-from pg import fresh_postgres_url
 from runtime import logs
-from strategies import (
+from support.pg import fresh_postgres_url
+from support.strategies import (
     STATUSES,
     WebRequest,
     any_requests,

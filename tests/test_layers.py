@@ -124,3 +124,14 @@ def test_the_layer_check_refuses_an_import_across_one_layer(tmp_path, monkeypatc
 @pytest.mark.parametrize("path", sorted(ROOT.glob("*.py")), ids=lambda path: path.name)
 def test_only_the_call_core_and_the_wiring_sit_at_the_top(path):
     assert path.stem in TOP_LEVEL, f"{path.name} belongs in the package of its layer, not at the top"
+
+
+def test_no_test_module_imports_another():
+    """What tests share lives in tests/support (and conftest's fixtures): a test module that imported another ran
+    that module's fixtures and tests' imports wherever it was used, and its helpers moved with its tests."""
+    wrong = []
+    for path in [*sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "tests" / "support").glob("*.py"))]:
+        for line, module in imports_of(path):
+            if module and module.split(".")[0].startswith("test_"):
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not wrong, "test modules importing test modules:\n" + "\n".join(wrong)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from balancer import balancer_log, nginx_binary, run_balancer
 from conftest import ROOT, call_log_reader
-from pg import fresh_postgres_url
-from test_postgres_servers import conversation_events
-from test_serve import free_port, run_env, wait_until_listening
+from support.balancer import balancer_log, nginx_binary, run_balancer
+from support.calls import conversation_events
+from support.pg import fresh_postgres_url
+from support.servers import free_port, run_env, wait_until_listening
 
 CONVERSATIONS = 600
 EVENTS_PER_CONVERSATION = 5

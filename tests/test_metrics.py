@@ -23,11 +23,13 @@ from edge import voice
 from edge.signatures import REFUSAL_CODES, sign_webhook
 from events import FINAL_STATUSES
 from ncco import WEBHOOKS
-from pg import database_url_for
-from production import (
+from runtime.metrics import FLUSH_SECONDS, OUTCOMES, Tally
+from serve import startup_notes
+from support.pg import database_url_for
+from support.production import (
     CALL_LOG_TOKEN as PRODUCTION_TOKEN,
 )
-from production import (
+from support.production import (
     event_payload,
     running_server,
     signed_answer,
@@ -36,8 +38,6 @@ from production import (
     stop_group,
     wait_until,
 )
-from runtime.metrics import FLUSH_SECONDS, OUTCOMES, Tally
-from serve import startup_notes
 
 SECRET = "metrics-signature-secret-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}

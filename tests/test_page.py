@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from browser import CHROMIUM_ARGS, chromium_path
 from conftest import CALL_LOG_TOKEN, ROOT, SEED_EVENTS, load_fixture
 from simulator.client import Simulator
-from test_serve import run_server
+from support.browser import CHROMIUM_ARGS, chromium_path
+from support.servers import run_server
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import CALL_LOG_TOKEN
-from pg import database_url_for
+from support.pg import database_url_for
 
 AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
 

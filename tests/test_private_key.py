@@ -11,10 +11,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-import keys
 from config import ConfigError, load_settings, settings_from
 from conftest import ROOT
-from test_serve import start_up_error
+from support import keys
+from support.servers import start_up_error
 from vonage_helper import clients
 from vonage_helper.clients import EXIT_SETTINGS, HelperError, private_key_pem
 from vonage_helper.tokens import client_token

@@ -37,8 +37,8 @@ import requests
 
 from calllog.client import WAIT_SECONDS
 from conftest import ROOT, call_log_reader
-from needs import unavailable
-from production import (
+from support.needs import unavailable
+from support.production import (
     AnswerLoad,
     Load,
     Production,
@@ -54,7 +54,7 @@ from production import (
     stored_answer_conversations,
     wait_until,
 )
-from test_serve import free_port, wait_until_listening
+from support.servers import free_port, wait_until_listening
 
 ORPHANS_GONE_SECONDS = 20
 ANSWERS_WHILE_HUNG = 20

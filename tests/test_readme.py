@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import ROOT
-from production import SECRET, short_tmpdir, stop_group, wait_until
-from test_serve import free_port, run_env, wait_until_listening
+from support.production import SECRET, short_tmpdir, stop_group, wait_until
+from support.servers import free_port, run_env, wait_until_listening
 
 README = ROOT / "README.md"
 MARK = "<!-- runnable -->"

@@ -18,8 +18,8 @@ from calllog.writer import WriterThread
 from config import ConfigError, settings_from
 from conftest import answer_record
 from events import Payload, utc_timestamp
-from pg import database_url_for
 from runtime.metrics import Metrics
+from support.pg import database_url_for
 
 DAY = 86400
 NOW = time.time()

@@ -1,85 +1,21 @@
 """The production runner (`make run`): starts granian on HOST/PORT, and refuses bad settings in one line."""
 
-import contextlib
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import CALL_LOG_TOKEN, ROOT, SCRATCH_INSTANCE, call_log_reader
+from conftest import CALL_LOG_TOKEN, call_log_reader
+from support.servers import run_server, start_up_error
 from vonage_helper.ncco_models import parse_ncco
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def run_env(**settings) -> dict:
-    env = {key: value for key, value in os.environ.items() if key not in ("VONAGE_NUMBER", "LOG_FORMAT")}
-    # A developer's .env may point their real application at a tunnel: never from the tests.
-    env["AUTO_WEBHOOKS"] = ""
-    env["INSTANCE_PATH"] = str(SCRATCH_INSTANCE)
-    env.update(settings)
-    return env
 
 
 @pytest.fixture(autouse=True)
 def own_database(tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'calls.db'}")
-
-
-def wait_until_listening(port: int, process: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("server did not start listening")
-
-
-class ServerURL(str):
-    """A running server's base URL, which also knows the server's process id."""
-
-    pid: int
-
-
-@contextlib.contextmanager
-def run_server(output: Path | None = None, cwd: Path = ROOT, unset: tuple[str, ...] = (), **settings):
-    """The production server (serve.py, as `make run` starts it) on a free port, run in `cwd` without the variables
-    `unset`; yields its base URL. What it prints goes to the file `output`, when given."""
-    port = free_port()
-    env = run_env(PORT=str(port), **{"WORKERS": "1", **settings})
-    for name in unset:
-        env.pop(name, None)
-    with open(output or os.devnull, "wb") as printed:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "serve.py")],
-            cwd=cwd,
-            env=env,
-            stdout=printed,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_listening(port, process)
-        url = ServerURL(f"http://127.0.0.1:{port}")
-        url.pid = process.pid
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -199,23 +135,6 @@ def test_a_malformed_database_url_stops_start_up_with_one_line(database_url, pro
 def test_a_database_that_cannot_be_reached_or_created_stops_start_up_with_one_line(database_url, tmp_path):
     line = start_up_error(tmp_path, DATABASE_URL=database_url)
     assert line.startswith("error: DATABASE_URL: cannot prepare the ") and "for example DATABASE_URL=" in line
-
-
-def start_up_error(folder, **settings) -> str:
-    """The one line `make run` prints when it refuses to start with these settings (TMPDIR in `folder`, which
-    must be left empty: nothing was started)."""
-    result = subprocess.run(
-        [sys.executable, "serve.py"],
-        cwd=ROOT,
-        env=run_env(TMPDIR=str(folder), **settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert list(folder.iterdir()) == []
-    (line,) = result.stderr.splitlines()
-    return line
 
 
 def test_production_server_reads_a_chunked_event(server):

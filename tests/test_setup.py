@@ -1,6 +1,6 @@
 """`flask setup`, run as a user runs it (`python -m flask setup` in a project folder of its own, so no developer's
 .env is read or written), against a stand-in of Vonage's Applications and Numbers APIs over HTTPS on loopback
-(tests/vonage_standin.py): the SDK's own client makes every request, only its hosts are the stand-in's."""
+(tests/support/vonage_standin.py): the SDK's own client makes every request, only its hosts are the stand-in's."""
 
 import os
 import stat
@@ -12,11 +12,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-import keys
 from conftest import ROOT
-from test_ngrok_loop import NgrokStandIn, tunnel
-from test_serve import free_port
-from vonage_standin import API_KEY, API_SECRET, VonageStandIn, make_certificate
+from support import keys
+from support.ngrok_standin import NgrokStandIn, tunnel
+from support.servers import free_port
+from support.vonage_standin import API_KEY, API_SECRET, VonageStandIn, make_certificate
 
 PUBLIC_URL = "https://abc123.ngrok.app"
 NUMBER = {"country": "GB", "msisdn": "447700900001", "type": "mobile-lvn", "features": ["VOICE", "SMS"]}

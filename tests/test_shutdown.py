@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import call_log_reader
-from production import Load, event_keys, group_members, start_server, stop_group, wait_until
 from serve import WORKER_STOP_SECONDS
+from support.production import Load, event_keys, group_members, start_server, stop_group, wait_until
 
 RUNS_PER_SIGNAL = 20
 STOP_SECONDS = 10

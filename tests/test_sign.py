@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from test_serve import run_server
+from support.servers import run_server
 
 SECRET = "sig-secret-0123456789abcdef0123456789abcdef"
 CALLEE = "447700900000"

@@ -16,7 +16,7 @@ from ncco import CallPlan, app_connect_ncco, connect_ncco, refusal_ncco
 from simulator.client import Simulator
 from simulator.load import percentile, run_load
 from simulator.model import Scenario, answer_request, call_events, scenario_events, scenario_problem
-from test_serve import run_server
+from support.servers import run_server
 from vonage_helper.ncco_models import parse_ncco
 
 SECRET = "simulator-secret-0123456789abcdef0123"
@@ -213,7 +213,7 @@ def test_a_failing_server_makes_the_simulator_exit_nonzero_with_a_clear_message(
 
 
 def test_unreachable_server_is_named(runner):
-    from test_serve import free_port
+    from support.servers import free_port
 
     result = runner.invoke(args=["simulate", "447700900000", "--url", f"http://127.0.0.1:{free_port()}"])
     assert result.exit_code == 1

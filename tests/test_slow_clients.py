@@ -20,7 +20,7 @@ import pytest
 import requests
 from vonage_voice.models import Connect
 
-from production import CALLEE, running_server, signed_answer, wait_until
+from support.production import CALLEE, running_server, signed_answer, wait_until
 from vonage_helper.ncco_models import parse_ncco
 
 HEADER_DRIBBLERS = 200

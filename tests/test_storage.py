@@ -9,7 +9,8 @@ from sqlalchemy import create_engine, select, text
 
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, migrate, schema_version
 from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, load_fixture
-from pg import database_url_for
+from support.calls import move_table
+from support.pg import database_url_for
 
 CONVERSATION = "CON-1a28b1f8-0831-44e6-8d58-42739e7d4c77"
 AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
@@ -94,12 +95,6 @@ def test_every_status_fixture_and_unknown_statuses_are_stored(client, call_log):
 def test_event_without_conversation_uuid_is_stored(client, call_log):
     assert post_events(client, [{"status": "started", "uuid": "lonely", "timestamp": "2026-11-24T10:00:00Z"}]) == [204]
     assert call_log.reader.count_events() == 1
-
-
-def move_table(call_log, table, to):
-    """Rename a table behind the server's back: its writes fail as they would on a broken database."""
-    with call_log.database.engine.begin() as connection:
-        connection.execute(text(f"ALTER TABLE {table} RENAME TO {to}"))
 
 
 def test_storage_failure_answers_503_and_loses_nothing_acknowledged(client, call_log, caplog):

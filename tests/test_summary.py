@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import CALL_LOG_TOKEN
-from pg import database_url_for
+from support.pg import database_url_for
 
 BACKENDS = ["sqlite", "postgresql"]
 

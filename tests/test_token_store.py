@@ -71,7 +71,7 @@ def test_an_unreadable_token_file_is_refused_in_one_line(tmp_path):
 
 
 def test_the_server_keeps_its_generated_token_across_a_restart(tmp_path):
-    from test_serve import run_server
+    from support.servers import run_server
 
     settings = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'calls.db'}",

@@ -8,7 +8,6 @@ import pytest
 import requests
 from vonage_voice.models import Connect, Talk
 
-import test_serve
 from config import ConfigError, settings_from
 from conftest import CALL_LOG_TOKEN, STATUS_EVENTS, load_fixture
 from edge.signatures import sign_webhook
@@ -22,7 +21,8 @@ from ncco import (
 )
 from simulator.client import Simulator
 from simulator.model import Scenario
-from test_storage import move_table
+from support import servers
+from support.calls import move_table
 from vonage_helper.ncco_models import parse_ncco
 
 FIXTURE = {path.stem: path for path in STATUS_EVENTS}
@@ -298,7 +298,7 @@ def test_the_page_shows_the_caller_was_told_why(client, call_log):
 @pytest.fixture(scope="module")
 def public_server(tmp_path_factory):
     """The production server with PUBLIC_URL set to its own address, so a connect's eventUrl reaches it."""
-    port = test_serve.free_port()
+    port = servers.free_port()
     database = tmp_path_factory.mktemp("told-why") / "calls.db"
     settings = {
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -308,8 +308,8 @@ def public_server(tmp_path_factory):
         "CALLABLE_USERS": "Bob",
     }
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(test_serve, "free_port", lambda: port)
-        with test_serve.run_server(**settings) as url:
+        patch.setattr(servers, "free_port", lambda: port)
+        with servers.run_server(**settings) as url:
             yield url
 
 

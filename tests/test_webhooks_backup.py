@@ -7,7 +7,7 @@ import pytest
 import requests
 import responses
 
-from test_ngrok_loop import (
+from support.ngrok_standin import (
     APPLICATION_ID,
     ORIGINAL_WEBHOOKS,
     ApplicationStandIn,

@@ -18,7 +18,7 @@ from calllog.writer import WriterThread
 from conftest import CALL_LOG_TOKEN, SEED_EVENTS, answer_record, built_app, call_log_reader, load_fixture
 from events import Payload, event_key
 from runtime.metrics import Metrics
-from test_serve import run_server
+from support.servers import run_server
 from vonage_helper.ncco_models import parse_ncco
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-from needs import unavailable
+from support.needs import unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 # Without these, Chromium reaches for Google's services, which this machine's network refuses.

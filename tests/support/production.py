@@ -29,7 +29,7 @@ import requests
 from conftest import ROOT
 from edge.signatures import sign_webhook
 from events import event_key
-from test_serve import free_port, run_env, wait_until_listening
+from support.servers import free_port, run_env, wait_until_listening
 
 SECRET = "production-suites-signature-secret-0123456789"
 CALL_LOG_TOKEN = "production-suites-call-log-token"

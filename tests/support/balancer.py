@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from needs import unavailable
-from test_serve import free_port, wait_until_listening
+from support.needs import unavailable
+from support.servers import free_port, wait_until_listening
 
 DEBIAN_NGINX = "/usr/sbin/nginx"
 # Under granian's time for a request's headers (serve.HEADER_SECONDS), so that nginx never reuses a kept-open

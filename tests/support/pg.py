@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 from sqlalchemy import create_engine, text
 
 from conftest import ROOT
-from needs import unavailable
-from production import processes
+from support.needs import unavailable
+from support.production import processes
 
 
 def postgres_url() -> str:

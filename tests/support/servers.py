@@ -1,0 +1,89 @@
+"""Servers for the tests: free ports, the environment a test server runs in, and `make run`'s own server
+(serve.py) started on a free port."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT, SCRATCH_INSTANCE
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_env(**settings) -> dict:
+    env = {key: value for key, value in os.environ.items() if key not in ("VONAGE_NUMBER", "LOG_FORMAT")}
+    # A developer's .env may point their real application at a tunnel: never from the tests.
+    env["AUTO_WEBHOOKS"] = ""
+    env["INSTANCE_PATH"] = str(SCRATCH_INSTANCE)
+    env.update(settings)
+    return env
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("server did not start listening")
+
+
+class ServerURL(str):
+    """A running server's base URL, which also knows the server's process id."""
+
+    pid: int
+
+
+@contextlib.contextmanager
+def run_server(output: Path | None = None, cwd: Path = ROOT, unset: tuple[str, ...] = (), **settings):
+    """The production server (serve.py, as `make run` starts it) on a free port, run in `cwd` without the variables
+    `unset`; yields its base URL. What it prints goes to the file `output`, when given."""
+    port = free_port()
+    env = run_env(PORT=str(port), **{"WORKERS": "1", **settings})
+    for name in unset:
+        env.pop(name, None)
+    with open(output or os.devnull, "wb") as printed:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "serve.py")],
+            cwd=cwd,
+            env=env,
+            stdout=printed,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_listening(port, process)
+        url = ServerURL(f"http://127.0.0.1:{port}")
+        url.pid = process.pid
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def start_up_error(folder, **settings) -> str:
+    """The one line `make run` prints when it refuses to start with these settings (TMPDIR in `folder`, which
+    must be left empty: nothing was started)."""
+    result = subprocess.run(
+        [sys.executable, "serve.py"],
+        cwd=ROOT,
+        env=run_env(TMPDIR=str(folder), **settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert list(folder.iterdir()) == []
+    (line,) = result.stderr.splitlines()
+    return line
