@@ -55,7 +55,7 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     voice.init_app(app, settings, call_log, log, counted)
     app.register_blueprint(status.bp)
     with cli.settings_end_a_command():
-        client_token.init_app(app, settings, log, counted)
+        client_token.init_app(app, settings, log, counted, call_log.database)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(page_blueprint)
     errors.init_app(app)

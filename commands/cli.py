@@ -26,6 +26,7 @@ COMMANDS = {
     "webhooks": "commands.vonage:webhooks_command",
     "sign": "commands.sign:sign_command",
     "setup": "commands.setup:setup_command",
+    "users": "commands.users:users_group",
 }
 
 
