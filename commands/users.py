@@ -9,14 +9,10 @@ from flask.cli import with_appcontext
 
 from calllog import client_users
 from calllog.schema import StorageError
-from commands.cli import Command, CommandError
+from commands.cli import Command, CommandError, Group
 from vonage_helper.clients import application_client
 from vonage_helper.errors import HelperError
 from vonage_helper.users import create_user, delete_user, list_users, sync_users
-
-
-class Group(Command, click.Group):
-    """A command group whose wrong option or argument is one line, as every project command's is."""
 
 
 def _client():
