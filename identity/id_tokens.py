@@ -39,17 +39,18 @@ def id_token_user(token: str, keys: IssuerKeys, expected: Expected) -> str:
             "malformed", "the bearer token is not a JWT (send the identity provider's ID token)"
         ) from None
     algorithm = header.get("alg")
-    if algorithm not in ALGORITHMS:
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise LoginRefused(
             "algorithm",
-            f"the ID token is signed with {algorithm!r}; only public-key algorithms (RS256, ES256, ...) are accepted",
+            f"the ID token is signed with {_shown(algorithm)}; only public-key algorithms (RS256, ES256, ...) are "
+            "accepted",
         )
     key_id = header.get("kid")
     try:
         key = keys.key_for(key_id if isinstance(key_id, str) else None)
     except UnknownKey:
         raise LoginRefused(
-            "unknown_key", f"the ID token's key id {key_id!r} is not one of the issuer's keys ({expected.issuer})"
+            "unknown_key", f"the ID token's key id {_shown(key_id)} is not one of the issuer's keys ({expected.issuer})"
         ) from None
     except KeysUnavailable as unavailable:
         raise LoginRefused(
@@ -59,7 +60,7 @@ def id_token_user(token: str, keys: IssuerKeys, expected: Expected) -> str:
         ) from None
     if key.key_type != ALGORITHMS[algorithm]:
         raise LoginRefused(
-            "algorithm", f"the ID token says {algorithm}, but its key {key_id!r} is an {key.key_type} key"
+            "algorithm", f"the ID token says {algorithm}, but its key {_shown(key_id)} is an {key.key_type} key"
         )
     claims = _checked_claims(token, key.key, algorithm, expected)
     user = claims.get(expected.user_claim)
@@ -69,6 +70,12 @@ def id_token_user(token: str, keys: IssuerKeys, expected: Expected) -> str:
             f"the ID token has no {expected.user_claim!r} claim (CLIENT_AUTH_USER_CLAIM) naming the user",
         )
     return user
+
+
+def _shown(value: object) -> str:
+    """A header's value as a refusal quotes it: whatever the token held, at most 60 characters of it."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _checked_claims(token: str, key, algorithm: str, expected: Expected) -> dict:

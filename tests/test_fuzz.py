@@ -776,3 +776,17 @@ def test_a_proven_user_gets_a_token_for_exactly_that_name_or_a_400(server_factor
             server.assert_no_traceback()
 
         exactly_that_name()
+
+
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, 256, None, "x" * 5000])
+def test_an_id_token_whose_alg_is_not_a_name_is_a_401(server_factory, login_issuer, login_settings, alg):
+    """An `alg` that was a list reached a dict lookup and was a 500 (unhashable); a long one filled the log."""
+    from oidc_issuer import AUDIENCE
+
+    header = b64url(json.dumps({"alg": alg, "kid": login_issuer.key_id()}).encode())
+    token = f"{header}.{b64url(json.dumps(login_issuer.claims()).encode())}.AAAA"
+    settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": login_issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
+    with server_factory(**login_settings, **settings) as server:
+        response = server.send(WebRequest("POST"), "/client/token", {"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401 and len(response.get_json()["error"]) < 300
+        server.assert_no_traceback()
