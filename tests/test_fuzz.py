@@ -713,6 +713,29 @@ def forged_id_tokens(issuer) -> list[str]:
     ]
 
 
+def made_up_jwts(issuer):
+    """JWTs of any header and claims, with no signature, a garbage one, or a real one of another token."""
+    values = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        plain_text,
+        st.lists(plain_text, max_size=2),
+        st.sampled_from(["RS256", "ES256", "HS256", "none", "EdDSA", issuer.key_id(), issuer.url, "Alice"]),
+    )
+    headers = st.fixed_dictionaries({"alg": values}, optional={"kid": values, "typ": values, "crit": values})
+    claims = st.dictionaries(st.sampled_from(["iss", "aud", "sub", "exp", "iat", "nbf"]), values, max_size=6)
+    signatures = st.sampled_from(["", "AAAA", issuer.id_token("Alice").split(".")[2]])
+    return st.builds(
+        lambda header, claim, signature: (
+            f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claim).encode())}.{signature}"
+        ),
+        headers,
+        claims,
+        signatures,
+    )
+
+
 def refused_login(response) -> None:
     assert_not_a_server_error(response, retry_after_allowed=True)
     assert response.status_code != 200, response.get_data(as_text=True)[:300]
@@ -729,9 +752,9 @@ def test_no_request_that_fails_authentication_ever_gets_a_token(server_factory, 
     forged = [*GARBAGE_AUTHORIZATION, *(f"Bearer {token}" for token in forged_id_tokens(login_issuer))]
     forged += [f"Bearer {CLIENT_AUTH_KEY[:-1]}", f"Bearer {CLIENT_AUTH_KEY}x", f"Basic {CLIENT_AUTH_KEY}"]
     latin1 = st.binary(max_size=80).map(lambda raw: raw.decode("latin-1").replace("\r", "").replace("\n", ""))
-    headers = st.one_of(
-        st.just({}), st.one_of(latin1, st.sampled_from(forged)).map(lambda value: {"Authorization": value})
-    )
+    made_up = made_up_jwts(login_issuer).map(lambda token: f"Bearer {token}")
+    bearers = st.one_of(latin1, st.sampled_from(forged), made_up, made_up)
+    headers = st.one_of(st.just({}), bearers.map(lambda value: {"Authorization": value}))
     with server_factory(**login_settings, **settings) as server:
 
         @examples(1)
