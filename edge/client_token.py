@@ -15,16 +15,14 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from calllog import client_users
-from calllog.schema import Database, StorageError
-from config import ConfigError, Settings, valid_user_name
+from calllog.schema import Database
+from config import Settings, valid_user_name
+from edge.login_users import LoginUsers
 from identity.refusals import LoginRefused, bearer_token, key_matches
 from runtime.metrics import Metrics
 
 PATH = "/client/token"
 EXTENSION = "client_login"
-# How long a login that could not create its user at Vonage is told to wait.
-USERS_RETRY_AFTER_SECONDS = 5
 OFF_MESSAGE = (
     "POST /client/token is off: set CLIENT_AUTH=oidc (the app sends its identity provider's ID token) or "
     "CLIENT_AUTH=key (your backend asks, with CLIENT_AUTH_KEY); see docs/client-sdk.md"
@@ -43,61 +41,6 @@ class ClientLogin:
     users: LoginUsers
     log: logging.Logger
     metrics: Metrics
-
-
-class LoginUsers:
-    """The users who log in, as the call log's database keeps them: with CLIENT_CREATE_USERS, each is created at
-    Vonage on a first login and remembered, so a second login asks Vonage nothing; and when each last had a token.
-    The database failing costs a login nothing but that record (and, for a new user, one more Users API call)."""
-
-    def __init__(self, database: Database, log: logging.Logger, create_users: bool, settings: Settings):
-        self.database = database
-        self.log = log
-        self._create = None
-        if create_users:
-            from vonage_helper.clients import application_client
-            from vonage_helper.errors import HelperError
-            from vonage_helper.users import ensure_user
-
-            try:
-                client = application_client(settings)
-            except HelperError as error:
-                raise ConfigError(f"CLIENT_CREATE_USERS=on: {error.message}") from None
-            self._helper_error = HelperError
-            self._create = lambda name: ensure_user(client, name)
-
-    def ensure(self, name: str) -> None:
-        """With CLIENT_CREATE_USERS, make sure Vonage has `name`; LoginRefused (503) when it cannot be made now."""
-        if self._create is None or self._known(name):
-            return
-        try:
-            user, created = self._create(name)
-        except self._helper_error as error:
-            raise LoginRefused(
-                "users_unavailable",
-                f"the user {name!r} is not at Vonage yet and cannot be created just now: {error.message}",
-                USERS_RETRY_AFTER_SECONDS,
-            ) from None
-        if created:
-            self.log.info("created Vonage user %s (%s) at first login", name, user.id, extra={"user": name})
-        made_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else None
-        self._keep(client_users.remember, name, user.id, made_at)
-
-    def issued(self, name: str) -> None:
-        self._keep(client_users.record_token, name, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-
-    def _known(self, name: str) -> bool:
-        try:
-            return client_users.is_known(self.database, name)
-        except StorageError as error:
-            self.log.warning("cannot read the known users (%s): asking Vonage", error)
-            return False
-
-    def _keep(self, write: Callable, *values) -> None:
-        try:
-            write(self.database, *values)
-        except StorageError as error:
-            self.log.warning("a login's user record was not kept: %s", error, extra={"user": values[0]})
 
 
 def init_app(app: Flask, settings: Settings, log: logging.Logger, metrics: Metrics, database: Database) -> None:
