@@ -14,7 +14,7 @@ import requests
 import keys
 from oidc_issuer import AUDIENCE, JWKS_PATH, OidcIssuer
 from production import wait_until
-from test_serve import run_server
+from test_serve import run_server, start_up_error
 
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 CALL_LOG_TOKEN = "client-token-tests-call-log-token"
@@ -407,3 +407,24 @@ def test_unset_loads_no_jwt_library_and_a_login_request_imports_no_module(privat
     assert outcome["off"] == [], "CLIENT_AUTH unset loaded " + ", ".join(outcome["off"])
     assert outcome["statuses"] == [200, 401, 200, 200, 401]
     assert outcome["imported"] == [], f"modules a login request imported: {outcome['imported']}"
+
+
+# --- start-up ---
+
+
+@pytest.mark.parametrize(
+    "settings, says",
+    [
+        ({"CLIENT_AUTH": "oidc", "CLIENT_AUTH_AUDIENCE": AUDIENCE}, "error: CLIENT_AUTH=oidc needs CLIENT_AUTH_ISSUER"),
+        ({"CLIENT_AUTH": "key", "CLIENT_AUTH_KEY": "short"}, "error: CLIENT_AUTH_KEY: it must be at least 32"),
+        (
+            {"CLIENT_AUTH": "key", "CLIENT_AUTH_KEY": CLIENT_AUTH_KEY, "CLIENT_TOKEN_TTL": "48h"},
+            "error: CLIENT_TOKEN_TTL:",
+        ),
+    ],
+)
+def test_make_run_refuses_a_client_auth_it_cannot_serve_with_one_line(tmp_path, private_key_file, settings, says):
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    line = start_up_error(folder, **server_settings(tmp_path, private_key_file, **settings))
+    assert line.startswith(says) and "for example" in line
