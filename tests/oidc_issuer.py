@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -35,7 +36,8 @@ def _b64(data: bytes) -> str:
 class OidcIssuer:
     """The issuer's keys (kid -> (algorithm, private key)), its HTTP server, and what it was asked."""
 
-    def __init__(self):
+    def __init__(self, certificate: tuple | None = None):
+        """Over HTTP, or HTTPS with `certificate` (its certificate and key files, as vonage_standin makes them)."""
         self.keys: dict[str, tuple[str, object]] = {}
         self.asked: Counter[str] = Counter()
         self.failure: str | None = None
@@ -44,7 +46,13 @@ class OidcIssuer:
         self.rotate()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*certificate)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 

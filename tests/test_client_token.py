@@ -428,3 +428,39 @@ def test_make_run_refuses_a_client_auth_it_cannot_serve_with_one_line(tmp_path, 
     folder.mkdir()
     line = start_up_error(folder, **server_settings(tmp_path, private_key_file, **settings))
     assert line.startswith(says) and "for example" in line
+
+
+# --- an issuer over HTTPS, as every one but a local one is ---
+
+
+@pytest.fixture(scope="module")
+def issuer_certificate(tmp_path_factory):
+    from vonage_standin import make_certificate
+
+    return make_certificate(tmp_path_factory.mktemp("issuer-tls"))
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
+def test_an_https_issuer_is_trusted_only_with_a_certificate_the_server_trusts(
+    tmp_path, private_key_file, issuer_certificate, trusted
+):
+    https_issuer = OidcIssuer(issuer_certificate)
+    # The certificate is for 127.0.0.1 and localhost; the server trusts it only when SSL_CERT_FILE names it.
+    trust = {"SSL_CERT_FILE": str(issuer_certificate[0])} if trusted else {"SSL_CERT_FILE": "/nonexistent"}
+    running, server = started(
+        tmp_path,
+        private_key_file,
+        CLIENT_AUTH="oidc",
+        CLIENT_AUTH_ISSUER=https_issuer.url,
+        CLIENT_AUTH_AUDIENCE=AUDIENCE,
+        **trust,
+    )
+    try:
+        answer = login(server, https_issuer.id_token("Alice"))
+        if trusted:
+            assert minted_claims(answer)["sub"] == "Alice"
+        else:
+            assert_refused(answer, 503, "cannot reach", "CERTIFICATE_VERIFY_FAILED")
+    finally:
+        running.__exit__(None, None, None)
+        https_issuer.close()
