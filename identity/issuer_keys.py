@@ -50,12 +50,27 @@ class FetchFailed(Exception):
     """The issuer's discovery document or keys could not be had; the message says what went wrong."""
 
 
+class _SecureRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to an address an issuer may have (https, or http on loopback): a key set fetched
+    over plain http after a redirect could be anyone's."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        try:
+            identity_url(newurl)
+        except ValueError as problem:
+            raise FetchFailed(f"{req.full_url} redirects elsewhere: {problem}") from None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_opener = urllib.request.build_opener(_SecureRedirects)
+
+
 def fetch_json(url: str, timeout: float = FETCH_SECONDS) -> object:
     """The JSON document at `url`, within `timeout` seconds in all; FetchFailed otherwise."""
     deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with _opener.open(request, timeout=timeout) as answer:
             body = bytearray()
             while chunk := answer.read(16384):
                 body += chunk

@@ -41,6 +41,7 @@ class OidcIssuer:
         self.keys: dict[str, tuple[str, object]] = {}
         self.asked: Counter[str] = Counter()
         self.failure: str | None = None
+        self.jwks_redirect: str | None = None  # set: the JWKS answers 302 to this address
         self.closing = threading.Event()
         self.lock = threading.Lock()
         self.rotate()
@@ -153,7 +154,13 @@ def _handler(issuer: OidcIssuer) -> type[BaseHTTPRequestHandler]:
                     "id_token_signing_alg_values_supported": ["RS256", "ES256"],
                 }
                 return self._send(200, json.dumps(document).encode())
-            if self.path == JWKS_PATH:
+            if self.path == JWKS_PATH and issuer.jwks_redirect:
+                self.send_response(302)
+                self.send_header("Location", issuer.jwks_redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if self.path in (JWKS_PATH, JWKS_PATH + "?moved"):
                 document = {"keys": []} if failure == "no-keys" else issuer.jwks()
                 return self._send(200, json.dumps(document).encode())
             return self._send(404, b'{"error": "not_found"}')

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from config import ConfigError, settings_from
-from identity.issuer_keys import IssuerKeys, KeysUnavailable, UnknownKey, usable_keys
+from identity.issuer_keys import FetchFailed, IssuerJwks, IssuerKeys, KeysUnavailable, UnknownKey, usable_keys
 from identity.refusals import bearer_token, key_matches
 from identity.user_tokens import CLIENT_SDK_PATHS, expires_at, user_token_claims
-from oidc_issuer import OidcIssuer
+from oidc_issuer import JWKS_PATH, OidcIssuer
 
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 SIGNING = {"VONAGE_APPLICATION_ID": APPLICATION_ID, "VONAGE_PRIVATE_KEY": "./private.key"}
@@ -199,3 +199,28 @@ def test_the_bearer_token_is_read_from_the_header_only_with_the_bearer_scheme():
 def test_the_key_must_match_exactly():
     assert key_matches("k" * 40, "k" * 40)
     assert not key_matches("k" * 39, "k" * 40) and not key_matches("k" * 39 + "K", "k" * 40)
+
+
+# --- fetching over HTTP from the real issuer ---
+
+
+def test_the_keys_are_found_through_the_discovery_document(issuer):
+    keys = IssuerJwks(issuer.url).fetch()
+    assert {key["kid"] for key in keys} == set(issuer.keys)
+
+
+def test_a_redirect_is_followed_to_an_address_an_issuer_may_have(issuer):
+    issuer.jwks_redirect = f"{issuer.url}{JWKS_PATH}?moved"
+    try:
+        assert {key["kid"] for key in IssuerJwks(issuer.url).fetch()} == set(issuer.keys)
+    finally:
+        issuer.jwks_redirect = None
+
+
+def test_a_redirect_to_plain_http_elsewhere_is_refused(issuer):
+    issuer.jwks_redirect = "http://keys.example/jwks.json"
+    try:
+        with pytest.raises(FetchFailed, match="redirects elsewhere: .*plain http"):
+            IssuerJwks(issuer.url).fetch()
+    finally:
+        issuer.jwks_redirect = None
