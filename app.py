@@ -5,7 +5,8 @@ blueprints and the `flask` commands together. The parts, one layer each (docs/ar
     runtime/     logging, metrics and stop signals, shared by every process
     calllog/     the call log: storage, the writer, /api/calls, /calls
     vonage_helper/   Vonage's REST APIs, through the SDK
-    edge/        the HTTP edge: /voice/answer, /voice/fallback, /voice/event, signatures, errors, / and /health
+    identity/    logging Client SDK users in: ID tokens checked, login tokens signed
+    edge/        the HTTP edge: /voice/answer, /voice/fallback, /voice/event, /client/token, signatures, errors, / and /health
     simulator/   plays whole signed calls against a server
     commands/    the `flask` commands, imported when run
 """
@@ -24,9 +25,10 @@ from calllog.page import bp as page_blueprint
 from calllog.token_store import call_log_token
 from commands import cli
 from config import Settings, load_settings, settings_from
-from edge import errors, status, voice
+from edge import client_token, errors, status, voice
 from edge.payloads import MAX_BODY_BYTES
 from edge.signatures import REFUSAL_CODES
+from identity.refusals import REFUSAL_CODES as LOGIN_REFUSAL_CODES
 from ncco import WEBHOOKS
 from runtime import metrics
 from runtime.logs import configure_logging
@@ -45,7 +47,9 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     app.config["SETTINGS"] = settings
     app.config["CALL_LOG_TOKEN"] = token
     log = configure_logging(settings.log_format, settings.no_color)
-    counted = metrics.Metrics(CollectorRegistry(), (webhook.name for webhook in WEBHOOKS), REFUSAL_CODES)
+    counted = metrics.Metrics(
+        CollectorRegistry(), (webhook.name for webhook in WEBHOOKS), REFUSAL_CODES, LOGIN_REFUSAL_CODES
+    )
     app.extensions["metrics"] = counted
     call_log = CallLog(settings.database_url, settings.writer_socket, counted, settings.call_log_retention)
     app.extensions["call_log"] = call_log
@@ -59,6 +63,8 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
         log.error("call log unavailable at start-up: %s", error)
     voice.init_app(app, settings, call_log, log, counted)
     app.register_blueprint(status.bp)
+    with cli.settings_end_a_command():
+        client_token.init_app(app, settings, log, counted, call_log.database)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(page_blueprint)
     errors.init_app(app)

@@ -46,7 +46,7 @@ _LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
 # and writer, read by prometheus_client itself, so it is no setting of ours.
 METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Settings that are secrets: never shown, in a repr, a log line or `flask settings`.
-SECRET_FIELDS = ("signature_secrets", "call_log_token", "private_key", "api_secret")
+SECRET_FIELDS = ("signature_secrets", "call_log_token", "private_key", "api_secret", "client_auth_key")
 
 
 class ConfigError(Exception):
@@ -93,6 +93,14 @@ class Settings:
     # Where the call-log writer listens: set by serve.py for its workers (hand_over), never by a variable.
     writer_socket: str | None = None
     call_log_retention: timedelta | None = None
+    client_auth: str | None = None
+    client_auth_issuer: str | None = None
+    client_auth_audience: str | None = None
+    client_auth_jwks_url: str | None = None
+    client_auth_user_claim: str = "sub"
+    client_auth_key: str | None = field(default=None, repr=False)
+    client_token_ttl: timedelta = timedelta(hours=1)
+    client_create_users: bool = False
 
     def described(self) -> dict[str, str]:
         """Every setting as text for people: secrets say only whether they are set."""
@@ -115,6 +123,10 @@ class Settings:
                 value = ",".join(sorted(value)) or "(none)"
             elif setting.name == "call_log_retention":
                 value = f"{describe_age(value)} (pruned by the writer)" if value else "(not set: kept forever)"
+            elif setting.name == "client_auth":
+                value = value or "(not set: POST /client/token answers 404)"
+            elif setting.name == "client_token_ttl":
+                value = describe_duration(value)
             elif setting.name == "no_color":
                 value = "set: the line format is never coloured" if value else "(not set)"
             shown[setting.name] = str(value)
@@ -607,6 +619,17 @@ def _inbound_routes(raw: str, default_region: str | None) -> tuple[tuple[str, st
     return tuple(routes.items())
 
 
+def valid_user_name(raw: str) -> str:
+    """A Client SDK user's name as a login token may carry it: the routing settings' rules (1-100 characters, no
+    ',' or '=', not '*', not written like a phone number), exactly as given and with no control characters;
+    ValueError says what is wrong."""
+    if raw != raw.strip():
+        raise ValueError("the user name starts or ends with a space")
+    if any(not character.isprintable() for character in raw):
+        raise ValueError("the user name holds a control character")
+    return _user_name(raw)
+
+
 def _callable_users(raw: str) -> frozenset[str]:
     names = [part.strip() for part in raw.split(",") if part.strip()]
     if names == [ANY_USER]:
@@ -641,6 +664,69 @@ def describe_age(age: timedelta) -> str:
     else:
         count, unit = age.days, "day"
     return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+# Client SDK login tokens: Vonage's samples give 1 h to 24 h, and peers cap SDK tokens at 24 h.
+LONGEST_CLIENT_TOKEN = timedelta(hours=24)
+SHORTEST_CLIENT_TOKEN = timedelta(minutes=1)
+DURATION_UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1)}
+CLIENT_AUTH_MODES = ("oidc", "key")
+MIN_CLIENT_AUTH_KEY_LENGTH = 32
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_token_ttl(raw: str) -> timedelta:
+    """CLIENT_TOKEN_TTL: 90s, 15m, 1h or plain seconds, from 1 minute to 24 hours; ValueError says what is wrong."""
+    value = raw.strip().lower()
+    match = re.fullmatch(r"(\d{1,6})\s*([smh]?)", value)
+    if match is None:
+        raise ValueError(f"{raw.strip()!r} is not a duration: a whole number of seconds, minutes or hours (s, m, h)")
+    ttl = int(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+    if not SHORTEST_CLIENT_TOKEN <= ttl <= LONGEST_CLIENT_TOKEN:
+        raise ValueError(f"{raw.strip()!r} is outside 1m to 24h")
+    return ttl
+
+
+def describe_duration(duration: timedelta) -> str:
+    """A token's lifetime for people: "1 hour", "90 minutes", "45 seconds"."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
+def _client_auth(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in CLIENT_AUTH_MODES:
+        raise ValueError(f"{raw.strip()!r} is not one of {', '.join(CLIENT_AUTH_MODES)} (leave it empty for off)")
+    return value
+
+
+def identity_url(raw: str) -> str:
+    """An identity provider's address: https, or plain http only on this machine (a local issuer); ValueError."""
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(f"{value!r} is not an https URL")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(f"{value!r} is plain http; an identity provider is reached over https (http only on loopback)")
+    return value
+
+
+def _client_auth_key(raw: str) -> str:
+    value = raw.strip()
+    if len(value) < MIN_CLIENT_AUTH_KEY_LENGTH or any(character.isspace() for character in value):
+        raise ValueError(f"it must be at least {MIN_CLIENT_AUTH_KEY_LENGTH} characters with no spaces")
+    return value
+
+
+def _switch(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"{raw.strip()!r} is not on or off")
+    return value in ("on", "true", "1", "yes")
 
 
 def _no_color(raw: str) -> bool:
@@ -725,7 +811,53 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         parse_age,
         "CALL_LOG_RETENTION=90d (or 12h, 2w; unset keeps the call log forever)",
     ),
+    "CLIENT_AUTH": ("client_auth", _client_auth, "CLIENT_AUTH=oidc (or key; unset: no login tokens over HTTP)"),
+    "CLIENT_AUTH_ISSUER": (
+        "client_auth_issuer",
+        identity_url,
+        "CLIENT_AUTH_ISSUER=https://securetoken.google.com/your-firebase-project",
+    ),
+    "CLIENT_AUTH_AUDIENCE": ("client_auth_audience", _text(500), "CLIENT_AUTH_AUDIENCE=your-firebase-project"),
+    "CLIENT_AUTH_JWKS_URL": (
+        "client_auth_jwks_url",
+        identity_url,
+        "CLIENT_AUTH_JWKS_URL=https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com",
+    ),
+    "CLIENT_AUTH_USER_CLAIM": ("client_auth_user_claim", _text(100), "CLIENT_AUTH_USER_CLAIM=sub"),
+    "CLIENT_AUTH_KEY": (
+        "client_auth_key",
+        _client_auth_key,
+        "CLIENT_AUTH_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+    ),
+    "CLIENT_TOKEN_TTL": ("client_token_ttl", parse_token_ttl, "CLIENT_TOKEN_TTL=1h (or 15m, 3600; at most 24h)"),
+    "CLIENT_CREATE_USERS": ("client_create_users", _switch, "CLIENT_CREATE_USERS=on"),
 }
+
+# What each CLIENT_AUTH mode cannot do without, and an example of each: (variable, Settings field, example).
+CLIENT_AUTH_NEEDS = {
+    "oidc": (
+        ("CLIENT_AUTH_ISSUER", "client_auth_issuer", "CLIENT_AUTH_ISSUER=https://securetoken.google.com/your-project"),
+        ("CLIENT_AUTH_AUDIENCE", "client_auth_audience", "CLIENT_AUTH_AUDIENCE=your-project"),
+    ),
+    "key": (("CLIENT_AUTH_KEY", "client_auth_key", VARIABLES["CLIENT_AUTH_KEY"][2]),),
+}
+# What signing a login token needs, whichever the mode.
+SIGNING_NEEDS = (
+    ("VONAGE_APPLICATION_ID", "application_id", VARIABLES["VONAGE_APPLICATION_ID"][2]),
+    ("VONAGE_PRIVATE_KEY", "private_key", PRIVATE_KEY_EXAMPLE),
+)
+
+
+def client_auth_problem(settings: Settings) -> str | None:
+    """The one line a CLIENT_AUTH without what it needs stops start-up with, or None when nothing is missing."""
+    if settings.client_auth is None:
+        if settings.client_create_users:
+            return "CLIENT_CREATE_USERS: it creates users as they log in, and CLIENT_AUTH is unset; for example CLIENT_AUTH=oidc"
+        return None
+    for variable, name, example in (*CLIENT_AUTH_NEEDS[settings.client_auth], *SIGNING_NEEDS):
+        if not getattr(settings, name):
+            return f"CLIENT_AUTH={settings.client_auth} needs {variable}, which is not set; for example {example}"
+    return None
 
 
 # Settings holding numbers that may be written in national format: parsed with DEFAULT_REGION (listed before them).
@@ -753,7 +885,11 @@ def settings_from(values: Mapping[str, str]) -> Settings:
                 chosen[name] = parse(raw)
         except ValueError as error:
             raise ConfigError(f"{variable}: {error}; for example {example}") from None
-    return Settings(**chosen)
+    settings = Settings(**chosen)
+    problem = client_auth_problem(settings)
+    if problem is not None:
+        raise ConfigError(problem)
+    return settings
 
 
 # Set by serve.py for its workers and its call-log writer: the file that holds the settings it resolved.

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -100,6 +100,17 @@ answers = Table(
     Column("answer_key", String(100)),
     Index("ix_answers_answer_key", "answer_key", unique=True),
 )
+# Client SDK users this server has seen (version 5): made at Vonage by CLIENT_CREATE_USERS (so a second login asks
+# Vonage nothing), and when a login token was last issued here (flask users shows it). Not the call log's own
+# history, so retention leaves it alone.
+client_users = Table(
+    "client_users",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("vonage_id", String(100)),
+    Column("created_at", String(32)),  # when this server created the user at Vonage; None if it did not
+    Column("last_token_at", String(32)),
+)
 
 
 def _create_tables(connection) -> None:
@@ -118,6 +129,10 @@ def _index_conversation_activity(connection) -> None:
     connection.execute(text("CREATE INDEX IF NOT EXISTS ix_conversations_updated_at ON conversations (updated_at)"))
 
 
+def _add_client_users(connection) -> None:
+    client_users.create(connection, checkfirst=True)
+
+
 def _add_answer_key(connection) -> None:
     # A database created at version 4 already has the column and its index.
     if "answer_key" not in {column["name"] for column in inspect(connection).get_columns("answers")}:
@@ -126,7 +141,13 @@ def _add_answer_key(connection) -> None:
 
 
 # version -> the step that brings a database from the version before to it.
-MIGRATIONS = {1: _create_tables, 2: _add_event_problem, 3: _index_conversation_activity, 4: _add_answer_key}
+MIGRATIONS = {
+    1: _create_tables,
+    2: _add_event_problem,
+    3: _index_conversation_activity,
+    4: _add_answer_key,
+    5: _add_client_users,
+}
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.
 COLUMN_LENGTHS = {

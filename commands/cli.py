@@ -26,6 +26,8 @@ COMMANDS = {
     "webhooks": "commands.vonage:webhooks_command",
     "sign": "commands.sign:sign_command",
     "setup": "commands.setup:setup_command",
+    "users": "commands.users:users_group",
+    "push": "commands.push:push_group",
 }
 
 
@@ -55,6 +57,10 @@ class Command(click.Command):
             return super().invoke(ctx)
         except click.UsageError as error:
             raise _one_line(error) from None
+
+
+class Group(Command, click.Group):
+    """A project command group (flask users, flask push): its wrong option or argument is one line too."""
 
 
 def _one_line(error: click.UsageError) -> CommandError:

@@ -37,10 +37,10 @@ def error_response(error: Exception):
     """The JSON response for any error raised while handling a request."""
     if isinstance(error, StorageError):
         message = f"the call log is unavailable: {error}; try again in a moment"
-        return _response(503, message, [("Retry-After", str(error.retry_after))])
+        return error_json_response(503, message, [("Retry-After", str(error.retry_after))])
     if not isinstance(error, HTTPException):
         log.exception("unexpected error on %s", request.path)
-        return _response(500, "the server failed on this request; the log has the details")
+        return error_json_response(500, "the server failed on this request; the log has the details")
     message = error.description or ""
     if error.code == 404 and message == NotFound.description:
         message = f"there is no route {request.path}; the routes are " + ", ".join(routes())
@@ -51,10 +51,11 @@ def error_response(error: Exception):
         message = f"{request.method} is not supported on {request.path}; use {' or '.join(allowed)}"
     # The error's own headers (Retry-After, Allow, WWW-Authenticate) but its HTML content type.
     headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
-    return _response(error.code or 500, message, headers)
+    return error_json_response(error.code or 500, message, headers)
 
 
-def _response(status: int, message: str, headers: list[tuple[str, str]] | None = None):
+def error_json_response(status: int, message: str, headers: list[tuple[str, str]] | None = None):
+    """A Flask route's JSON error, for a route that answers one itself rather than raising it."""
     return current_app.response_class(error_body(message), status, headers, mimetype=JSON)
 
 

@@ -22,6 +22,7 @@ ROUTES = {
     "call_log": "/api/calls",
     "call_log_page": "/calls",
     "metrics": "/metrics",
+    "client_token": "/client/token",
 }
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from config import METRICS_FOLDER_VARIABLE
+from config import CLIENT_AUTH_MODES, METRICS_FOLDER_VARIABLE
 from events import FINAL_STATUSES
 from ncco import APP_TO_APP, INBOUND, OUTBOUND
 
@@ -76,9 +76,16 @@ def outcome_of(status: int) -> str:
 class Metrics:
     """Every metric the server keeps, in `registry`; each process (worker, writer) builds one at start-up."""
 
-    def __init__(self, registry: CollectorRegistry, routes: Iterable[str] = (), refusal_codes: Iterable[str] = ()):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        routes: Iterable[str] = (),
+        refusal_codes: Iterable[str] = (),
+        login_refusal_codes: Iterable[str] = (),
+    ):
         """`routes` and `refusal_codes` name the webhook routes and the signature check's refusals, which the app
-        counts (the edge defines both; the writer counts neither)."""
+        counts (the edge defines both; the writer counts neither); `login_refusal_codes` the reasons POST
+        /client/token refuses a login for (identity.refusals)."""
         self.registry = registry
         routes, refusal_codes = tuple(routes), tuple(refusal_codes)
         self._tallies: dict[int, Tally] = {}
@@ -111,7 +118,24 @@ class Metrics:
         self.refused_calls = {shape: self._tally(answers.labels("refused", shape)) for shape in SHAPES}
         self.refused_calls[UNKNOWN_SHAPE] = self._tally(answers.labels("unreadable", UNKNOWN_SHAPE))
         self.told_why = self._tally(answers.labels("told_why", UNKNOWN_SHAPE))
+        self._login_metrics(registry, tuple(login_refusal_codes))
         self._writer_metrics(registry)
+
+    def _login_metrics(self, registry: CollectorRegistry, refusal_codes: tuple[str, ...]) -> None:
+        issued = Counter(
+            "voice_client_tokens_issued",
+            "Client SDK login tokens issued by POST /client/token, by how the user was authenticated",
+            ["auth"],
+            registry=registry,
+        )
+        self.client_tokens_issued = {mode: self._tally(issued.labels(mode)) for mode in CLIENT_AUTH_MODES}
+        refused = Counter(
+            "voice_client_token_refusals",
+            "Logins POST /client/token refused, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.client_token_refusals = {code: self._tally(refused.labels(code)) for code in refusal_codes}
 
     def _tally(self, child) -> Tally:
         """The one Tally of `child` (several statuses share an outcome's child)."""

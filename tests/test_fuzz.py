@@ -660,3 +660,156 @@ def test_an_answer_decision_with_a_field_longer_than_its_column_is_recorded(serv
         server.send(WebRequest("GET", f"to=447700900000&{field}={'a' * 101}"), "/voice/answer")
         assert server.stored() == (before[0], before[1] + 1)
         server.assert_no_traceback()
+
+
+# --- POST /client/token: no request that fails authentication ever gets a token --------------------------------
+
+APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
+CLIENT_AUTH_KEY = "fuzz-client-auth-key-0123456789abcdef0123456789"
+
+
+@pytest.fixture(scope="module")
+def login_issuer():
+    from support.oidc_issuer import OidcIssuer
+
+    issuer = OidcIssuer()
+    yield issuer
+    issuer.close()
+
+
+@pytest.fixture
+def login_settings(tmp_path):
+    from support import keys
+
+    path = tmp_path / "private.key"
+    path.write_bytes(keys.pkcs8())
+    return {"VONAGE_APPLICATION_ID": APPLICATION_ID, "VONAGE_PRIVATE_KEY": str(path)}
+
+
+def forged_id_tokens(issuer) -> list[str]:
+    """ID tokens that must not log anyone in: each wrong in one way, and a few wrong in every way."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    now = int(time.time())
+    good = issuer.id_token("Alice")
+    header, payload, signature = good.split(".")
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return [
+        issuer.id_token(iat=now - 7200, exp=now - 3600),
+        issuer.id_token(iat=now + 3600, exp=now + 7200),
+        issuer.id_token(nbf=now + 3600),
+        issuer.id_token(iss="https://evil.example"),
+        issuer.id_token(aud="another-app"),
+        issuer.id_token(exp=None),
+        issuer.id_token(sub=None),
+        issuer.id_token(key_id="made-up-key"),
+        issuer.unsigned_token(),
+        issuer.hs256_with_public_key(),
+        jwt.encode(issuer.claims("Alice"), stranger, algorithm="RS256", headers={"kid": issuer.key_id()}),
+        f"{header}.{issuer.id_token('Mallory').split('.')[1]}.{signature}",
+        f"{header}.{payload}.{signature[:-4]}AAAA",
+        f"{header}.{payload}",
+        f"{header}.{payload}.{signature}.x",
+    ]
+
+
+def made_up_jwts(issuer):
+    """JWTs of any header and claims, with no signature, a garbage one, or a real one of another token."""
+    values = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        plain_text,
+        st.lists(plain_text, max_size=2),
+        st.sampled_from(["RS256", "ES256", "HS256", "none", "EdDSA", issuer.key_id(), issuer.url, "Alice"]),
+    )
+    headers = st.fixed_dictionaries({"alg": values}, optional={"kid": values, "typ": values, "crit": values})
+    claims = st.dictionaries(st.sampled_from(["iss", "aud", "sub", "exp", "iat", "nbf"]), values, max_size=6)
+    signatures = st.sampled_from(["", "AAAA", issuer.id_token("Alice").split(".")[2]])
+    return st.builds(
+        lambda header, claim, signature: (
+            f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claim).encode())}.{signature}"
+        ),
+        headers,
+        claims,
+        signatures,
+    )
+
+
+def refused_login(response) -> None:
+    assert_not_a_server_error(response, retry_after_allowed=True)
+    assert response.status_code != 200, response.get_data(as_text=True)[:300]
+    assert b'"token"' not in response.get_data(), response.get_data(as_text=True)[:300]
+
+
+@pytest.mark.parametrize("mode", ["key", "oidc"])
+def test_no_request_that_fails_authentication_ever_gets_a_token(server_factory, login_issuer, login_settings, mode):
+    from support.oidc_issuer import AUDIENCE
+
+    settings = {"CLIENT_AUTH": "key", "CLIENT_AUTH_KEY": CLIENT_AUTH_KEY} if mode == "key" else {}
+    if mode == "oidc":
+        settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": login_issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
+    forged = [*GARBAGE_AUTHORIZATION, *(f"Bearer {token}" for token in forged_id_tokens(login_issuer))]
+    forged += [f"Bearer {CLIENT_AUTH_KEY[:-1]}", f"Bearer {CLIENT_AUTH_KEY}x", f"Basic {CLIENT_AUTH_KEY}"]
+    latin1 = st.binary(max_size=80).map(lambda raw: raw.decode("latin-1").replace("\r", "").replace("\n", ""))
+    made_up = made_up_jwts(login_issuer).map(lambda token: f"Bearer {token}")
+    bearers = st.one_of(latin1, st.sampled_from(forged), made_up, made_up)
+    headers = st.one_of(st.just({}), bearers.map(lambda value: {"Authorization": value}))
+    with server_factory(**login_settings, **settings) as server:
+
+        @examples(1)
+        @given(request=any_requests(methods=("POST",)), headers=headers)
+        def no_token(request: WebRequest, headers: dict):
+            server.begin()
+            refused_login(server.send(request, "/client/token", headers))
+            server.assert_no_traceback()
+
+        no_token()
+
+
+@pytest.mark.parametrize("mode", ["key", "oidc"])
+def test_a_proven_user_gets_a_token_for_exactly_that_name_or_a_400(server_factory, login_issuer, login_settings, mode):
+    from support import keys
+    from support.oidc_issuer import AUDIENCE
+
+    if mode == "key":
+        settings = {"CLIENT_AUTH": "key", "CLIENT_AUTH_KEY": CLIENT_AUTH_KEY}
+    else:
+        settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": login_issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
+    with server_factory(**login_settings, **settings) as server:
+
+        @examples(0.5)
+        @given(user=plain_text)
+        def exactly_that_name(user: str):
+            server.begin()
+            if mode == "key":
+                request = WebRequest(
+                    "POST", "", json.dumps({"user": user}).encode(), {"Content-Type": "application/json"}
+                )
+                response = server.send(request, "/client/token", {"Authorization": f"Bearer {CLIENT_AUTH_KEY}"})
+            else:
+                token = login_issuer.id_token(user)
+                response = server.send(WebRequest("POST"), "/client/token", {"Authorization": f"Bearer {token}"})
+            # An empty claim names nobody: the ID token is refused as without one.
+            expected = (401,) if mode == "oidc" and user == "" else (200, 400)
+            assert response.status_code in expected, response.get_data(as_text=True)[:300]
+            if response.status_code == 200:
+                claims = jwt.decode(response.get_json()["token"], keys.rsa_key().public_key(), algorithms=["RS256"])
+                assert claims["sub"] == user == response.get_json()["user"]
+            server.assert_no_traceback()
+
+        exactly_that_name()
+
+
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, 256, None, "x" * 5000])
+def test_an_id_token_whose_alg_is_not_a_name_is_a_401(server_factory, login_issuer, login_settings, alg):
+    """An `alg` that was a list reached a dict lookup and was a 500 (unhashable); a long one filled the log."""
+    from support.oidc_issuer import AUDIENCE
+
+    header = b64url(json.dumps({"alg": alg, "kid": login_issuer.key_id()}).encode())
+    token = f"{header}.{b64url(json.dumps(login_issuer.claims()).encode())}.AAAA"
+    settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": login_issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
+    with server_factory(**login_settings, **settings) as server:
+        response = server.send(WebRequest("POST"), "/client/token", {"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401 and len(response.get_json()["error"]) < 300
+        server.assert_no_traceback()

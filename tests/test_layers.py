@@ -4,7 +4,8 @@
     commands                    the `flask` commands
     simulator                   plays whole signed calls
     edge                        the HTTP edge: routes, the webhook request, payloads, signatures, errors, status
-    calllog | vonage_helper     the call log; Vonage's REST APIs (neither imports the other)
+    calllog | vonage_helper | identity
+                                the call log; Vonage's REST APIs; login tokens (none imports another)
     runtime                     logging, metrics, stop signals
     ncco, policy, events, config    the call core: plain values
 
@@ -26,6 +27,7 @@ RANKS = {
     "runtime": 1,
     "calllog": 2,
     "vonage_helper": 2,
+    "identity": 2,
     "edge": 3,
     "simulator": 4,
     "commands": 5,
@@ -33,7 +35,7 @@ RANKS = {
 }
 CORE = {"ncco", "policy", "events", "config"}
 WIRING = {"app", "serve", "bench"}
-PACKAGES = {"runtime", "calllog", "vonage_helper", "edge", "simulator", "commands"}
+PACKAGES = {"runtime", "calllog", "vonage_helper", "identity", "edge", "simulator", "commands"}
 # The only modules at the top: the call core and the wiring.
 TOP_LEVEL = CORE | {"app", "serve"}
 

@@ -5,20 +5,18 @@
 import os
 import stat
 import subprocess
-import sys
 import uuid
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from conftest import ROOT
 from support import keys
+from support.commands import PUBLIC_URL, assert_one_error_line, flask
 from support.ngrok_standin import NgrokStandIn, tunnel
 from support.servers import free_port
-from support.vonage_standin import API_KEY, API_SECRET, VonageStandIn, make_certificate
+from support.vonage_standin import VonageStandIn, make_certificate
 
-PUBLIC_URL = "https://abc123.ngrok.app"
 NUMBER = {"country": "GB", "msisdn": "447700900001", "type": "mobile-lvn", "features": ["VOICE", "SMS"]}
 # A .env as a developer keeps one: comments, a blank line, an inline comment, an export, a value over two lines,
 # and no newline at the end.
@@ -68,39 +66,6 @@ def setup(project, vonage, certificate):
     return run
 
 
-def flask(project, vonage, certificate, *args: str, umask: int = 0o022, **env: str) -> subprocess.CompletedProcess:
-    kept = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("VONAGE_", "FLASK_")) and name.lower() not in ("https_proxy", "http_proxy", "all_proxy")
-    }
-    kept.pop("LOG_FORMAT", None)
-    kept.pop("PUBLIC_URL", None)
-    environment = {
-        **kept,
-        "PYTHONPATH": str(ROOT),
-        "FLASK_APP": "app",
-        "DATABASE_URL": f"sqlite:///{project}/calls.db",
-        "INSTANCE_PATH": str(project / "instance"),
-        # Nothing listens here: a developer's running ngrok agent is never asked.
-        "NGROK_API_URL": f"http://127.0.0.1:{free_port()}",
-        "VONAGE_API_KEY": API_KEY,
-        "VONAGE_API_SECRET": API_SECRET,
-        "PUBLIC_URL": PUBLIC_URL,
-        "VONAGE_API_HOST": vonage.host,
-        "VONAGE_REST_HOST": vonage.host,
-        "VONAGE_TIMEOUT": "10",
-        "REQUESTS_CA_BUNDLE": str(certificate[0]),
-        "NO_PROXY": "127.0.0.1,localhost",
-        **env,
-    }
-    environment = {name: value for name, value in environment.items() if value is not None}
-    command = [sys.executable, "-m", "flask", *args]
-    return subprocess.run(
-        command, cwd=project, env=environment, capture_output=True, text=True, timeout=90, umask=umask
-    )
-
-
 def env_lines(project) -> list[str]:
     return (project / ".env").read_text().splitlines()
 
@@ -108,19 +73,6 @@ def env_lines(project) -> list[str]:
 def created_application(vonage) -> dict:
     (created,) = vonage.applications.values()
     return created
-
-
-def assert_one_error_line(result, *says: str, exit_code: int | None = None) -> str:
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output, output
-    assert result.returncode != 0, output
-    if exit_code is not None:
-        assert result.returncode == exit_code, output
-    (line,) = result.stderr.splitlines()
-    assert line.startswith("error: "), line
-    for text in says:
-        assert text in line, line
-    return line
 
 
 # --- A new project ------------------------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
-"""The Vonage client helper behind `flask setup`, `flask call`, `flask token`, `flask webhooks` and `flask sign`.
+"""The Vonage client helper behind `flask setup`, `flask call`, `flask token`, `flask webhooks`, `flask sign`,
+`flask users` and `flask push`.
 
-Only the command line imports it (see commands/cli.py), and serve.py's main process when it needs it, so no worker serving
-webhooks loads the SDK's REST client. errors, ngrok, backups, env_file and sign use no SDK.
+Only the command line imports it (see commands/cli.py), serve.py's main process when it needs it, and a worker only
+with CLIENT_CREATE_USERS=on (edge/login_users.py), so no worker serving webhooks loads the SDK's REST client. errors, ngrok, backups, env_file and sign use no SDK.
 
     errors     a failure as one line and an exit code
     clients    credentials, the two kinds of client, and Vonage's errors as one line each
     calls      placing a call through the destination policy
     tokens     Client SDK login tokens
+    users      the application's Client SDK users (the Users API): list, create, delete, sync
+    push       the push credentials Vonage rings a backgrounded app with, checked, then uploaded
     ngrok      finding this server's public URL from a running ngrok agent
     backups    the record of the webhooks an application had before they were pointed here
     webhooks   pointing the application's voice webhooks at this server, showing them, putting them back; the

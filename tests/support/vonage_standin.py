@@ -7,9 +7,14 @@ It speaks the shapes the SDK sends and reads:
     GET|PUT /v2/applications/{id}    read, replace (404 for an unknown id)
     GET /account/numbers             the account's numbers, filtered by pattern and search_pattern
     POST /number/update              form: country, msisdn, app_id; answers {"error-code": "200", ...}
-Each request must carry the account's key and secret, as Basic auth or as api_key and api_secret parameters; any
-other answers 401, as Vonage does. Every request is recorded, and `fail` makes every later one (or those to one
-path) fail: "500", "malformed" (a 2xx whose body is not JSON) or "slow" (no answer until the stand-in is closed).
+    GET|POST /v1/users               list (page_size, cursor, name; HAL pages), create (409 for a name taken)
+    GET|DELETE /v1/users/{id}        read, delete (404 for an unknown id)
+    PUT /v1/applications/{id}/push_tokens/android|ios   store what it is given, checking nothing (as Vonage)
+Each request must carry the account's key and secret, as Basic auth or as api_key and api_secret parameters, or,
+for the /v1 APIs, an application JWT signed with the private key of `application_key`'s pair; any other answers
+401, as Vonage does. Every request is recorded, and `fail` makes every later one (or those to one
+path) fail: "500", "malformed" (a 2xx whose body is not JSON), "slow" (no answer until the stand-in is closed),
+"429" (with Retry-After) or "404".
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from cryptography.x509.oid import NameOID
 
 API_KEY = "abcd1234"
 API_SECRET = "s3cret-api-0123"
-FAILURES = ("500", "malformed", "slow")
+FAILURES = ("500", "malformed", "slow", "429", "404")
+RATE_LIMIT_RETRY_AFTER = "7"
 WRITES = ("POST", "PUT", "DELETE")
 
 
@@ -80,7 +86,11 @@ class Received:
 class VonageStandIn:
     """The stand-in's state (applications by id, the account's numbers, what it received) and its HTTPS server."""
 
-    def __init__(self, certificate: tuple[Path, Path], numbers: list[dict] | None = None):
+    def __init__(self, certificate: tuple[Path, Path], numbers: list[dict] | None = None, application_key=None):
+        """`application_key`: the public key of the application's pair, which the /v1 APIs' JWTs must verify with."""
+        self.application_key = application_key
+        self.users: dict[str, dict] = {}
+        self.push_tokens: dict[tuple[str, str], dict] = {}
         self.applications: dict[str, dict] = {}
         self.numbers = copy.deepcopy(numbers or [])
         self.received: list[Received] = []
@@ -127,6 +137,14 @@ class VonageStandIn:
             return 200, self._owned_numbers(request.query)
         if request.path == "/number/update" and request.method == "POST":
             return self._update_number(request.body or {})
+        if request.path == "/v1/users":
+            return self._list_users(request.query) if request.method == "GET" else self._create_user(request.body or {})
+        if parts[:2] == ["v1", "users"] and len(parts) == 3 and request.method in ("GET", "DELETE"):
+            return self._user(parts[2], request.method)
+        if parts[:2] == ["v1", "applications"] and parts[3:4] == ["push_tokens"] and request.method == "PUT":
+            with self.lock:
+                self.push_tokens[(parts[2], parts[4])] = copy.deepcopy(request.body or {})
+            return 200, {}
         return 404, {"type": "about:blank", "title": "Not Found", "detail": f"no route {request.path}"}
 
     def _create(self, body: dict) -> tuple[int, object]:
@@ -164,6 +182,47 @@ class VonageStandIn:
         # As Vonage answers: no `numbers` at all when there are none.
         return {"count": len(numbers), "numbers": numbers} if numbers else {"count": 0}
 
+    def add_user(self, name: str, display_name: str | None = None) -> dict:
+        user = {"id": f"USR-{uuid.uuid4()}", "name": name, "display_name": display_name}
+        with self.lock:
+            self.users[user["id"]] = user
+        return user
+
+    def user_names(self) -> list[str]:
+        with self.lock:
+            return sorted(user["name"] for user in self.users.values())
+
+    def _list_users(self, query: dict[str, str]) -> tuple[int, object]:
+        with self.lock:
+            users = sorted(self.users.values(), key=lambda user: user["id"])
+        if query.get("name"):
+            users = [user for user in users if user["name"] == query["name"]]
+        size, start = int(query.get("page_size") or 100), int(query.get("cursor") or 0)
+        page = users[start : start + size]
+        links = {
+            "self": {"href": "https://api.nexmo.com/v1/users"},
+            "first": {"href": "https://api.nexmo.com/v1/users"},
+        }
+        if start + size < len(users):
+            links["next"] = {"href": f"https://api.nexmo.com/v1/users?page_size={size}&cursor={start + size}"}
+        document = {"page_size": size, "_embedded": {"users": [_user_document(user) for user in page]}, "_links": links}
+        return 200, document
+
+    def _create_user(self, body: dict) -> tuple[int, object]:
+        name = body.get("name")
+        if name in self.user_names():
+            return 409, {"title": "Conflict", "code": "user:error:duplicate-name", "detail": f"User {name} exists"}
+        return 201, _user_document(self.add_user(name or f"NAM-{uuid.uuid4()}", body.get("display_name")))
+
+    def _user(self, user_id: str, method: str) -> tuple[int, object]:
+        with self.lock:
+            if user_id not in self.users:
+                return 404, {"title": "Not found.", "code": "user:error:not-found", "detail": "User does not exist"}
+            if method == "DELETE":
+                del self.users[user_id]
+                return 204, None
+            return 200, _user_document(self.users[user_id])
+
     def _update_number(self, form: dict) -> tuple[int, object]:
         with self.lock:
             for number in self.numbers:
@@ -171,6 +230,10 @@ class VonageStandIn:
                     number["app_id"] = form.get("app_id")
                     return 200, {"error-code": "200", "error-code-label": "success"}
         return 200, {"error-code": "420", "error-code-label": "Numbers from this country can be requested only"}
+
+
+def _user_document(user: dict) -> dict:
+    return {**user, "_links": {"self": {"href": f"https://api.nexmo.com/v1/users/{user['id']}"}}}
 
 
 def _fields(encoded: str) -> dict[str, str]:
@@ -181,12 +244,27 @@ def _invalid(name: str, reason: str) -> dict:
     return {"title": "Bad Request", "invalid_parameters": [{"name": name, "reason": reason}]}
 
 
-def _authorized(request: Received) -> bool:
+def _authorized(request: Received, application_key=None) -> bool:
+    if request.path.startswith("/v1/"):
+        return _application_jwt(request.authorization, application_key)
     expected = "Basic " + base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()
     if request.authorization is not None:
         return request.authorization == expected
     fields = {**request.query, **(request.body or {})}
     return (fields.get("api_key"), fields.get("api_secret")) == (API_KEY, API_SECRET)
+
+
+def _application_jwt(authorization: str | None, application_key) -> bool:
+    """Whether the request carries an application JWT (RS256) that the application's public key verifies."""
+    import jwt
+
+    if application_key is None or not authorization or not authorization.startswith("Bearer "):
+        return False
+    try:
+        claims = jwt.decode(authorization.removeprefix("Bearer "), application_key, algorithms=["RS256"])
+    except jwt.InvalidTokenError:
+        return False
+    return bool(claims.get("application_id"))
 
 
 def _handler(stand_in: VonageStandIn) -> type[BaseHTTPRequestHandler]:
@@ -200,8 +278,12 @@ def _handler(stand_in: VonageStandIn) -> type[BaseHTTPRequestHandler]:
             with stand_in.lock:
                 stand_in.received.append(request)
             failure = stand_in.failure if stand_in.failing_path in (None, request.path) else None
-            if not _authorized(request):
+            if not _authorized(request, stand_in.application_key):
                 self._send(401, json.dumps({"type": "about:blank", "title": "Unauthorized"}).encode())
+            elif failure == "429":
+                self._send(429, b'{"title": "Too Many Requests"}', ("Retry-After", RATE_LIMIT_RETRY_AFTER))
+            elif failure == "404":
+                self._send(404, b'{"title": "Not Found"}')
             elif failure == "500":
                 self._send(500, json.dumps({"title": "Internal Server Error"}).encode())
             elif failure == "malformed":
@@ -210,7 +292,7 @@ def _handler(stand_in: VonageStandIn) -> type[BaseHTTPRequestHandler]:
                 stand_in.closing.wait(120)
             else:
                 status, document = stand_in.answer(request)
-                self._send(status, json.dumps(document).encode())
+                self._send(status, b"" if document is None else json.dumps(document).encode())
 
         def _read(self) -> Received:
             parts = urlsplit(self.path)
@@ -229,9 +311,11 @@ def _handler(stand_in: VonageStandIn) -> type[BaseHTTPRequestHandler]:
                 self.command, parts.path, _fields(parts.query), body, content_type, self.headers.get("Authorization")
             )
 
-        def _send(self, status: int, body: bytes) -> None:
+        def _send(self, status: int, body: bytes, *headers: tuple[str, str]) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            for name, value in headers:
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
