@@ -667,6 +667,21 @@ def describe_age(age: timedelta) -> str:
 
 
 # Client SDK login tokens: Vonage's samples give 1 h to 24 h, and peers cap SDK tokens at 24 h.
+# A Client SDK login token (POST /client/token, flask token): what it may reach, and how long it may last.
+# What a Client SDK user may reach (docs/platform.md). The paths that control calls and send messages (/*/calls/**, /*/messages/**)
+# are the backend's own and never in a user's token: with them, any logged-in user could place calls anywhere.
+CLIENT_SDK_PATHS = (
+    "/*/users/**",
+    "/*/conversations/**",
+    "/*/sessions/**",
+    "/*/devices/**",
+    "/*/image/**",
+    "/*/media/**",
+    "/*/applications/**",
+    "/*/push/**",
+    "/*/knocking/**",
+    "/*/legs/**",
+)
 LONGEST_CLIENT_TOKEN = timedelta(hours=24)
 SHORTEST_CLIENT_TOKEN = timedelta(minutes=1)
 DURATION_UNITS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1)}

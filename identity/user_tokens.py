@@ -10,22 +10,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from config import ConfigError, private_key_refusal, private_key_source, private_key_text
-
-# What a Client SDK user may reach. The paths that control calls and send messages (/*/calls/**, /*/messages/**)
-# are the backend's own and never in a user's token: with them, any logged-in user could place calls anywhere.
-CLIENT_SDK_PATHS = (
-    "/*/users/**",
-    "/*/conversations/**",
-    "/*/sessions/**",
-    "/*/devices/**",
-    "/*/image/**",
-    "/*/media/**",
-    "/*/applications/**",
-    "/*/push/**",
-    "/*/knocking/**",
-    "/*/legs/**",
-)
+from config import CLIENT_SDK_PATHS, ConfigError, private_key_refusal, private_key_source, private_key_text
 
 
 def user_token_claims(application_id: str, user: str, issued: datetime, ttl: timedelta) -> dict:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from config import ConfigError, settings_from
+from config import CLIENT_SDK_PATHS, ConfigError, settings_from
 from identity.issuer_keys import FetchFailed, IssuerJwks, IssuerKeys, KeysUnavailable, UnknownKey, usable_keys
 from identity.refusals import bearer_token, key_matches
-from identity.user_tokens import CLIENT_SDK_PATHS, expires_at, user_token_claims
+from identity.user_tokens import expires_at, user_token_claims
 from support.oidc_issuer import JWKS_PATH, OidcIssuer
 
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"

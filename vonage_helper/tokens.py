@@ -7,25 +7,11 @@ import time
 
 from vonage import Auth
 
-from config import Settings
+from config import CLIENT_SDK_PATHS, LONGEST_CLIENT_TOKEN, Settings
 from vonage_helper.clients import DASHBOARD, EXIT_SETTINGS, HelperError, private_key_pem, require
 
-MAX_TOKEN_SECONDS = 24 * 3600
-# The paths the Client SDK tutorial's user tokens grant.
-CLIENT_SDK_ACL = {
-    "paths": {
-        "/*/users/**": {},
-        "/*/conversations/**": {},
-        "/*/sessions/**": {},
-        "/*/devices/**": {},
-        "/*/image/**": {},
-        "/*/media/**": {},
-        "/*/applications/**": {},
-        "/*/push/**": {},
-        "/*/knocking/**": {},
-        "/*/legs/**": {},
-    }
-}
+MAX_TOKEN_SECONDS = int(LONGEST_CLIENT_TOKEN.total_seconds())
+CLIENT_SDK_ACL = {"paths": {path: {} for path in CLIENT_SDK_PATHS}}
 
 
 def parse_ttl(text: str) -> int:
