@@ -29,10 +29,10 @@ from collections import OrderedDict
 from urllib.parse import quote, urlencode
 
 from flask import Flask, current_app, request
-from prometheus_client import Counter
 from werkzeug.routing import PathConverter
 
 from runtime.logs import LOGGER_NAME
+from runtime.metrics import counted_by
 
 log = logging.getLogger(f"{LOGGER_NAME}.call_log")
 
@@ -148,14 +148,13 @@ class Access:
 
     def __init__(self, app: Flask):
         self.failed = FailedTokens()
-        registry = app.extensions["metrics"].registry
-        counter = Counter(
+        self.counted = counted_by(
             "voice_call_log_token_failures",
             "Requests to the call log's page, API or /metrics with a wrong token, by surface",
-            ["route"],
-            registry=registry,
+            "route",
+            SURFACES,
+            app.extensions["metrics"].registry,
         )
-        self.counted = {surface: counter.labels(surface) for surface in SURFACES}
 
 
 def init_app(state) -> None:

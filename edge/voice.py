@@ -161,13 +161,11 @@ class VoiceWebhooks:
 
     def serve(self, route: Route, req: WebhookRequest) -> Reply:
         """The reply to a request that refuse_early let through."""
-        voice = self.voice
         try:
-            refusal = check_signature(voice, req)
+            refusal = self._signature_refusal(route, req)
             if refusal is not None:
-                route.refused.inc()
                 return refusal
-            reply = route.handle(voice, req, route.webhook)
+            reply = route.handle(self.voice, req, route.webhook)
         except Exception as error:
             return self._failed(route, req, error)
         route.by_status[reply.status].inc()
@@ -177,9 +175,8 @@ class VoiceWebhooks:
         """serve, for an event route on an event loop: the commit is awaited on `channel`."""
         voice = self.voice
         try:
-            refusal = check_signature(voice, req)
+            refusal = self._signature_refusal(route, req)
             if refusal is not None:
-                route.refused.inc()
                 return refusal
             prepared = prepare_event(voice, req)
             if isinstance(prepared, Reply):
@@ -195,6 +192,13 @@ class VoiceWebhooks:
             return self._failed(route, req, error)
         route.by_status[reply.status].inc()
         return reply
+
+    def _signature_refusal(self, route: Route, req: WebhookRequest) -> Reply | None:
+        """check_signature's refusal, counted on the route; None for a request signed by Vonage (or signatures off)."""
+        refusal = check_signature(self.voice, req)
+        if refusal is not None:
+            route.refused.inc()
+        return refusal
 
     def _failed(self, route: Route, req: WebhookRequest, error: Exception) -> Reply:
         reply = failed(self.voice, req, route.webhook, error)

@@ -73,6 +73,12 @@ def outcome_of(status: int) -> str:
     return "bad_request" if status < 500 else "error"
 
 
+def counted_by(name: str, documentation: str, label: str, values: Iterable[str], registry: CollectorRegistry) -> dict:
+    """A counter with one label, as {value: its series}: every series is in the scrape from the start, at 0."""
+    counter = Counter(name, documentation, [label], registry=registry)
+    return {value: counter.labels(value) for value in values}
+
+
 class Metrics:
     """Every metric the server keeps, in `registry`; each process (worker, writer) builds one at start-up."""
 
@@ -179,15 +185,17 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
-        errors = Counter("voice_database_errors", "Database failures by operation", ["operation"], registry=registry)
-        self.commit_errors, self.read_errors = (errors.labels(operation) for operation in DATABASE_OPERATIONS)
-        ended = Counter(
+        errors = counted_by(
+            "voice_database_errors", "Database failures by operation", "operation", DATABASE_OPERATIONS, registry
+        )
+        self.commit_errors, self.read_errors = (errors[operation] for operation in DATABASE_OPERATIONS)
+        self.calls_ended = counted_by(
             "voice_calls_ended",
             "Call legs that reached a final status, by the first final status each reached",
-            ["final_status"],
-            registry=registry,
+            "final_status",
+            FINAL_STATUSES,
+            registry,
         )
-        self.calls_ended = {status: ended.labels(status) for status in FINAL_STATUSES}
         self.answer_replays = Counter(
             "voice_answer_replays",
             "Answer requests whose signed token (jti) was already recorded: answered again, not recorded twice",

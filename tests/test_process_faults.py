@@ -50,11 +50,12 @@ from support.production import (
     short_tmpdir,
     signed_answer,
     signed_event,
+    start_server,
     stop_group,
     stored_answer_conversations,
     wait_until,
 )
-from support.servers import free_port, wait_until_listening
+from support.servers import free_port
 
 ORPHANS_GONE_SECONDS = 20
 ANSWERS_WHILE_HUNG = 20
@@ -67,50 +68,9 @@ IDLE_CONNECTIONS = 400
 REQUESTS_WHILE_EXHAUSTED = 20
 
 
-# Starting the server: start_server's way, but on a port and in a TMPDIR of the test's choosing, and with a function
-# run in the child before serve.py (server_env cannot take PORT in its settings: it already passes its own).
-
-_launches = iter(range(1_000_000))
-
-
-def launch(
-    folder: Path,
-    database_url: str,
-    *,
-    port: int | None = None,
-    tmpdir: Path | None = None,
-    workers: int = 2,
-    preexec_fn=None,
-    **settings,
-) -> Production:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmpdir = tmpdir or short_tmpdir()
-    port = port or free_port()
-    output_path = folder / f"server-{port}-{next(_launches)}.log"
-    with open(output_path, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "serve.py"],
-            cwd=ROOT,
-            env=server_env(port, tmpdir, database_url, workers, settings),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec_fn,
-        )
-    server = Production(process, port, output_path, database_url, workers, tmpdir)
-    try:
-        wait_until_listening(port, process)
-        wait_until(lambda: server.started_workers() == workers, 60, "the workers did not start", process)
-    except BaseException as error:
-        stop_group(process)
-        raise AssertionError(f"the server did not start ({error}); its output:\n{server.output()[-3000:]}") from None
-    return server
-
-
 @contextlib.contextmanager
 def serving(folder: Path, database_url: str, keep_tmpdir: bool = False, **options):
-    server = launch(folder, database_url, **options)
+    server = start_server(folder, database_url, **options)
     try:
         yield server
     finally:
@@ -215,7 +175,7 @@ def test_serve_killed_with_sigkill_leaves_no_worker_or_writer_and_a_new_server_t
     database_url = sqlite_url(tmp_path)
     tmpdir = short_tmpdir()
     try:
-        first = launch(tmp_path / "first", database_url, tmpdir=tmpdir)
+        first = start_server(tmp_path / "first", database_url, tmpdir=tmpdir)
         try:
             roles = first.roles()
             children = set(roles["writer"] + roles["worker"])
@@ -548,7 +508,7 @@ def test_server_out_of_descriptors_answers_2xx_or_503_never_500_and_acknowledges
 
 
 def test_a_writer_that_keeps_exiting_is_restarted_with_growing_delays_then_the_server_stops_with_one_line(tmp_path):
-    server = launch(tmp_path / "server", sqlite_url(tmp_path))
+    server = start_server(tmp_path / "server", sqlite_url(tmp_path))
     try:
         assert event_acknowledged(server, "before", 0), f"an event before the writer broke{tail(server)}"
         (writer,) = server.roles()["writer"]

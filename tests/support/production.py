@@ -119,12 +119,27 @@ def short_tmpdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="vt-", dir="/tmp" if os.path.isdir("/tmp") else None))
 
 
-def start_server(folder: Path, database_url: str, workers: int = 2, **settings) -> Production:
-    """Start serve.py and wait until every worker has started; its output goes to a file in `folder`."""
+_launches = itertools.count()
+
+
+def start_server(
+    folder: Path,
+    database_url: str,
+    workers: int = 2,
+    *,
+    port: int | None = None,
+    tmpdir: Path | None = None,
+    preexec_fn=None,
+    **settings,
+) -> Production:
+    """Start serve.py and wait until every worker has started; its output goes to a file in `folder`. On a free
+    port and in a fresh TMPDIR unless the test names them (a restart on the same port, say); `preexec_fn` runs in
+    the child before serve.py (server_env cannot take PORT in its settings: it passes its own)."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmpdir = short_tmpdir()
-    port = free_port()
-    output_path = folder / f"server-{port}.log"
+    own_tmpdir = tmpdir is None
+    tmpdir = tmpdir or short_tmpdir()
+    port = port or free_port()
+    output_path = folder / f"server-{port}-{next(_launches)}.log"
     with open(output_path, "wb") as output:
         process = subprocess.Popen(
             [sys.executable, "serve.py"],
@@ -134,6 +149,7 @@ def start_server(folder: Path, database_url: str, workers: int = 2, **settings) 
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
     server = Production(process, port, output_path, database_url, workers, tmpdir)
     try:
@@ -141,7 +157,8 @@ def start_server(folder: Path, database_url: str, workers: int = 2, **settings) 
         wait_until(lambda: server.started_workers() >= workers, 60, "the workers did not start", process)
     except BaseException as error:
         stop_group(process)
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        if own_tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
         raise AssertionError(f"the server did not start ({error}); its output:\n{server.output()[-3000:]}") from None
     return server
 
