@@ -18,6 +18,8 @@ from app import close_app, create_app
 from calllog.queries import CallLogReader
 from calllog.schema import Database
 from config import settings_from
+from support import keys
+from support.vonage_standin import VonageStandIn, make_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -130,3 +132,26 @@ def own_postgres():
         yield postgres
     finally:
         postgres.destroy()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and localhost, for the HTTPS stand-ins: (certificate file, key)."""
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def vonage(certificate):
+    """Vonage's REST APIs over HTTPS on loopback, taking the application's JWTs (signed with support.keys' key)."""
+    stand_in = VonageStandIn(certificate, application_key=keys.rsa_key().public_key())
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A project folder of a user's own, holding the application's private key."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "private.key").write_bytes(keys.pkcs8())
+    return folder

@@ -359,7 +359,7 @@ def test_with_client_auth_unset_the_route_is_a_404_naming_client_auth(tmp_path, 
 IMPORTS_SCRIPT = """
 import json, sys, tempfile
 sys.path.insert(0, "tests")
-from app import create_app
+from app import close_app, create_app
 
 folder = tempfile.mkdtemp()
 common = {"DATABASE_URL": f"sqlite:///{folder}/calls.db", "INSTANCE_PATH": folder, "CALL_LOG_TOKEN": "x" * 20,
@@ -382,7 +382,7 @@ statuses = [
       for token in tokens),
 ]
 for app in (unset, key, oidc):
-    app.extensions["call_log"].close()
+    close_app(app)
 issuer.close()
 print(json.dumps({"off": off, "statuses": statuses, "imported": sorted(set(sys.modules) - before)}))
 """

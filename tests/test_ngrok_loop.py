@@ -26,15 +26,8 @@ from support.ngrok_standin import (
     webhooks_at,
 )
 from support.servers import free_port, run_env, wait_until_listening
-from support.vonage_standin import make_certificate
 from vonage_helper.auto import AutoWebhooks
 from vonage_helper.ngrok import NgrokError, find_tunnel, forwarded_port, tunnel_notes
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 and localhost: (certificate file, key file)."""
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -14,30 +14,9 @@ from cryptography.x509.oid import NameOID
 
 from support import keys
 from support.commands import assert_one_error_line, flask
-from support.vonage_standin import VonageStandIn, make_certificate
 
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 PUSH_PATH = f"/v1/applications/{APPLICATION_ID}/push_tokens"
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def vonage(certificate):
-    stand_in = VonageStandIn(certificate, application_key=keys.rsa_key().public_key())
-    yield stand_in
-    stand_in.close()
-
-
-@pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "private.key").write_bytes(keys.pkcs8())
-    return folder
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from support import keys
 from support.commands import PUBLIC_URL, assert_one_error_line, flask
 from support.ngrok_standin import NgrokStandIn, tunnel
 from support.servers import free_port
-from support.vonage_standin import VonageStandIn, make_certificate
+from support.vonage_standin import VonageStandIn
 
 NUMBER = {"country": "GB", "msisdn": "447700900001", "type": "mobile-lvn", "features": ["VOICE", "SMS"]}
 # A .env as a developer keeps one: comments, a blank line, an inline comment, an export, a value over two lines,
@@ -34,11 +34,6 @@ WEBHOOKS = {
     "event_url": {"address": f"{PUBLIC_URL}/voice/event", "http_method": "POST"},
     "fallback_answer_url": {"address": f"{PUBLIC_URL}/voice/fallback", "http_method": "GET"},
 }
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

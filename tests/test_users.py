@@ -11,30 +11,10 @@ from support import keys
 from support.commands import assert_one_error_line, flask
 from support.production import wait_until
 from support.servers import run_server
-from support.vonage_standin import RATE_LIMIT_RETRY_AFTER, VonageStandIn, make_certificate
+from support.vonage_standin import RATE_LIMIT_RETRY_AFTER
 
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 CLIENT_AUTH_KEY = "a-backend-key-that-is-long-enough-0123456789"
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def vonage(certificate):
-    stand_in = VonageStandIn(certificate, application_key=keys.rsa_key().public_key())
-    yield stand_in
-    stand_in.close()
-
-
-@pytest.fixture
-def project(tmp_path):
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "private.key").write_bytes(keys.pkcs8())
-    return folder
 
 
 @pytest.fixture
