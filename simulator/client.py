@@ -113,7 +113,7 @@ class Simulator:
         if response is None:
             answer.problem += "; Vonage would retry, then try the fallback answer URL"
             return result
-        answer.problem = answer_problem(response, answer.latency_ms)
+        answer.problem = answer_problem(response, answer.latency_ms, signed=bool(self.secret))
         if answer.problem:
             return result
         result.ncco = response.json()
@@ -153,6 +153,9 @@ class Simulator:
             exchange, reply = self._send(what, "POST", url, payload, self.event_timeout)
             if reply is not None and not 200 <= reply.status_code < 300:
                 exchange.problem = f"answered {reply.status_code}: {reply.text[:200]}"
+                hint = signature_hint(reply, signed=bool(self.secret))
+                if hint:
+                    exchange.problem += f"; {hint}"
             result.events.append(exchange)
         return reply
 
@@ -171,9 +174,33 @@ def read_told_why(result: CallResult, exchange: Exchange, reply: requests.Respon
     return actions
 
 
-def answer_problem(response: requests.Response, latency_ms: float) -> str | None:
+SIGNATURE_REFUSED = "webhook signature check failed"
+
+
+def signature_hint(response: requests.Response, signed: bool) -> str | None:
+    """What to set in this shell when the server refused the simulator's signature, or None for any other reply."""
+    if response.status_code not in (401, 503):
+        return None
+    try:
+        error = response.json().get("error", "")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, str) or not error.startswith(SIGNATURE_REFUSED):
+        return None
+    if not signed:
+        return (
+            "the server checks signatures and this shell has no VONAGE_SIGNATURE_SECRET: set the server's secret "
+            "here too (export it, or put it in this folder's .env)"
+        )
+    return "the server refused this shell's signature: is VONAGE_SIGNATURE_SECRET here the server's?"
+
+
+def answer_problem(response: requests.Response, latency_ms: float, signed: bool = True) -> str | None:
     """Why Vonage would not use this answer response, or None if it would."""
     if response.status_code != 200:
+        hint = signature_hint(response, signed)
+        if hint:
+            return f"answered {response.status_code}: {hint}"
         return f"answered {response.status_code}; Vonage drops the call (or retries) instead of running an NCCO"
     if response.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
         return f"Content-Type is {response.headers.get('Content-Type')!r}, not application/json; Vonage rejects it"

@@ -117,10 +117,21 @@ def test_refused_call_is_recorded_with_its_reason(signed_server):
     assert [leg["direction"] for leg in call["legs"]] == ["inbound"]
 
 
-def test_unsigned_simulation_against_a_signed_server_fails(signed_server):
+def test_unsigned_simulation_against_a_signed_server_says_this_shell_has_no_secret(signed_server):
     result = Simulator(signed_server, None).call("447700900000")
     assert not result.ok
-    assert "503" in result.answer.problem
+    assert result.answer.problem == (
+        "answered 503: the server checks signatures and this shell has no VONAGE_SIGNATURE_SECRET: set the "
+        "server's secret here too (export it, or put it in this folder's .env)"
+    )
+
+
+def test_a_simulation_signed_with_another_secret_says_the_secrets_differ(signed_server):
+    result = Simulator(signed_server, "another-secret-0123456789abcdef").call("447700900000")
+    assert not result.ok
+    assert result.answer.problem == (
+        "answered 401: the server refused this shell's signature: is VONAGE_SIGNATURE_SECRET here the server's?"
+    )
 
 
 def test_load_mode_runs_every_call_whole(signed_server):
