@@ -13,6 +13,11 @@ blueprints and the `flask` commands together. The parts, one layer each (docs/ar
 
 from __future__ import annotations
 
+from runtime.project_python import require_project_python  # isort: split
+
+# Before any of the server's packages is imported: a shell without the .venv gets one line, not a traceback.
+require_project_python()
+
 import atexit
 from collections.abc import Mapping
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from runtime.project_python import require_project_python  # isort: split
+
+# Before any of the server's packages is imported: `python3 serve.py` without the .venv gets one line.
+require_project_python()
+
 import errno
 import gc
 import os
