@@ -36,6 +36,7 @@ DATABASE_EXAMPLE = "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psyco
 # Flask's default instance folder for app.py: the generated call-log token and the webhooks record live there.
 DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent / "instance")
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(DEFAULT_INSTANCE_PATH) / 'calls.db'}"
+DATABASE_FILE = "calls.db"  # the default database, in the instance folder
 # The optional settings file, in the folder the server or a `flask` command runs from (`flask setup` writes it).
 ENV_FILE = ".env"
 # How long a command waits for each answer from Vonage's APIs unless VONAGE_TIMEOUT says otherwise.
@@ -900,6 +901,9 @@ def settings_from(values: Mapping[str, str]) -> Settings:
                 chosen[name] = parse(raw)
         except ValueError as error:
             raise ConfigError(f"{variable}: {error}; for example {example}") from None
+    if "database_url" not in chosen and "instance_path" in chosen:
+        # Everything the server keeps moves with INSTANCE_PATH, the default database too.
+        chosen["database_url"] = f"sqlite:///{Path(chosen['instance_path']) / DATABASE_FILE}"
     settings = Settings(**chosen)
     problem = client_auth_problem(settings)
     if problem is not None:
