@@ -31,6 +31,17 @@ STATUS_EVENTS = sorted((FIXTURES / "events").glob("*.json"))
 SCRATCH_INSTANCE = Path(tempfile.mkdtemp(prefix="calls-test-instance-"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_settings_from_this_shell():
+    """None of the server's settings a developer exported in this shell reaches the tests run in this process
+    (a test that needs one sets it); the processes they start get the same (support.servers.run_env)."""
+    from support.servers import SETTINGS_VARIABLES
+
+    exported = {name: os.environ.pop(name) for name in list(os.environ) if name in SETTINGS_VARIABLES}
+    yield
+    os.environ.update(exported)
+
+
 def load_fixture(path: Path) -> dict:
     return json.loads(path.read_text())
 

@@ -1,10 +1,10 @@
 """Every `flask` command's errors, as a user sees them: one line saying what is wrong, a non-zero exit, and
 never a traceback. Each runs `python -m flask` in a subprocess, as a user does."""
 
-import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import jwt
 import pytest
@@ -13,7 +13,7 @@ from flask.cli import ScriptInfo, cli
 
 from conftest import ROOT
 from support import keys
-from support.servers import free_port
+from support.servers import free_port, run_env
 
 # Signed, so that `flask sign` does not also warn that the request is unsigned.
 SECRET = {"VONAGE_SIGNATURE_SECRET": "s" * 32}
@@ -23,8 +23,8 @@ STATUSES_LISTED = "'in_progress', 'refused', 'started', 'ringing', 'answered', '
 def flask(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
     """`python -m flask ARGS` from an empty folder (no .env is read), with no Vonage credentials set; the app is
     found through FLASK_APP, as the project's .flaskenv does, so that `flask` alone is `flask` alone."""
-    kept = {name: value for name, value in os.environ.items() if not name.startswith(("VONAGE_", "FLASK_"))}
-    kept.pop("LOG_FORMAT", None)
+    kept = {name: value for name, value in run_env().items() if not name.startswith(("VONAGE_", "FLASK_"))}
+    kept.pop("INSTANCE_PATH", None)
     environment = {**kept, "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/calls.db", **env}
     environment["FLASK_APP"] = "app"
     # The generated call-log token is kept in the test's folder, not the project's instance/.
@@ -196,3 +196,36 @@ def test_completing_after_an_unknown_command_offers_nothing_instead_of_failing(a
     completion = BashComplete(cli, {"obj": ScriptInfo(create_app=lambda: app)}, "flask", "_FLASK_COMPLETE")
     assert completion.get_completions(["nosuchcommand"], "--l") == []
     assert [item.value for item in completion.get_completions(["calls"], "--l")] == ["--limit"]
+
+
+FLASK_ALONE = ("flask", "werkzeug", "click", "jinja2", "itsdangerous", "markupsafe", "blinker")
+
+
+@pytest.fixture(scope="module")
+def python_with_flask_alone(tmp_path_factory):
+    """A Python with Flask and nothing else of the server's, as a shell without the .venv activated has when Flask
+    is installed for the system or the user: a bare venv, and Flask's own packages from .venv on its path."""
+    folder = tmp_path_factory.mktemp("other-python")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True, timeout=60)
+    packages = folder / "packages"
+    packages.mkdir()
+    site = next(p for p in sys.path if p.endswith("site-packages") and (Path(p) / "flask").is_dir())
+    for name in FLASK_ALONE:
+        (packages / name).symlink_to(Path(site) / name)
+    return folder / "venv" / "bin" / "python", packages
+
+
+@pytest.mark.parametrize("command", [["-m", "flask", "calls"], ["-m", "flask", "simulate"], [str(ROOT / "serve.py")]])
+def test_a_command_run_by_another_python_says_so_in_one_line_with_the_fix(python_with_flask_alone, command, tmp_path):
+    python, packages = python_with_flask_alone
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{packages}", "FLASK_APP": "app"}
+    result = subprocess.run(
+        [str(python), *command], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" not in result.stderr and "No such command" not in result.stderr, result.stderr
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: this shell's Python ({python}) lacks the server's packages (sqlalchemy, ")
+    assert line.endswith(
+        "run `source .venv/bin/activate` in this shell first (or call .venv/bin/flask, .venv/bin/python)"
+    )

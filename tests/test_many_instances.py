@@ -13,7 +13,6 @@ import json
 import random
 import re
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, call_log_reader
+from conftest import call_log_reader
 from support.balancer import balancer_log, nginx_binary, run_balancer
 from support.calls import conversation_events
 from support.pg import fresh_postgres_url
-from support.servers import free_port, run_env, wait_until_listening
+from support.servers import CHILD_FOLDER, SERVE, free_port, run_env, wait_until_listening
 
 CONVERSATIONS = 600
 EVENTS_PER_CONVERSATION = 5
@@ -52,8 +51,8 @@ def logged_server(log_path: Path, **settings):
     port = free_port()
     with open(log_path, "wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "serve.py"],
-            cwd=ROOT,
+            SERVE,
+            cwd=CHILD_FOLDER,
             env=run_env(PORT=str(port), **settings),
             stdout=output,
             stderr=subprocess.STDOUT,

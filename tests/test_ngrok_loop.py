@@ -5,14 +5,12 @@ import json
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import uuid
 
 import pytest
 
 from config import ConfigError, settings_from
-from conftest import ROOT
 from support.ngrok_standin import (
     APPLICATION_ID,
     ORIGINAL_WEBHOOKS,
@@ -25,7 +23,7 @@ from support.ngrok_standin import (
     vonage_https_stand_in,
     webhooks_at,
 )
-from support.servers import free_port, run_env, wait_until_listening
+from support.servers import CHILD_FOLDER, SERVE, free_port, run_env, wait_until_listening
 from vonage_helper.auto import AutoWebhooks
 from vonage_helper.ngrok import NgrokError, find_tunnel, forwarded_port, tunnel_notes
 
@@ -248,9 +246,7 @@ def test_auto_webhooks_keep_their_record_in_the_instance_folder(ngrok, vonage, a
 
 def start_make_run(port: int, env: dict, log_path) -> subprocess.Popen:
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(SERVE, cwd=CHILD_FOLDER, env=env, stdout=log, stderr=subprocess.STDOUT)
     wait_until_listening(port, process)
     return process
 

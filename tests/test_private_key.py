@@ -2,7 +2,6 @@
 and every `flask` command with one line naming the setting, what is wrong and where to get a good key; and the
 commands that use the key load it in full first (with cryptography, which the server's processes never import)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from config import ConfigError, load_settings, settings_from
 from conftest import ROOT
 from support import keys
-from support.servers import start_up_error
+from support.servers import run_env, start_up_error
 from vonage_helper import clients
 from vonage_helper.clients import EXIT_SETTINGS, HelperError, private_key_pem
 from vonage_helper.tokens import client_token
@@ -127,7 +126,7 @@ def test_the_check_imports_no_cryptography(tmp_path):
         "assert settings.private_key\n"
         "print(sorted(name for name in sys.modules if name.split('.')[0] in ('cryptography', 'jwt', 'vonage')))\n"
     )
-    environment = {**os.environ, "VONAGE_PRIVATE_KEY": str(path)}
+    environment = run_env(VONAGE_PRIVATE_KEY=str(path))
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
     )

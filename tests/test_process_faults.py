@@ -25,7 +25,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ import pytest
 import requests
 
 from calllog.client import WAIT_SECONDS
-from conftest import ROOT, call_log_reader
+from conftest import call_log_reader
 from support.needs import unavailable
 from support.production import (
     AnswerLoad,
@@ -55,7 +54,7 @@ from support.production import (
     stored_answer_conversations,
     wait_until,
 )
-from support.servers import free_port
+from support.servers import CHILD_FOLDER, SERVE, free_port
 
 ORPHANS_GONE_SECONDS = 20
 ANSWERS_WHILE_HUNG = 20
@@ -218,8 +217,8 @@ def test_serve_killed_with_sigkill_while_it_starts_leaves_nothing_running(tmp_pa
     try:
         with open(output_path, "wb") as output:
             process = subprocess.Popen(
-                [sys.executable, "serve.py"],
-                cwd=ROOT,
+                SERVE,
+                cwd=CHILD_FOLDER,
                 env=server_env(port, tmpdir, sqlite_url(tmp_path), 2, {}),
                 stdin=subprocess.DEVNULL,
                 stdout=output,

@@ -29,6 +29,7 @@ README_ADDRESS = "127.0.0.1:3000"
 # What a copy of the project leaves out: what make builds, what the server makes, and the repository itself.
 NOT_COPIED = shutil.ignore_patterns(
     ".git",
+    ".env",
     ".venv",
     "instance",
     "test-artifacts",

@@ -13,11 +13,6 @@ from support.servers import run_server, start_up_error
 from vonage_helper.ncco_models import parse_ncco
 
 
-@pytest.fixture(autouse=True)
-def own_database(tmp_path, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'calls.db'}")
-
-
 @pytest.fixture
 def server():
     with run_server(VONAGE_NUMBER="447700900001") as url:
@@ -57,6 +52,21 @@ def test_every_process_runs_on_the_settings_serve_py_read_from_the_folder_it_was
         assert [call["conversation_uuid"] for call in listed.json()["calls"]] == ["CON-dot-env"]
     with call_log_reader(f"sqlite:///{database}") as reader:
         assert reader.count_events() == 1
+
+
+def test_two_servers_with_two_instance_folders_keep_two_call_logs(tmp_path):
+    """INSTANCE_PATH moves the default database with the rest of what a server keeps: a second server started
+    beside the first with its own folder (what the port-in-use hint leads to) shows only its own calls."""
+    seen = {}
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        with run_server(INSTANCE_PATH=str(folder), CALL_LOG_TOKEN=CALL_LOG_TOKEN) as url:
+            event = {"status": "started", "uuid": f"{name}-leg", "conversation_uuid": f"CON-{name}"}
+            assert requests.post(f"{url}/voice/event", json=event, timeout=10).status_code == 204
+            listed = requests.get(f"{url}/api/calls", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10)
+            seen[name] = [call["conversation_uuid"] for call in listed.json()["calls"]]
+        assert (folder / "calls.db").is_file()
+    assert seen == {"first": ["CON-first"], "second": ["CON-second"]}
 
 
 def test_production_server_reads_a_body_that_arrives_in_pieces_whole(server):

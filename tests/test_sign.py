@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-from support.servers import run_server
+from support.servers import CHILD_FOLDER, run_env, run_server
 
 SECRET = "sig-secret-0123456789abcdef0123456789abcdef"
 CALLEE = "447700900000"
@@ -34,12 +33,12 @@ def settings_env():
 
 
 def shell(script: str, **env) -> subprocess.CompletedProcess:
-    """`script` run by bash in the project folder, with the virtual environment's `flask` on the PATH."""
+    """`script` run by bash, with the virtual environment's `flask` on the PATH and the project's app."""
     path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
     return subprocess.run(
         ["bash", "-c", script],
-        cwd=ROOT,
-        env={**os.environ, "PATH": path, **env},
+        cwd=CHILD_FOLDER,
+        env=run_env(PATH=path, FLASK_APP="app", **env),
         capture_output=True,
         text=True,
         timeout=60,

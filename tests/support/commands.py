@@ -1,12 +1,11 @@
 """`flask` commands run as a user runs them: `python -m flask` in a project folder of its own, pointed at a stand-in
 of Vonage's APIs over HTTPS (support.vonage_standin), with none of a developer's settings."""
 
-import os
 import subprocess
 import sys
 
 from conftest import ROOT
-from support.servers import free_port
+from support.servers import free_port, run_env
 from support.vonage_standin import API_KEY, API_SECRET
 
 PUBLIC_URL = "https://abc123.ngrok.app"
@@ -18,7 +17,7 @@ PUBLIC_URL = "https://abc123.ngrok.app"
 def flask(project, vonage, certificate, *args: str, umask: int = 0o022, **env: str) -> subprocess.CompletedProcess:
     kept = {
         name: value
-        for name, value in os.environ.items()
+        for name, value in run_env().items()
         if not name.startswith(("VONAGE_", "FLASK_")) and name.lower() not in ("https_proxy", "http_proxy", "all_proxy")
     }
     kept.pop("LOG_FORMAT", None)

@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,10 +25,9 @@ from urllib.parse import urlencode
 
 import requests
 
-from conftest import ROOT
 from edge.signatures import sign_webhook
 from events import event_key
-from support.servers import free_port, run_env, wait_until_listening
+from support.servers import CHILD_FOLDER, SERVE, free_port, run_env, wait_until_listening
 
 SECRET = "production-suites-signature-secret-0123456789"
 CALL_LOG_TOKEN = "production-suites-call-log-token"
@@ -142,8 +140,8 @@ def start_server(
     output_path = folder / f"server-{port}-{next(_launches)}.log"
     with open(output_path, "wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "serve.py"],
-            cwd=ROOT,
+            SERVE,
+            cwd=CHILD_FOLDER,
             env=server_env(port, tmpdir, database_url, workers, settings),
             stdin=subprocess.DEVNULL,
             stdout=output,

@@ -6,10 +6,20 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from config import HANDOVER_VARIABLE, METRICS_FOLDER_VARIABLE, VARIABLES
 from conftest import ROOT, SCRATCH_INSTANCE
+
+# The folder every process a test starts runs in. It has no .env, so a developer's own .env (in the project's
+# folder, where serve.py and `flask` would read it) never reaches a test.
+CHILD_FOLDER = Path(tempfile.mkdtemp(prefix="calls-test-cwd-"))
+# `make run`'s command, for a server started from CHILD_FOLDER.
+SERVE = [sys.executable, str(ROOT / "serve.py")]
+# Every variable the server reads: one a developer exported in this shell reaches no server a test starts.
+SETTINGS_VARIABLES = frozenset({*VARIABLES, HANDOVER_VARIABLE, METRICS_FOLDER_VARIABLE})
 
 
 def free_port() -> int:
@@ -19,9 +29,10 @@ def free_port() -> int:
 
 
 def run_env(**settings) -> dict:
-    env = {key: value for key, value in os.environ.items() if key not in ("VONAGE_NUMBER", "LOG_FORMAT")}
-    # A developer's .env may point their real application at a tunnel: never from the tests.
-    env["AUTO_WEBHOOKS"] = ""
+    """The environment of a process a test starts: this one's without any of the server's settings, the project
+    importable from CHILD_FOLDER, the scratch instance folder, then `settings`."""
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS_VARIABLES}
+    env["PYTHONPATH"] = str(ROOT)
     env["INSTANCE_PATH"] = str(SCRATCH_INSTANCE)
     env.update(settings)
     return env
@@ -47,16 +58,18 @@ class ServerURL(str):
 
 
 @contextlib.contextmanager
-def run_server(output: Path | None = None, cwd: Path = ROOT, unset: tuple[str, ...] = (), **settings):
+def run_server(output: Path | None = None, cwd: Path = CHILD_FOLDER, unset: tuple[str, ...] = (), **settings):
     """The production server (serve.py, as `make run` starts it) on a free port, run in `cwd` without the variables
     `unset`; yields its base URL. What it prints goes to the file `output`, when given."""
     port = free_port()
-    env = run_env(PORT=str(port), **{"WORKERS": "1", **settings})
+    # Its own instance folder, so its own default database and token, unless the test names one.
+    instance = tempfile.mkdtemp(prefix="calls-test-instance-")
+    env = run_env(PORT=str(port), **{"WORKERS": "1", "INSTANCE_PATH": instance, **settings})
     for name in unset:
         env.pop(name, None)
     with open(output or os.devnull, "wb") as printed:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "serve.py")],
+            SERVE,
             cwd=cwd,
             env=env,
             stdout=printed,
@@ -76,8 +89,8 @@ def start_up_error(folder, **settings) -> str:
     """The one line `make run` prints when it refuses to start with these settings (TMPDIR in `folder`, which
     must be left empty: nothing was started)."""
     result = subprocess.run(
-        [sys.executable, "serve.py"],
-        cwd=ROOT,
+        SERVE,
+        cwd=CHILD_FOLDER,
         env=run_env(TMPDIR=str(folder), **settings),
         capture_output=True,
         text=True,
