@@ -91,7 +91,7 @@ def start_up_error(folder, **settings) -> str:
     result = subprocess.run(
         SERVE,
         cwd=CHILD_FOLDER,
-        env=run_env(TMPDIR=str(folder), **settings),
+        env=run_env(TMPDIR=str(folder), **{"PORT": str(free_port()), **settings}),
         capture_output=True,
         text=True,
         timeout=60,
