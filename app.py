@@ -19,6 +19,7 @@ from runtime.project_python import require_project_python  # isort: split
 require_project_python()
 
 import atexit
+import sys
 from collections.abc import Mapping
 
 from flask import Flask
@@ -51,7 +52,8 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["SETTINGS"] = settings
     app.config["CALL_LOG_TOKEN"] = token
-    log = configure_logging(settings.log_format, settings.no_color)
+    command = cli.running_a_command()
+    log = configure_logging(settings.log_format, settings.no_color, sys.stderr if command else None)
     counted = metrics.Metrics(
         CollectorRegistry(), (webhook.name for webhook in WEBHOOKS), REFUSAL_CODES, LOGIN_REFUSAL_CODES
     )
@@ -64,8 +66,10 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     try:
         call_log.database.ensure_schema()
     except StorageError as error:
-        # Answering calls needs no database: start anyway, and answer events with 503 until it is back.
-        log.error("call log unavailable at start-up: %s", error)
+        # Answering calls needs no database: start anyway, and answer events with 503 until it is back. A command
+        # that needs the call log says so itself, in its one error line.
+        if not command:
+            log.error("call log unavailable at start-up: %s", error)
     voice.init_app(app, settings, call_log, log, counted)
     app.register_blueprint(status.bp)
     with cli.settings_end_a_command():

@@ -35,7 +35,7 @@ def calls_command(limit: int, status: str | None, number: str | None, as_json: b
     try:
         calls, _ = reader().list_calls(limit=limit, status=status, number=number)
     except StorageError as error:
-        raise CommandError(f"the call log is unavailable: {error}") from None
+        raise CommandError(f"the call log is unavailable: {error}; check DATABASE_URL") from None
     if as_json:
         click.echo(json.dumps(calls, indent=2))
         return

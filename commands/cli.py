@@ -6,6 +6,8 @@ import contextlib
 import difflib
 import importlib
 import json
+import os
+import sys
 from collections.abc import Iterator
 
 import click
@@ -13,6 +15,13 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from config import ConfigError, base_url
+
+
+def running_a_command() -> bool:
+    """Whether this process is the `flask` command line (`flask COMMAND` or `python -m flask COMMAND`): its
+    standard output is the command's own (a table, JSON for a script), so the server's log goes to stderr."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return (spec is not None and spec.name in ("flask", "flask.__main__")) or os.path.basename(sys.argv[0]) == "flask"
 
 # command name -> "module:attribute" of its click command
 COMMANDS = {

@@ -288,13 +288,15 @@ def output_handler() -> logging.Handler:
     return _output
 
 
-def configure_logging(log_format: str, no_color: bool = False) -> logging.Logger:
-    """Send the server's log (the `voice` logger) to standard output in the chosen format; the line format is
-    coloured when standard output is a terminal, unless `no_color` (NO_COLOR is set).
+def configure_logging(log_format: str, no_color: bool = False, stream=None) -> logging.Logger:
+    """Send the server's log (the `voice` logger) to standard output (or `stream`) in the chosen format; the line
+    format is coloured when it goes to a terminal, unless `no_color` (NO_COLOR is set).
 
     Requests only queue their records; one thread writes them, so no request waits on the terminal
     or on another request's write.
     """
+    if stream is not None:
+        _output.setStream(stream)
     if log_format == "json":
         _output.setFormatter(JsonFormatter())
     elif log_format == "line":

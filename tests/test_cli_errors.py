@@ -229,3 +229,14 @@ def test_a_command_run_by_another_python_says_so_in_one_line_with_the_fix(python
     assert line.endswith(
         "run `source .venv/bin/activate` in this shell first (or call .venv/bin/flask, .venv/bin/python)"
     )
+
+
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_flask_calls_with_the_database_unreadable_is_one_error_line_naming_database_url(tmp_path, as_json):
+    """Its standard output is the table or the JSON a script reads: nothing else is written there, and the
+    server's log line about the database goes nowhere near it."""
+    result = flask(tmp_path, "calls", *as_json, DATABASE_URL="sqlite:////proc/calls.db")
+    assert result.returncode != 0
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: the call log is unavailable: ") and line.endswith("; check DATABASE_URL")
