@@ -14,13 +14,13 @@ $(BIN)/python:
 
 # The server's own packages. Installed into the .venv that is there, never by removing it: a server started by
 # `make run` keeps running while `make test` adds the test tools beside it. Pins that did not change are left alone.
-$(RUNTIME): requirements.lock | $(BIN)/python
-	$(PIP_INSTALL) -r requirements.lock
+$(RUNTIME): requirements.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
-# The server's packages and the test tools (a superset of requirements.lock).
-$(DEV): requirements-dev.lock requirements.lock | $(BIN)/python
-	$(PIP_INSTALL) -r requirements-dev.lock
+# The server's packages and the test tools (a superset of requirements.txt).
+$(DEV): requirements-dev.txt requirements.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $(RUNTIME) $@
 
 # Only build .venv with the server's packages (for a service manager that then starts .venv/bin/python serve.py).
@@ -44,8 +44,8 @@ bench: $(RUNTIME)
 
 # Re-resolve both lock files from pyproject.toml (needs the dev tools, for uv).
 lock: $(DEV)
-	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header -o requirements.lock
-	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header -o requirements.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header -o requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
