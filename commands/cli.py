@@ -23,6 +23,7 @@ def running_a_command() -> bool:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     return (spec is not None and spec.name in ("flask", "flask.__main__")) or os.path.basename(sys.argv[0]) == "flask"
 
+
 # command name -> "module:attribute" of its click command
 COMMANDS = {
     "settings": "commands.cli:settings_command",
