@@ -157,10 +157,17 @@ def settings_command():
 @with_appcontext
 def ncco_command(number: str):
     """Print the NCCO /voice/answer returns for a call to NUMBER, and why."""
-    from ncco import decide_answer
+    from dataclasses import replace
+
+    from ncco import CONNECT_WEBHOOK, decide_answer
 
     settings = current_app.config["SETTINGS"]
-    decision = decide_answer({"to": number}, settings.destination_policy, settings.call_plan, settings.call_routing)
+    voice = current_app.extensions["voice"]
+    plan = voice.plan
+    if not plan.event_url:
+        # As the answer URL builds it for a request that reached this server at HOST:PORT (PUBLIC_URL unset).
+        plan = replace(plan, event_url=f"http://{settings.host}:{settings.port}{CONNECT_WEBHOOK.path}")
+    decision = decide_answer({"to": number}, voice.policy, plan, voice.routing)
     if decision.connected:
         click.echo(f"connect: {number} -> {decision.callee}")
     else:

@@ -199,3 +199,15 @@ def test_flask_ncco_shows_the_decision_and_exits_nonzero_when_refused(runner):
     allowed = runner.invoke(args=["ncco", "+44 7700 900000"])
     assert allowed.exit_code == 0
     assert "connect: +44 7700 900000 -> 447700900000" in allowed.output
+
+
+def test_flask_ncco_prints_the_ncco_the_answer_url_returns(runner, client):
+    """The same NCCO, the connect's eventUrl and eventType included, as /voice/answer for a request that reached
+    this server at its own address."""
+    printed = runner.invoke(args=["ncco", "447700900000"])
+    assert printed.exit_code == 0, printed.output
+    ncco = json.loads(printed.output.split("\n", 1)[1])
+    answered = ncco_of(client.get("/voice/answer?to=447700900000", base_url="http://127.0.0.1:3000"))
+    assert ncco == answered
+    assert ncco[1]["eventType"] == "synchronous"
+    assert ncco[1]["eventUrl"] == ["http://127.0.0.1:3000/voice/event/connect"]
