@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from policy import looks_like_phone_number
+
 
 class LegStatus(NamedTuple):
     """What one of the statuses a call leg reaches (as Vonage names them in call events) means here.
@@ -141,6 +143,22 @@ def event_key(payload: dict) -> str:
     canonical = _canonical(identity)
     # surrogatepass: a JSON \udfff escape gives a string with no UTF-8 form, and it still needs an identity.
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# What Vonage writes in `from` for a caller it cannot name (the phone leg's completed event, for one).
+UNKNOWN_PARTY = "Unknown"
+
+
+def leg_parties(direction: object, caller: object, callee: object) -> tuple[str | None, str | None]:
+    """A leg's two ends as people read them, caller first; None for an end nobody knows.
+
+    An app user's own leg (inbound, nothing in `from`, the user's name in `to`) is that user calling: shown as
+    written it read "? -> Alice", the caller looking like the destination (docs/platform.md)."""
+    caller = None if caller in (None, "", UNKNOWN_PARTY) else str(caller)
+    callee = None if callee in (None, "", UNKNOWN_PARTY) else str(callee)
+    if direction == "inbound" and caller is None and callee is not None and not looks_like_phone_number(callee):
+        return callee, None
+    return caller, callee
 
 
 # What a log record of a call is, in its `record` field: the line log format (runtime/logs.py) gives each its own

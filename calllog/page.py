@@ -13,6 +13,7 @@ from calllog.api import reader
 from calllog.outcome import LABELS, call_outcome, leg_outcome
 from calllog.queries import STATUS_FILTERS
 from calllog.schema import StorageError
+from events import leg_parties
 from policy import looks_like_phone_number
 
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
@@ -87,6 +88,11 @@ FACTS = (
     ("dtmf", "dtmf", ""),
     ("recording_url", "recording", ""),
 )
+
+
+@bp.app_template_filter("parties")
+def _parties(leg) -> tuple[str | None, str | None]:
+    return leg_parties(leg.get("direction"), leg.get("from"), leg.get("to"))
 
 
 @bp.app_template_filter("utc")

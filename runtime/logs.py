@@ -13,7 +13,7 @@ import queue
 import sys
 import time
 
-from events import ANSWER_RECORD, EVENT_RECORD, LEG_STATUSES, TOLD_WHY_RECORD, utc_timestamp
+from events import ANSWER_RECORD, EVENT_RECORD, LEG_STATUSES, TOLD_WHY_RECORD, leg_parties, utc_timestamp
 
 LOGGER_NAME = "voice"
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -168,7 +168,7 @@ class LineFormatter(logging.Formatter):
         rest = f"leg {short_id(leg)}" if leg else "no leg"
         if payload.get("direction"):
             rest += f" {payload['direction']}"
-        caller, callee = payload.get("from"), payload.get("to")
+        caller, callee = leg_parties(payload.get("direction"), payload.get("from"), payload.get("to"))
         if caller or callee:
             rest += f" {caller or '?'} -> {callee or '?'}"
         if fields.get("conversation_uuid"):

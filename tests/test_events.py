@@ -7,7 +7,7 @@ from datetime import UTC
 import pytest
 
 from conftest import CALL_LOG_TOKEN, SEED_EVENTS, STATUS_EVENTS, load_fixture
-from events import event_kind, leg_uuid
+from events import event_kind, leg_parties, leg_uuid
 from runtime.logs import JsonFormatter, PrettyFormatter
 
 
@@ -246,3 +246,22 @@ def test_utc_timestamps_agree_with_datetime():
         epoch = round(chooser.uniform(1.6e9, 1.8e9), chooser.choice([0, 3, 6, 9]))
         moment = datetime.fromtimestamp(epoch, tz=UTC)
         assert utc_timestamp(epoch) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@pytest.mark.parametrize(
+    "direction, caller, callee, parties",
+    [
+        # The app user's own leg: Vonage names the user in `to`; the user is the one calling.
+        ("inbound", None, "Alice", ("Alice", None)),
+        ("inbound", "", "Alice", ("Alice", None)),
+        # A phone calling the application's number, and the leg that rings a phone or an app user.
+        ("inbound", "447700900123", "447700900001", ("447700900123", "447700900001")),
+        ("outbound", "Alice", "447700900000", ("Alice", "447700900000")),
+        ("outbound", "447700900001", "Bob", ("447700900001", "Bob")),
+        # Vonage's word for a caller it cannot name reads as no caller.
+        ("outbound", "Unknown", "447700900000", (None, "447700900000")),
+        ("inbound", None, "447700900001", (None, "447700900001")),
+    ],
+)
+def test_a_legs_parties_read_caller_first(direction, caller, callee, parties):
+    assert leg_parties(direction, caller, callee) == parties

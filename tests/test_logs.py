@@ -139,8 +139,16 @@ def test_line_format_shows_an_event_with_its_leg_direction_numbers_duration_and_
     payload = load_fixture(SEED_EVENTS[3])
     (line,) = line_log(client, caplog, lambda c: c.post("/voice/event", json=payload))
     assert line.endswith(
-        "event    completed  leg 8aa86e22… outbound Unknown -> 447700900000  CON-1a28b1f8…  5 s  price 0.00833333"
+        "event    completed  leg 8aa86e22… outbound ? -> 447700900000  CON-1a28b1f8…  5 s  price 0.00833333"
     ), line
+
+
+def test_line_format_shows_an_app_users_own_leg_as_the_user_calling(client, caplog):
+    """The app user's leg comes with no `from` and the user's name in `to`: it reads as Alice calling, not as
+    someone calling Alice."""
+    payload = load_fixture(SEED_EVENTS[0])
+    (line,) = line_log(client, caplog, lambda c: c.post("/voice/event", json=payload))
+    assert line.endswith("event    started    leg 2da93da3… inbound Alice -> ?  CON-1a28b1f8…"), line
 
 
 def test_line_format_shows_a_transfer_event_under_the_conversation_it_left(client, caplog):

@@ -152,6 +152,24 @@ def test_a_call_appears_and_changes_status_without_reload(page, server):
     assert navigations == []
 
 
+def test_an_app_users_own_leg_reads_as_the_user_calling(page, server):
+    """Vonage names the app user in `to` on the user's own leg, with nothing in `from`: the page shows Alice as the
+    caller (it read "— → Alice", the caller looking like the destination), and Vonage's Unknown as unknown."""
+    conversation = "CON-parties-0001"
+    post_event(
+        server,
+        status="started",
+        direction="inbound",
+        uuid="leg-app",
+        conversation_uuid=conversation,
+        **{"from": None, "to": "Alice"},
+    )
+    post_event(server, status="completed", uuid="leg-phone", conversation_uuid=conversation, **{"from": "Unknown"})
+    card = call_card(page, conversation)
+    expect(card.locator(".leg .parties")).to_have_count(2, timeout=WAIT_MS)
+    assert sorted(card.locator(".leg .parties").all_inner_texts()) == ["Alice → —", "— → 447700900000"]
+
+
 def test_a_call_expands_to_its_ordered_timeline_with_raw_payloads(page, server):
     conversation = "CON-timeline-0001"
     for second, status in enumerate(["started", "ringing", "answered"]):
