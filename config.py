@@ -943,6 +943,24 @@ def handed_over() -> Settings | None:
     return settings
 
 
+def setting_sources(env_file: str | Path | None = ENV_FILE) -> dict[str, str]:
+    """Where load_settings found each variable it was given: "environment" or ".env" (the environment wins, as in
+    load_settings); a variable in neither is left out (its setting is the default). The `flask` command line copies
+    the .env into the environment before the app starts, so a value the environment holds exactly as the .env
+    writes it counts as the .env's."""
+    in_file: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        in_file = {key: value for key, value in dotenv_values(env_file).items() if value is not None}
+    sources = {}
+    for variable in VARIABLES:
+        value = os.environ.get(variable)
+        if value is not None and value != in_file.get(variable):
+            sources[variable] = "environment"
+        elif variable in in_file:
+            sources[variable] = ".env"
+    return sources
+
+
 def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
     """The server's settings: the process environment, over an optional .env file; raise ConfigError on a bad one.
     In a child process of serve.py, the settings it handed over instead (hand_over).

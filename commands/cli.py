@@ -147,9 +147,22 @@ def init_app(app: Flask) -> None:
 @click.command("settings", cls=Command)
 @with_appcontext
 def settings_command():
-    """Print the settings the server would start with."""
-    for name, value in current_app.config["SETTINGS"].described().items():
-        click.echo(f"{name:22} {value}")
+    """Print the settings the server would start with, by variable, and where each came from."""
+    from calllog.token_store import generated_token_file
+    from config import VARIABLES, setting_sources
+
+    settings = current_app.config["SETTINGS"]
+    described = settings.described()
+    sources = setting_sources()
+    width = max(len(variable) for variable in VARIABLES)
+    for variable, (name, _, _) in VARIABLES.items():
+        value, source = described[name], sources.get(variable, "default")
+        if value == "None":
+            value = "(not set)"
+        token_file = generated_token_file(settings) if name == "call_log_token" else None
+        if token_file is not None:
+            value, source = "(set)", f"generated, kept in {token_file}"
+        click.echo(f"{variable:{width}}  {value}  [{source}]")
 
 
 @click.command("ncco", cls=Command)

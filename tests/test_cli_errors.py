@@ -240,3 +240,17 @@ def test_flask_calls_with_the_database_unreadable_is_one_error_line_naming_datab
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: the call log is unavailable: ") and line.endswith("; check DATABASE_URL")
+
+
+def test_flask_settings_names_each_variable_and_where_its_value_came_from(tmp_path):
+    (tmp_path / ".env").write_text("INBOUND_ROUTES=447700900001=Alice\nGREETING=From the file.\n")
+    result = flask(tmp_path, "settings", GREETING="From the shell.")
+    assert result.returncode == 0, result.stderr
+    shown = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert shown["GREETING"].endswith("From the shell.  [environment]")
+    assert shown["INBOUND_ROUTES"].endswith("447700900001=Alice  [.env]")
+    assert shown["VONAGE_NUMBER"].endswith("(not set)  [default]")
+    token_file = tmp_path / "instance" / "call_log_token"
+    assert shown["CALL_LOG_TOKEN"].endswith(f"(set)  [generated, kept in {token_file}]")
+    assert token_file.read_text().strip() not in result.stdout
+    assert "signature_secrets" not in result.stdout and "writer_socket" not in result.stdout
