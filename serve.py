@@ -54,6 +54,16 @@ MAX_SOCKET_PATH = 100  # Linux allows 107 bytes for a Unix socket's path
 # once, when first imported), so the variable is set before any of them does.
 
 
+def startup_text(notes: list[str], log_format: str) -> str:
+    """The start-up notes as printed: lines for a person, or with LOG_FORMAT=json one JSON object each, so that
+    every line on standard output is one for a log shipper."""
+    if log_format != "json":
+        return "\n".join(notes)
+    from runtime.logs import json_line
+
+    return "\n".join(json_line("info", note.strip(), startup=True) for note in notes if note.strip())
+
+
 def startup_notes(settings: Settings, token_file: Path | None = None) -> list[str]:
     """What a person starting the server should know: where it listens, where the call log's token comes from
     when the server made it (`token_file`), and what is still unset."""
@@ -216,7 +226,7 @@ def main() -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    print("\n".join(startup_notes(settings, token_file)), flush=True)
+    print(startup_text(startup_notes(settings, token_file), settings.log_format), flush=True)
     # Before any thread starts, so that every thread of this process inherits the blocked signals.
     relay_stop_signals()
     mark_server_process()
@@ -325,8 +335,18 @@ def production_app():
 
 def serve(settings: Settings) -> None:
     """Run granian with the app's workers until it is stopped."""
+    log_config = None
+    if settings.log_format == "json":
+        # granian's own lines ("Started worker-1") as JSON objects too, formatted as the server's log is.
+        log_config = {
+            "formatters": {
+                "generic": {"()": "runtime.logs.JsonFormatter"},
+                "access": {"()": "runtime.logs.JsonFormatter"},
+            }
+        }
     server = Granian(
         "serve:production_app",
+        log_dictconfig=log_config,
         factory=True,
         interface=Interfaces.RSGI,
         address=settings.host,

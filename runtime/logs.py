@@ -52,6 +52,11 @@ def payload_block(payload) -> str:
     )
 
 
+def json_line(level: str, message: str, **fields) -> str:
+    """One line of the JSON log format written by hand (serve.py's start-up notes): time, level, message, fields."""
+    return _encode({"time": utc_timestamp(time.time()), "level": level, "message": message, **fields})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, message and every field passed in `extra`."""
 

@@ -69,6 +69,28 @@ def test_two_servers_with_two_instance_folders_keep_two_call_logs(tmp_path):
     assert seen == {"first": ["CON-first"], "second": ["CON-second"]}
 
 
+def test_with_log_format_json_every_line_the_server_writes_is_one_json_object(tmp_path):
+    """Start-up notes, granian's own lines, the workers' and the writer's records, and the stop: all JSON."""
+    output = tmp_path / "serve.log"
+    with run_server(output, LOG_FORMAT="json", WORKERS="2") as url:
+        assert requests.get(f"{url}/voice/answer", params={"to": "447700900000"}, timeout=10).status_code == 200
+        event = {"status": "started", "uuid": "json-leg", "conversation_uuid": "CON-json"}
+        assert requests.post(f"{url}/voice/event", json=event, timeout=10).status_code == 204
+        time.sleep(0.5)
+    lines = [line for line in output.read_text().splitlines() if line.strip()]
+    not_json = []
+    for line in lines:
+        try:
+            assert isinstance(json.loads(line), dict)
+        except (ValueError, AssertionError):
+            not_json.append(line)
+    assert not_json == [], "lines that are not one JSON object:\n" + "\n".join(not_json)
+    messages = [json.loads(line)["message"] for line in lines]
+    assert any(message.startswith("Vonage voice webhook server on http://127.0.0.1:") for message in messages)
+    assert any(message.startswith("Started worker-") for message in messages)
+    assert any(message.startswith("VOICE EVENT started") for message in messages)
+
+
 def test_production_server_reads_a_body_that_arrives_in_pieces_whole(server):
     # The body is read with one call of its announced length; granian must wait for all of it.
     body = json.dumps(

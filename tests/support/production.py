@@ -96,7 +96,10 @@ class Production:
     def started_workers(self) -> int:
         """Workers that have built the app and serve: granian says "Started worker-N" once each (and "Started
         worker-N runtime-M" for each of its runtimes, which are not counted)."""
-        return len(set(re.findall(r"^\[INFO\] Started worker-(\d+)$", self.output(), re.MULTILINE)))
+        # As granian writes it, or as one JSON object with LOG_FORMAT=json.
+        pattern = r'^(?:\[INFO\] Started worker-(\d+)|\{.*"message": "Started worker-(\d+)".*\})$'
+        found = re.findall(pattern, self.output(), re.MULTILINE)
+        return len({plain or json_form for plain, json_form in found})
 
 
 def server_env(port: int, tmpdir: Path, database_url: str, workers: int, settings: dict) -> dict:
