@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request
 
 from calllog import access
 from calllog.api import reader
@@ -27,6 +28,7 @@ BADGE_CLASSES = {
     "failed": "failed",
     "unanswered": "missed",
     "refused": "refused",
+    "stale": "stale",
     "unknown": "unknown",
 }
 
@@ -41,9 +43,24 @@ def _badge(status):
     return badge_class(status)
 
 
+def is_stale(updated_at: str | None, now: datetime, call_limit_seconds: int) -> bool:
+    """Whether a call's last event or decision (`updated_at`, ISO 8601 UTC) is longer ago than a call may last."""
+    if not updated_at:
+        return False
+    try:
+        last = datetime.fromisoformat(updated_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    return now - last > timedelta(seconds=call_limit_seconds)
+
+
 @bp.app_template_filter("outcome")
 def _outcome(call) -> dict:
-    outcome = call_outcome((leg["status"] for leg in call["legs"]), call["answers"])
+    settings = current_app.config["SETTINGS"]
+    stale = is_stale(call.get("updated_at"), datetime.now(UTC), settings.call_limit)
+    outcome = call_outcome((leg["status"] for leg in call["legs"]), call["answers"], stale)
     return {"name": outcome, "label": LABELS[outcome], "badge": BADGE_CLASSES[outcome]}
 
 
@@ -180,6 +197,7 @@ def calls_page():
         "statuses": STATUS_FILTERS,
         "cursor": cursor,
         "with_summary": with_summary,
+        "signatures_on": bool(current_app.config["SETTINGS"].signature_secrets),
     }
     try:
         status, number = filters["status"] or None, filters["number"] or None

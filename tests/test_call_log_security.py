@@ -331,3 +331,9 @@ def test_conversation_ids_with_slashes_and_odd_characters_reach_the_api_and_the_
     assert call.status_code == 200 and call.get_json()["conversation_uuid"] == conversation
     timeline = client.get(f"/calls/{encoded}/timeline", headers=AUTH)
     assert timeline.status_code == 200 and "leg-odd-1" in timeline.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("settings_env, shown", [({}, True), ({"VONAGE_SIGNATURE_SECRET": "s" * 32}, False)])
+def test_the_page_says_so_while_the_server_accepts_unsigned_webhooks(client, shown):
+    page = client.get("/calls", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}).get_data(as_text=True)
+    assert ('id="unsigned"' in page) is shown

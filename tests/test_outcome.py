@@ -1,9 +1,11 @@
 """A call's outcome for the page's badges, decided from its legs and answer decisions, without HTTP."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from calllog.outcome import LABELS, call_outcome, leg_outcome
-from calllog.page import badge_class
+from calllog.page import badge_class, is_stale
 from events import FINAL_STATUSES, LEG_STATUSES, SYNCHRONOUS_STATUSES
 
 CONNECTED = {"connected": True, "route": "answer"}
@@ -72,3 +74,23 @@ def test_the_statuses_a_connect_may_be_told_why_about_are_the_final_failures_but
     failures = {name for name, status in LEG_STATUSES.items() if status.went_through is False}
     assert failures - {"cancelled"} == SYNCHRONOUS_STATUSES
     assert set(FINAL_STATUSES) == failures | {"completed", "disconnected"}
+
+
+def test_a_call_in_progress_with_no_event_for_longer_than_call_limit_is_stale():
+    assert call_outcome(["answered", "started"], [CONNECTED], stale=True) == "stale"
+    assert call_outcome(["completed"], [CONNECTED], stale=True) == "completed"  # an ended call is what it was
+
+
+@pytest.mark.parametrize(
+    "updated_at, stale",
+    [
+        ("2026-12-07T09:59:59.000Z", True),
+        ("2026-12-07T10:00:00.000Z", False),
+        ("2026-12-07T11:59:30.000Z", False),
+        (None, False),
+        ("garbage", False),
+    ],
+)
+def test_is_stale_compares_the_last_activity_with_call_limit(updated_at, stale):
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    assert is_stale(updated_at, now, 7200) is stale

@@ -76,6 +76,26 @@ def test_empty_log_says_how_to_make_a_first_call(browser, tmp_path):
         context.close()
 
 
+def test_a_call_whose_events_stopped_longer_ago_than_call_limit_is_stale_not_in_progress(browser, tmp_path):
+    """A leg still ringing when its events stopped: past CALL_LIMIT the call cannot be going on, so the page stops
+    calling it in progress (it stayed so for ever); and with signatures off the page says so."""
+    settings = {"CALL_LIMIT": "1", "CALL_LOG_TOKEN": CALL_LOG_TOKEN, "DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"}
+    with run_server(**settings) as url:
+        post_event(url, status="ringing", uuid="leg-stale", conversation_uuid="CON-stale")
+        time.sleep(1.5)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(f"{url}/calls?token={CALL_LOG_TOKEN}")
+        card = call_card(page, "CON-stale")
+        expect(card.locator(".headline .badge")).to_have_text("stale: no event for longer than CALL_LIMIT")
+        expect(card).to_have_attribute("data-outcome", "stale")
+        expect(card.locator(".headline .badge.live")).to_have_count(0)
+        note = page.locator("#unsigned")
+        expect(note).to_be_visible()
+        expect(note).to_contain_text("Set VONAGE_SIGNATURE_SECRET")
+        context.close()
+
+
 def cookie_name(server) -> str:
     """The page's cookie on this server: named after its port, as two servers on one host keep two."""
     return f"call_log_token_{urlsplit(server).port}"
