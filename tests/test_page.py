@@ -96,6 +96,47 @@ def test_a_call_whose_events_stopped_longer_ago_than_call_limit_is_stale_not_in_
         context.close()
 
 
+def test_at_least_twelve_calls_fit_on_a_1280x900_screen_with_their_legs_a_click_away(browser, tmp_path):
+    """Computed layout, not a screenshot: the cards of 15 two-leg calls, each with its connect decision, as the
+    browser lays them out; twelve or more end inside the first screen. A card's legs show once it is opened."""
+    settings = {"CALL_LOG_TOKEN": CALL_LOG_TOKEN, "DATABASE_URL": f"sqlite:///{tmp_path / 'dense.db'}"}
+    with run_server(**settings) as url:
+        for index in range(15):
+            conversation = f"CON-dense-{index:02d}"
+            query = {"to": "447700900000", "from_user": "Alice", "conversation_uuid": conversation}
+            assert requests.get(f"{url}/voice/answer", params=query, timeout=10).status_code == 200
+            post_event(
+                url,
+                status="started",
+                direction="inbound",
+                uuid=f"app-{index}",
+                conversation_uuid=conversation,
+                **{"from": None, "to": "Alice"},
+            )
+            post_event(
+                url,
+                status="completed",
+                uuid=f"phone-{index}",
+                conversation_uuid=conversation,
+                duration="42",
+                price="0.00889",
+            )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(f"{url}/calls?token={CALL_LOG_TOKEN}")
+        expect(page.locator("details.call")).to_have_count(15, timeout=WAIT_MS)
+        bottoms = page.locator("details.call").evaluate_all(
+            "cards => cards.map(card => card.getBoundingClientRect().bottom)"
+        )
+        assert sum(bottom <= 900 for bottom in bottoms) >= 12, bottoms
+        card = call_card(page, "CON-dense-00")
+        expect(card.locator(".leg").first).to_be_hidden()
+        card.locator("summary").click()
+        expect(card.locator(".leg")).to_have_count(2)
+        expect(card.locator(".leg").first).to_be_visible()
+        context.close()
+
+
 def cookie_name(server) -> str:
     """The page's cookie on this server: named after its port, as two servers on one host keep two."""
     return f"call_log_token_{urlsplit(server).port}"
@@ -187,7 +228,8 @@ def test_an_app_users_own_leg_reads_as_the_user_calling(page, server):
     post_event(server, status="completed", uuid="leg-phone", conversation_uuid=conversation, **{"from": "Unknown"})
     card = call_card(page, conversation)
     expect(card.locator(".leg .parties")).to_have_count(2, timeout=WAIT_MS)
-    assert sorted(card.locator(".leg .parties").all_inner_texts()) == ["Alice → —", "— → 447700900000"]
+    texts = card.locator(".leg .parties").evaluate_all("parties => parties.map(p => p.textContent.trim())")
+    assert sorted(texts) == ["Alice → —", "— → 447700900000"]
 
 
 def test_a_call_expands_to_its_ordered_timeline_with_raw_payloads(page, server):
