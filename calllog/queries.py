@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection
 from calllog.legs import total_price
 from calllog.rows import column_text
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, brief, conversations, events, legs
-from events import IN_PROGRESS, STATUS_RANK
+from events import FINAL_STATUSES, IN_PROGRESS, STATUS_RANK
+from ncco import TOLD_WHY_ROUTE
 
 # What the status filter takes: the two summaries the call log offers, then every status a leg can end up in.
 STATUS_FILTERS = ("in_progress", "refused", *STATUS_RANK)
@@ -203,14 +204,23 @@ def _after(started_at: str, uuid: str):
 
 
 def _has_status(status: str):
+    """The filter for `status`, as the call's outcome reads (calllog.outcome): in progress while a leg is; refused
+    when the server refused to connect it (a told-why is no refusal); a final status only once the call has ended,
+    so a call with a busy leg and another still ringing is in progress, not busy."""
     same_conversation = legs.c.conversation_uuid == conversations.c.conversation_uuid
+    live = exists().where(and_(same_conversation, legs.c.status.in_(IN_PROGRESS)))
     if status == "refused":
         return exists().where(
-            and_(answers.c.conversation_uuid == conversations.c.conversation_uuid, answers.c.connected.is_(False))
+            and_(
+                answers.c.conversation_uuid == conversations.c.conversation_uuid,
+                answers.c.connected.is_(False),
+                answers.c.route != TOLD_WHY_ROUTE,
+            )
         )
     if status == "in_progress":
-        return exists().where(and_(same_conversation, legs.c.status.in_(IN_PROGRESS)))
-    return exists().where(and_(same_conversation, legs.c.status == status))
+        return live
+    has_it = exists().where(and_(same_conversation, legs.c.status == status))
+    return and_(has_it, ~live) if status in FINAL_STATUSES else has_it
 
 
 def _involves(number: str):

@@ -262,6 +262,35 @@ def test_refused_filter_lists_refused_answers(client, call_log):
     assert [call["conversation_uuid"] for call in refused] == ["CON-refused"]
 
 
+def test_status_filters_match_the_calls_outcome(client):
+    """A busy leg beside one still ringing is a call in progress, not a busy one; a told-why is no refusal."""
+
+    def event(conversation, leg, status):
+        body = {
+            "uuid": leg,
+            "conversation_uuid": conversation,
+            "status": status,
+            "timestamp": f"2026-11-24T10:00:0{len(leg)}Z",
+        }
+        assert client.post("/voice/event", json=body).status_code == 204
+
+    event("CON-mixed", "leg-a", "busy")
+    event("CON-mixed", "leg-bb", "ringing")
+    event("CON-ended", "leg-a2", "busy")
+    told = {"uuid": "leg-t", "conversation_uuid": "CON-told", "status": "busy", "to": "447700900000"}
+    assert client.post("/voice/event/connect", json=told).status_code == 200
+    client.application.extensions["call_log"].client.flush()
+
+    def listed(status):
+        calls = client.get(f"/api/calls?status={status}", headers=AUTH).get_json()["calls"]
+        return sorted(call["conversation_uuid"] for call in calls)
+
+    assert listed("busy") == ["CON-ended", "CON-told"]
+    assert listed("in_progress") == ["CON-mixed"]
+    assert listed("ringing") == ["CON-mixed"]
+    assert listed("refused") == []
+
+
 @pytest.mark.parametrize("query", ["limit=0", "limit=500", "limit=x", "cursor=garbage"])
 def test_bad_paging_gets_400_saying_what_to_send(client, query):
     response = client.get(f"/api/calls?{query}", headers=AUTH)
