@@ -191,3 +191,37 @@ def test_each_runnable_block_of_the_readme_works(newcomer, block):
         missing = missing_output(tuple(line.replace("3000", str(port)) for line in step.shown), printed)
         assert not missing, f"{where} did not print what the README shows: {missing}\nit printed:\n{printed[-3000:]}"
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+def shown_output_blocks(text: str) -> list[tuple[int, bool]]:
+    """(line, accounted for) of every fenced block that shows a command's output: a `$ ` line followed by a line
+    that is not another command. Accounted for: marked runnable (the test above runs it), or followed by a line
+    saying it is an illustration."""
+    lines = text.splitlines()
+    found, index = [], 0
+    while index < len(lines):
+        if lines[index].strip().startswith("```"):
+            end = next(i for i in range(index + 1, len(lines)) if lines[i].strip().startswith("```"))
+            body = lines[index + 1 : end]
+            shows = any(
+                line.startswith("$ ") and following.strip() and not following.startswith(("$ ", "  ", "#"))
+                for line, following in zip(body, body[1:])
+            )
+            if shows:
+                before = next((lines[i].strip() for i in range(index - 1, -1, -1) if lines[i].strip()), "")
+                after = next((lines[i].strip() for i in range(end + 1, len(lines)) if lines[i].strip()), "")
+                found.append((index + 1, before == MARK or after.startswith("(an illustration")))
+            index = end
+        index += 1
+    return found
+
+
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_every_example_output_is_run_by_the_tests_or_marked_as_an_illustration(document):
+    """Docs that cannot drift: output a reader may take for what the server prints today is either checked against
+    it (runnable) or says that it is not."""
+    loose = [line for line, accounted in shown_output_blocks(document.read_text()) if not accounted]
+    assert not loose, f"{document.name}: example output neither runnable nor marked as an illustration, lines {loose}"
