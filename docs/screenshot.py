@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from simulator.simulate import Simulator  # noqa: E402
+from simulator.client import Simulator  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "images" / "call-log.png"
 TOKEN = "screenshot-token-0123456789"
@@ -54,7 +54,9 @@ def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
         "INSTANCE_PATH": str(folder),
         "AUTO_WEBHOOKS": "",
     }
-    process = subprocess.Popen([sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "serve.py")], cwd=tempfile.gettempdir(), env=env, stdout=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -92,9 +94,9 @@ def shoot(base: str) -> None:
         first = page.locator('details.call[data-outcome="completed"]').first
         first.locator("summary").first.click()
         first.locator(".timeline .event").first.wait_for()
-        page.add_style_tag(content=".pulse { animation: none; }")
         OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(OUTPUT), full_page=True)
+        # The page's policy refuses an added style; the screenshot stops the pulse itself.
+        page.screenshot(path=str(OUTPUT), full_page=True, animations="disabled")
         browser.close()
 
 
