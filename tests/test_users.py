@@ -9,6 +9,7 @@ import requests
 
 from support import keys
 from support.commands import assert_one_error_line, flask
+from support.pg import database_url_for
 from support.production import wait_until
 from support.servers import run_server
 from support.vonage_standin import RATE_LIMIT_RETRY_AFTER
@@ -139,12 +140,14 @@ def test_sync_with_no_user_named_says_so(users, vonage):
 # --- CLIENT_CREATE_USERS on the production server ---
 
 
-@pytest.fixture
-def creating_server(tmp_path, project, vonage, certificate):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def creating_server(request, tmp_path, project, vonage, certificate):
+    """The production server with CLIENT_CREATE_USERS on, remembering its users in SQLite or PostgreSQL."""
     output = tmp_path / "server.log"
+    database_url = database_url_for(request.param, tmp_path)
     with run_server(
         output,
-        DATABASE_URL=f"sqlite:///{tmp_path / 'calls.db'}",
+        DATABASE_URL=database_url,
         CALL_LOG_TOKEN="users-tests-call-log-token",
         VONAGE_SIGNATURE_SECRET="",
         VONAGE_APPLICATION_ID=APPLICATION_ID,
@@ -158,7 +161,7 @@ def creating_server(tmp_path, project, vonage, certificate):
         LOG_FORMAT="line",
     ) as url:
         url.output = output
-        url.database = tmp_path / "calls.db"
+        url.database_url = database_url
         yield url
 
 
@@ -201,7 +204,7 @@ def test_a_user_that_cannot_be_created_gets_no_token_and_a_503(creating_server, 
 def test_flask_users_shows_the_last_token_issued_here(creating_server, users, vonage):
     assert login(creating_server, "Alice").status_code == 200
     vonage.add_user("Bob")
-    listed = ok(users(DATABASE_URL=f"sqlite:///{creating_server.database}")).splitlines()
+    listed = ok(users(DATABASE_URL=creating_server.database_url)).splitlines()
     (alice,) = [line for line in listed if line.startswith("Alice ")]
     (bob,) = [line for line in listed if line.startswith("Bob ")]
     assert alice.split()[-1].startswith("20") and alice.split()[-1].endswith("Z")
