@@ -576,11 +576,19 @@ def _language(raw: str) -> str:
     return value
 
 
-def _machine_detection(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in MACHINE_DETECTION_MODES:
-        raise ValueError(f"{raw.strip()!r} is not one of {', '.join(MACHINE_DETECTION_MODES)}")
-    return value
+def _one_of(choices: tuple[str, ...], after: str = "") -> Callable[[str], str]:
+    """A parser of one of `choices`, any case; its ValueError lists them (then `after`)."""
+
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"{raw.strip()!r} is not one of {', '.join(choices)}{after}")
+        return value
+
+    return parse
+
+
+_machine_detection = _one_of(MACHINE_DETECTION_MODES)
 
 
 def _user_name(raw: str) -> str:
@@ -713,11 +721,7 @@ def describe_duration(duration: timedelta) -> str:
     return f"{seconds} seconds"
 
 
-def _client_auth(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in CLIENT_AUTH_MODES:
-        raise ValueError(f"{raw.strip()!r} is not one of {', '.join(CLIENT_AUTH_MODES)} (leave it empty for off)")
-    return value
+_client_auth = _one_of(CLIENT_AUTH_MODES, " (leave it empty for off)")
 
 
 def identity_url(raw: str) -> str:
@@ -943,14 +947,19 @@ def handed_over() -> Settings | None:
     return settings
 
 
+def _env_file_values(env_file: str | Path | None) -> dict[str, str]:
+    """The variables a .env file sets (none when there is no such file)."""
+    if env_file is None or not Path(env_file).is_file():
+        return {}
+    return {key: value for key, value in dotenv_values(env_file).items() if value is not None}
+
+
 def setting_sources(env_file: str | Path | None = ENV_FILE) -> dict[str, str]:
     """Where load_settings found each variable it was given: "environment" or ".env" (the environment wins, as in
     load_settings); a variable in neither is left out (its setting is the default). The `flask` command line copies
     the .env into the environment before the app starts, so a value the environment holds exactly as the .env
     writes it counts as the .env's."""
-    in_file: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
-        in_file = {key: value for key, value in dotenv_values(env_file).items() if value is not None}
+    in_file = _env_file_values(env_file)
     sources = {}
     for variable in VARIABLES:
         value = os.environ.get(variable)
@@ -972,10 +981,7 @@ def load_settings(env_file: str | Path | None = ENV_FILE) -> Settings:
     handed = handed_over()
     if handed is not None:
         return handed
-    values: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
-        values.update({key: value for key, value in dotenv_values(env_file).items() if value is not None})
-    values.update(os.environ)
+    values = {**_env_file_values(env_file), **os.environ}
     settings = settings_from(values)
     if settings.private_key:
         try:
