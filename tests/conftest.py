@@ -159,6 +159,17 @@ def vonage(certificate):
     stand_in.close()
 
 
+@pytest.fixture(scope="module")
+def issuer():
+    """An OpenID issuer of the tests' own on loopback (support.oidc_issuer), one a module: its keys and whether it
+    answers are that module's to change."""
+    from support.oidc_issuer import OidcIssuer  # PyJWT: loaded only by the modules that log users in
+
+    started = OidcIssuer()
+    yield started
+    started.close()
+
+
 @pytest.fixture
 def project(tmp_path):
     """A project folder of a user's own, holding the application's private key."""

@@ -4,7 +4,6 @@ why, and the login token it answers with is checked with PyJWT and the applicati
 
 from __future__ import annotations
 
-import json
 import time
 
 import jwt
@@ -14,7 +13,7 @@ import requests
 from support import keys
 from support.oidc_issuer import AUDIENCE, JWKS_PATH, OidcIssuer
 from support.production import wait_until
-from support.servers import run_server, start_up_error
+from support.servers import fresh_interpreter, run_server, start_up_error
 
 APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 CALL_LOG_TOKEN = "client-token-tests-call-log-token"
@@ -31,13 +30,6 @@ def private_key_file(tmp_path_factory):
 
 def public_key():
     return keys.rsa_key().public_key()
-
-
-@pytest.fixture(scope="module")
-def issuer():
-    started = OidcIssuer()
-    yield started
-    started.close()
 
 
 def server_settings(folder, private_key_file, **settings) -> dict:
@@ -114,24 +106,19 @@ def minted_claims(answer: requests.Response) -> dict:
     return jwt.decode(answer.json()["token"], public_key(), algorithms=["RS256"])
 
 
-def refusals(server: str, reason: str) -> float:
+def scraped(server: str, series: str) -> float:
+    """The value of one series of the server's /metrics."""
     scrape = requests.get(f"{server}/metrics", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10)
-    line = next(
-        line
-        for line in scrape.text.splitlines()
-        if line.startswith(f'voice_client_token_refusals_total{{reason="{reason}"}}')
-    )
+    line = next(line for line in scrape.text.splitlines() if line.startswith(series))
     return float(line.split()[-1])
+
+
+def refusals(server: str, reason: str) -> float:
+    return scraped(server, f'voice_client_token_refusals_total{{reason="{reason}"}}')
 
 
 def issued(server: str, auth: str) -> float:
-    scrape = requests.get(f"{server}/metrics", headers={"Authorization": f"Bearer {CALL_LOG_TOKEN}"}, timeout=10)
-    line = next(
-        line
-        for line in scrape.text.splitlines()
-        if line.startswith(f'voice_client_tokens_issued_total{{auth="{auth}"}}')
-    )
-    return float(line.split()[-1])
+    return scraped(server, f'voice_client_tokens_issued_total{{auth="{auth}"}}')
 
 
 # --- a good ID token ---
@@ -389,21 +376,7 @@ print(json.dumps({"off": off, "statuses": statuses, "imported": sorted(set(sys.m
 
 
 def test_unset_loads_no_jwt_library_and_a_login_request_imports_no_module(private_key_file):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORTS_SCRIPT, str(private_key_file)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    outcome = json.loads(done.stdout.splitlines()[-1])
+    outcome = fresh_interpreter(IMPORTS_SCRIPT, str(private_key_file))
     assert outcome["off"] == [], "CLIENT_AUTH unset loaded " + ", ".join(outcome["off"])
     assert outcome["statuses"] == [200, 401, 200, 200, 401]
     assert outcome["imported"] == [], f"modules a login request imported: {outcome['imported']}"

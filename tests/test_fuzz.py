@@ -668,15 +668,6 @@ APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 CLIENT_AUTH_KEY = "fuzz-client-auth-key-0123456789abcdef0123456789"
 
 
-@pytest.fixture(scope="module")
-def login_issuer():
-    from support.oidc_issuer import OidcIssuer
-
-    issuer = OidcIssuer()
-    yield issuer
-    issuer.close()
-
-
 @pytest.fixture
 def login_settings(tmp_path):
     from support import keys
@@ -743,16 +734,16 @@ def refused_login(response) -> None:
 
 
 @pytest.mark.parametrize("mode", ["key", "oidc"])
-def test_no_request_that_fails_authentication_ever_gets_a_token(server_factory, login_issuer, login_settings, mode):
+def test_no_request_that_fails_authentication_ever_gets_a_token(server_factory, issuer, login_settings, mode):
     from support.oidc_issuer import AUDIENCE
 
     settings = {"CLIENT_AUTH": "key", "CLIENT_AUTH_KEY": CLIENT_AUTH_KEY} if mode == "key" else {}
     if mode == "oidc":
-        settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": login_issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
-    forged = [*GARBAGE_AUTHORIZATION, *(f"Bearer {token}" for token in forged_id_tokens(login_issuer))]
+        settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
+    forged = [*GARBAGE_AUTHORIZATION, *(f"Bearer {token}" for token in forged_id_tokens(issuer))]
     forged += [f"Bearer {CLIENT_AUTH_KEY[:-1]}", f"Bearer {CLIENT_AUTH_KEY}x", f"Basic {CLIENT_AUTH_KEY}"]
     latin1 = st.binary(max_size=80).map(lambda raw: raw.decode("latin-1").replace("\r", "").replace("\n", ""))
-    made_up = made_up_jwts(login_issuer).map(lambda token: f"Bearer {token}")
+    made_up = made_up_jwts(issuer).map(lambda token: f"Bearer {token}")
     bearers = st.one_of(latin1, st.sampled_from(forged), made_up, made_up)
     headers = st.one_of(st.just({}), bearers.map(lambda value: {"Authorization": value}))
     with server_factory(**login_settings, **settings) as server:
@@ -768,14 +759,14 @@ def test_no_request_that_fails_authentication_ever_gets_a_token(server_factory, 
 
 
 @pytest.mark.parametrize("mode", ["key", "oidc"])
-def test_a_proven_user_gets_a_token_for_exactly_that_name_or_a_400(server_factory, login_issuer, login_settings, mode):
+def test_a_proven_user_gets_a_token_for_exactly_that_name_or_a_400(server_factory, issuer, login_settings, mode):
     from support import keys
     from support.oidc_issuer import AUDIENCE
 
     if mode == "key":
         settings = {"CLIENT_AUTH": "key", "CLIENT_AUTH_KEY": CLIENT_AUTH_KEY}
     else:
-        settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": login_issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
+        settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
     with server_factory(**login_settings, **settings) as server:
 
         @examples(0.5)
@@ -788,7 +779,7 @@ def test_a_proven_user_gets_a_token_for_exactly_that_name_or_a_400(server_factor
                 )
                 response = server.send(request, "/client/token", {"Authorization": f"Bearer {CLIENT_AUTH_KEY}"})
             else:
-                token = login_issuer.id_token(user)
+                token = issuer.id_token(user)
                 response = server.send(WebRequest("POST"), "/client/token", {"Authorization": f"Bearer {token}"})
             # An empty claim names nobody: the ID token is refused as without one.
             expected = (401,) if mode == "oidc" and user == "" else (200, 400)
@@ -802,13 +793,13 @@ def test_a_proven_user_gets_a_token_for_exactly_that_name_or_a_400(server_factor
 
 
 @pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, 256, None, "x" * 5000])
-def test_an_id_token_whose_alg_is_not_a_name_is_a_401(server_factory, login_issuer, login_settings, alg):
+def test_an_id_token_whose_alg_is_not_a_name_is_a_401(server_factory, issuer, login_settings, alg):
     """An `alg` that was a list reached a dict lookup and was a 500 (unhashable); a long one filled the log."""
     from support.oidc_issuer import AUDIENCE
 
-    header = b64url(json.dumps({"alg": alg, "kid": login_issuer.key_id()}).encode())
-    token = f"{header}.{b64url(json.dumps(login_issuer.claims()).encode())}.AAAA"
-    settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": login_issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
+    header = b64url(json.dumps({"alg": alg, "kid": issuer.key_id()}).encode())
+    token = f"{header}.{b64url(json.dumps(issuer.claims()).encode())}.AAAA"
+    settings = {"CLIENT_AUTH": "oidc", "CLIENT_AUTH_ISSUER": issuer.url, "CLIENT_AUTH_AUDIENCE": AUDIENCE}
     with server_factory(**login_settings, **settings) as server:
         response = server.send(WebRequest("POST"), "/client/token", {"Authorization": f"Bearer {token}"})
         assert response.status_code == 401 and len(response.get_json()["error"]) < 300

@@ -109,13 +109,6 @@ class Source:
         return self.issuer.jwks()["keys"]
 
 
-@pytest.fixture(scope="module")
-def issuer():
-    started = OidcIssuer()
-    yield started
-    started.close()
-
-
 @pytest.fixture
 def cache(issuer):
     clock, source = Clock(), Source(issuer)

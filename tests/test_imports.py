@@ -5,12 +5,7 @@ open one: libphonenumber's region data, loaded lazily, once refused a call that 
 This checks it in a fresh interpreter, where nothing another test did has loaded a module already.
 """
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from support.servers import fresh_interpreter
 
 # Answers that reach every part of the answer path: numbers of several regions (each region has its own data),
 # national format, refused destinations, app users, an inbound call, an unreadable request, the fallback URL.
@@ -44,15 +39,6 @@ print(json.dumps({"statuses": statuses, "imported": sorted(set(sys.modules) - be
 
 
 def test_answer_requests_import_no_module(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    outcome = json.loads(done.stdout.splitlines()[-1])
+    outcome = fresh_interpreter(SCRIPT, str(tmp_path))
     assert set(outcome["statuses"]) == {200}, outcome
     assert outcome["imported"] == [], f"modules a request imported: {outcome['imported']}"

@@ -2,7 +2,9 @@
 (serve.py) started on a free port."""
 
 import contextlib
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -36,6 +38,21 @@ def run_env(**settings) -> dict:
     env["INSTANCE_PATH"] = str(SCRATCH_INSTANCE)
     env.update(settings)
     return env
+
+
+def fresh_interpreter(script: str, *args: str) -> dict:
+    """`script` run by a new Python, where nothing a test imported is loaded yet, with only the project on its
+    path; the JSON object its last line of output is."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def wait_until_listening(port: int, process: subprocess.Popen, seconds: float = 30) -> None:
@@ -83,6 +100,7 @@ def run_server(output: Path | None = None, cwd: Path = CHILD_FOLDER, unset: tupl
     finally:
         process.terminate()
         process.wait(timeout=10)
+        shutil.rmtree(instance, ignore_errors=True)
 
 
 def start_up_error(folder, **settings) -> str:
