@@ -6,6 +6,7 @@ blueprints and the `flask` commands together. The parts, one layer each (docs/ar
     calllog/     the call log: storage, the writer, /api/calls, /calls
     vonage_helper/   Vonage's REST APIs, through the SDK
     identity/    logging Client SDK users in: ID tokens checked, login tokens signed
+    outbound/    the background jobs: work taken from the call log and carried out (recordings fetched)
     edge/        the HTTP edge: /voice/answer, /voice/fallback, /voice/event, /client/token, signatures, errors, / and /health
     simulator/   plays whole signed calls against a server
     commands/    the `flask` commands, imported when run
@@ -36,6 +37,7 @@ from edge.payloads import MAX_BODY_BYTES
 from edge.signatures import REFUSAL_CODES
 from identity.refusals import REFUSAL_CODES as LOGIN_REFUSAL_CODES
 from ncco import WEBHOOKS
+from outbound import background_jobs
 from runtime import metrics
 from runtime.logs import configure_logging
 
@@ -78,11 +80,21 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     app.register_blueprint(page_blueprint)
     errors.init_app(app)
     cli.init_app(app)
+    if settings.writer_socket is None and not command:
+        # An app with a writer of its own (`flask run`) runs the background jobs too; under `make run` serve.py does.
+        jobs = background_jobs(settings)
+        app.extensions["jobs"] = jobs
+        atexit.register(jobs.stop)
+        jobs.start()
     return app
 
 
 def close_app(app: Flask) -> None:
     """Close what create_app opened: the call log (its writer connection, its own writer thread, the database)."""
+    jobs = app.extensions.get("jobs")
+    if jobs is not None:
+        atexit.unregister(jobs.stop)
+        jobs.stop()
     call_log = app.extensions["call_log"]
     atexit.unregister(call_log.close)
     call_log.close()

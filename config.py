@@ -102,6 +102,8 @@ class Settings:
     client_auth_key: str | None = field(default=None, repr=False)
     client_token_ttl: timedelta = timedelta(hours=1)
     client_create_users: bool = False
+    # Hosts trusted with the application's JWT beside Vonage's own (policy.vonage_url_refusal): for a stand-in.
+    trusted_hosts: tuple[str, ...] = ()
 
     def described(self) -> dict[str, str]:
         """Every setting as text for people: secrets say only whether they are set."""
@@ -128,6 +130,8 @@ class Settings:
                 value = value or "(not set: POST /client/token answers 404)"
             elif setting.name == "client_token_ttl":
                 value = describe_duration(value)
+            elif setting.name == "trusted_hosts":
+                value = ",".join(value) or "(none beside Vonage's own API hosts)"
             elif setting.name == "no_color":
                 value = "set: the line format is never coloured" if value else "(not set)"
             shown[setting.name] = str(value)
@@ -742,6 +746,18 @@ def _client_auth_key(raw: str) -> str:
     return value
 
 
+def _trusted_hosts(raw: str) -> tuple[str, ...]:
+    hosts = []
+    for item in raw.split(","):
+        host = item.strip().lower()
+        if not host:
+            continue
+        if not re.fullmatch(r"(\[[0-9a-f:]+\]|[a-z0-9.-]+)(:\d{1,5})?", host):
+            raise ValueError(f"{item.strip()!r} is not a host or host:port")
+        hosts.append(host)
+    return tuple(hosts)
+
+
 def _switch(raw: str) -> bool:
     value = raw.strip().lower()
     if value not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
@@ -851,6 +867,11 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "CLIENT_TOKEN_TTL": ("client_token_ttl", parse_token_ttl, "CLIENT_TOKEN_TTL=1h (or 15m, 3600; at most 24h)"),
     "CLIENT_CREATE_USERS": ("client_create_users", _switch, "CLIENT_CREATE_USERS=on"),
+    "VONAGE_TRUSTED_HOSTS": (
+        "trusted_hosts",
+        _trusted_hosts,
+        "VONAGE_TRUSTED_HOSTS=127.0.0.1:8443 (for a stand-in of Vonage in tests; Vonage's own hosts need nothing)",
+    ),
 }
 
 # What each CLIENT_AUTH mode cannot do without, and an example of each: (variable, Settings field, example).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
@@ -160,3 +161,36 @@ def vonage_digits(raw: str | None, default_region: str | None) -> str | None:
         return normalize_number(raw, default_region)
     except NumberError:
         return None
+
+
+# The hosts that may be sent the application's JWT (docs/platform.md, "Vonage's API hosts"): Vonage's two API hosts
+# and their regional twins (api-us.vonage.com, api-eu-3.nexmo.com), over HTTPS on the usual port, compared exactly.
+# A substring test (as the SDK's "contains vonage.com") lets vonage.com.attacker.example through.
+_VONAGE_API_HOST = re.compile(r"api(?:-[a-z]{2}(?:-\d{1,2})?)?\.(?:nexmo|vonage)\.com")
+
+
+def vonage_url_refusal(url: object, extra_hosts: tuple[str, ...] = ()) -> str | None:
+    """Why `url` must not be sent the application's JWT, or None when it is one of Vonage's API hosts over HTTPS.
+
+    `extra_hosts` (VONAGE_TRUSTED_HOSTS: `host` or `host:port`, lowercase) are trusted as well, exactly as written:
+    they are for a stand-in of Vonage in tests."""
+    if not isinstance(url, str) or not url:
+        return "no URL was given"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"{url[:200]!r} is not a URL"
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https":
+        return f"{url[:200]} is not HTTPS"
+    if parts.username is not None or parts.password is not None:
+        return f"the URL for {parts.hostname} carries a user name or password"
+    if not host:
+        return f"{url[:200]!r} names no host"
+    if (f"{host}:{port}" if port is not None else host) in extra_hosts:
+        return None
+    if port not in (None, 443) or not _VONAGE_API_HOST.fullmatch(host):
+        shown = host if port is None else f"{host}:{port}"
+        return f"{shown} is not one of Vonage's API hosts (api.nexmo.com, api.vonage.com, api-<region>...)"
+    return None

@@ -288,8 +288,14 @@ def run(settings: Settings) -> str | None:
     # environment and a .env again from their own folders.
     hand_over(replace(settings, writer_socket=writer.socket_path), socket_folder)
     auto_webhooks = None
+    jobs = None
     try:
         writer.start()
+        # Here, in this process: after PROMETHEUS_MULTIPROC_DIR is set, so what the jobs count is in the scrape.
+        from outbound import background_jobs
+
+        jobs = background_jobs(settings)
+        jobs.start()
         if settings.auto_webhooks:
             from vonage_helper.auto import AutoWebhooks  # the SDK's REST client: this process only, when asked for
 
@@ -299,6 +305,8 @@ def run(settings: Settings) -> str | None:
     finally:
         if auto_webhooks:
             auto_webhooks.stop()
+        if jobs:
+            jobs.stop()
         writer.stop()
         shutil.rmtree(socket_folder, ignore_errors=True)
         shutil.rmtree(metrics_folder, ignore_errors=True)

@@ -4,6 +4,7 @@
     commands                    the `flask` commands
     simulator                   plays whole signed calls
     edge                        the HTTP edge: routes, the webhook request, payloads, signatures, errors, status
+    outbound                    work done away from any request: recordings fetched, calls acted on
     calllog | vonage_helper | identity
                                 the call log; Vonage's REST APIs; login tokens (none imports another)
     runtime                     logging, metrics, stop signals
@@ -28,14 +29,15 @@ RANKS = {
     "calllog": 2,
     "vonage_helper": 2,
     "identity": 2,
-    "edge": 3,
-    "simulator": 4,
-    "commands": 5,
-    "wiring": 6,
+    "outbound": 3,
+    "edge": 4,
+    "simulator": 5,
+    "commands": 6,
+    "wiring": 7,
 }
 CORE = {"ncco", "policy", "events", "config"}
 WIRING = {"app", "serve", "bench"}
-PACKAGES = {"runtime", "calllog", "vonage_helper", "identity", "edge", "simulator", "commands"}
+PACKAGES = {"runtime", "calllog", "vonage_helper", "identity", "outbound", "edge", "simulator", "commands"}
 # The only modules at the top: the call core and the wiring.
 TOP_LEVEL = CORE | {"app", "serve"}
 
