@@ -82,7 +82,7 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     cli.init_app(app)
     if settings.writer_socket is None and not command:
         # An app with a writer of its own (`flask run`) runs the background jobs too; under `make run` serve.py does.
-        jobs = background_jobs(settings)
+        jobs = background_jobs(settings, counted.registry)
         app.extensions["jobs"] = jobs
         atexit.register(jobs.stop)
         jobs.start()
