@@ -59,7 +59,7 @@ class _Failure:
 
 class _HttpsServer:
     """A ThreadingHTTPServer on 127.0.0.1 in TLS with the tests' certificate, serving in a thread of its own; the
-    requests it received. Subclasses answer in `respond(handler, request_line)`."""
+    requests it received. Subclasses answer in `respond(handler)`."""
 
     def __init__(self, certificate: tuple[Path, Path], tls: bool = True):
         self.requests: list[Request] = []

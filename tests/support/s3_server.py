@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -143,8 +144,10 @@ class S3Server:
             self.log.close()
 
     def close(self) -> None:
+        """End moto's server and the relay, and remove the folder of moto's log."""
         self.stop()
         self.relay.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _wait_until_answering(self) -> None:
         deadline = time.monotonic() + STARTING_AT_MOST
