@@ -115,14 +115,23 @@ class S3Store:
     from boto3's usual chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an instance role)."""
 
     def __init__(self, url: str, endpoint: str | None, incoming: Path, timeout: float = 30):
-        import boto3  # only where recordings go to S3
-        from botocore.config import Config
-
         parts = urlsplit(url)
         self.bucket, self.prefix = parts.netloc, parts.path.strip("/")
         self.incoming = incoming
-        config = Config(connect_timeout=5, read_timeout=timeout, retries={"max_attempts": 2, "mode": "standard"})
-        self.client = boto3.client("s3", endpoint_url=endpoint, config=config)
+        self.endpoint, self.timeout = endpoint, timeout
+        self._client = None
+
+    @property
+    def client(self):
+        """boto3's client, made when first used: boto3 is loaded only by the processes that reach the store."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            retries = {"max_attempts": 2, "mode": "standard"}
+            config = Config(connect_timeout=5, read_timeout=self.timeout, retries=retries)
+            self._client = boto3.client("s3", endpoint_url=self.endpoint, config=config)
+        return self._client
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
