@@ -84,11 +84,15 @@ class Recordings:
     def __init__(self, database: Database):
         self.database = database
 
-    def take_due(self, now: float, lease_seconds: float, runner: str = RUNNER) -> Recording | None:
-        """Take the recording that is due soonest (waiting, its time come, nobody holding it): leased to `runner`
-        until now + lease_seconds, its attempts counted. None when none is due."""
+    def take_due(
+        self, now: float, lease_seconds: float, runner: str = RUNNER, only: str | None = None
+    ) -> Recording | None:
+        """Take the recording that is due soonest (waiting, its time come, nobody holding it), or `only` that one:
+        leased to `runner` until now + lease_seconds, its attempts counted. None when none is due."""
         free = or_(recordings.c.lease_until.is_(None), recordings.c.lease_until < now)
         due = and_(recordings.c.status == WAITING, recordings.c.next_attempt_at <= now, free)
+        if only is not None:
+            due = and_(due, recordings.c.recording_uuid == only)
         with self.database.connect(writing=True) as connection:
             candidates = connection.execute(
                 select(recordings.c.recording_uuid).where(due).order_by(recordings.c.next_attempt_at).limit(5)

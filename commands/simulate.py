@@ -68,7 +68,8 @@ def _timeout_seconds(ctx: click.Context, param: click.Parameter, value: float) -
     default="outbound",
     show_default=True,
     help="The call: an app user calls TO (a number); a phone calls the application's number TO; an app user calls "
-    "the user TO; an app user calls TO, who is busy, and is told why.",
+    "the user TO; an app user calls TO, who is busy, and is told why; an app user's call to TO is recorded, and its "
+    "recording's webhook comes after it ends.",
 )
 @click.option(
     "--url",
@@ -109,15 +110,37 @@ def _timeout_seconds(ctx: click.Context, param: click.Parameter, value: float) -
     show_default=True,
     help="Seconds to wait for the answer URL.",
 )
+@click.option(
+    "--recording-url",
+    default=None,
+    help="The recorded scenario: where its recording's webhook says the file is (default: on api.nexmo.com).",
+)
+@click.option(
+    "--recording-size", type=click.IntRange(0), default=None, help="The recorded scenario: the file's size in bytes."
+)
 @with_appcontext
-def simulate_command(to, scenario, url, outcome, duration, user, caller, method, calls, concurrency, answer_timeout):
+def simulate_command(
+    to,
+    scenario,
+    url,
+    outcome,
+    duration,
+    user,
+    caller,
+    method,
+    calls,
+    concurrency,
+    answer_timeout,
+    recording_url,
+    recording_size,
+):
     """Play Vonage against a webhook server: one whole call to TO, or many (--calls)."""
     settings = current_app.config["SETTINGS"]
     base_url = url or f"http://127.0.0.1:{settings.port}"
     secret = settings.signature_secrets[0] if settings.signature_secrets else None
     simulator = Simulator(base_url, secret, method, answer_timeout=answer_timeout)
     to = to or default_callee(scenario, settings)
-    call = Scenario(scenario, to, user, caller, outcome, duration)
+    call = Scenario(scenario, to, user, caller, outcome, duration, recording_url, recording_size)
     if calls > 1 or concurrency > 1:
         report = run_load(simulator, to, calls, concurrency, scenario=call)
         click.echo(

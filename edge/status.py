@@ -3,12 +3,18 @@ what it counted to Prometheus (runtime/metrics.py)."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 from flask import Blueprint, Response, current_app
 
 from calllog import access
 from calllog.api import token_refusal
+from calllog.recordings import STATUSES, Recordings
+from calllog.schema import StorageError
 from config import Settings
 from edge import errors
+from events import utc_timestamp
 from ncco import WEBHOOKS
 from runtime import metrics
 
@@ -71,5 +77,39 @@ def scrape():
     if refusal is not None:
         answer = errors.error_response(refusal)
     else:
-        answer = Response(metrics.exposition(current_app.extensions["metrics"]), content_type=metrics.CONTENT_TYPE)
+        gauges = recording_gauges(current_app.extensions["call_log"].database, current_app.config["SETTINGS"])
+        text = metrics.exposition(current_app.extensions["metrics"], gauges)
+        answer = Response(text, content_type=metrics.CONTENT_TYPE)
     return access.add_headers(current_app.make_response(answer), access.API_HEADERS)
+
+
+def recording_gauges(database, settings: Settings) -> list:
+    """The recordings' state for /metrics, read from the call log now; none while it cannot be read."""
+    now = time.time()
+    alert = settings.recording_alert_after.total_seconds()
+    try:
+        recordings = Recordings(database)
+        summary = recordings.summary(utc_timestamp(now - alert))
+        missed = len(recordings.missed(utc_timestamp(now - alert), limit=10_000))
+    except StorageError:
+        return []
+    oldest = summary["oldest_pending"]
+    waited = max(0.0, now - datetime.fromisoformat(oldest.replace("Z", "+00:00")).timestamp()) if oldest else 0.0
+    by_status = {status: summary["by_status"].get(status, 0) for status in STATUSES}
+    return [
+        ("voice_recordings", "Recordings in the call log, by status", "status", by_status),
+        ("voice_recordings_stored_bytes", "Bytes of the recordings stored", None, {None: summary["bytes"]}),
+        (
+            "voice_recording_oldest_pending_seconds",
+            "Age of the oldest recording not stored yet (0: none)",
+            None,
+            {None: waited},
+        ),
+        (
+            "voice_recordings_at_risk",
+            "Recordings at risk: not stored RECORDING_ALERT_AFTER after their webhook, or recorded calls whose webhook "
+            "has not come that long after they ended",
+            "reason",
+            {"not_stored": summary["at_risk"], "webhook_missing": missed},
+        ),
+    ]

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import CLIENT_AUTH_MODES, METRICS_FOLDER_VARIABLE
@@ -222,12 +223,30 @@ def multiprocess_folder() -> str | None:
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
-def exposition(metrics: Metrics) -> bytes:
-    """The scrape, in Prometheus' text format: every process's values added up, or this app's own."""
+class _Gauges:
+    """A collector of gauges read at the scrape (from the database): (name, help, label, {label value: value})."""
+
+    def __init__(self, gauges: list[tuple[str, str, str | None, dict]]):
+        self.gauges = gauges
+
+    def collect(self):
+        for name, documentation, label, values in self.gauges:
+            family = GaugeMetricFamily(name, documentation, labels=[label] if label else None)
+            for key, value in values.items():
+                family.add_metric([key] if label else [], value)
+            yield family
+
+
+def exposition(metrics: Metrics, gauges: list[tuple[str, str, str | None, dict]] = ()) -> bytes:
+    """The scrape, in Prometheus' text format: every process's values added up, or this app's own; then `gauges`,
+    values read now (label None: one series, under the key None)."""
     metrics.flush()
     folder = multiprocess_folder()
     if folder is None:
-        return generate_latest(metrics.registry)
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=folder)
-    return generate_latest(registry)
+        registry = metrics.registry
+    else:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=folder)
+    read_now = CollectorRegistry()
+    read_now.register(_Gauges(list(gauges)))
+    return generate_latest(registry) + generate_latest(read_now)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 import requests
+from vonage_voice.models import Record
 
 from edge.signatures import sign_webhook
 from events import SYNCHRONOUS_STATUSES
@@ -26,6 +27,7 @@ from simulator.model import (
     caller_completed,
     describe_ncco,
     play_until_connect,
+    recording_webhook,
     scenario_problem,
 )
 from vonage_helper.ncco_models import parse_ncco
@@ -144,13 +146,20 @@ class Simulator:
                 if told:
                     play_until_connect(call, told)
         self._post_events(result, event_url, [caller_completed(call, start, scenario.from_phone)])
+        record = next((action for action in actions if isinstance(action, Record)), None)
+        if scenario.name == "recorded" and record is not None:
+            recording_url = record.eventUrl[0] if record.eventUrl else event_url
+            webhook = recording_webhook(call, start, scenario, str(uuids.uuid4()))
+            self._post_events(result, recording_url, [webhook], what="recording")
 
-    def _post_events(self, result: CallResult, url: str, payloads: list[dict]) -> requests.Response | None:
+    def _post_events(
+        self, result: CallResult, url: str, payloads: list[dict], what: str | None = None
+    ) -> requests.Response | None:
         """POST each event to `url`, noting any reply that is not 2xx; returns the last reply."""
         reply = None
         for payload in payloads:
-            what = f"{payload['status']} ({payload['direction']})"
-            exchange, reply = self._send(what, "POST", url, payload, self.event_timeout)
+            label = what or f"{payload['status']} ({payload['direction']})"
+            exchange, reply = self._send(label, "POST", url, payload, self.event_timeout)
             if reply is not None and not 200 <= reply.status_code < 300:
                 exchange.problem = f"answered {reply.status_code}: {reply.text[:200]}"
                 hint = signature_hint(reply, signed=bool(self.secret))

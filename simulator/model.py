@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from vonage_voice.models import Connect, Talk
+from vonage_voice.models import Connect, Record, Talk
 
 # The call shapes: an app user calls a phone, a phone calls the application (and an app user takes it), an app
-# user calls another by name, and an app user calls a busy phone and is told why.
-SCENARIOS = ("outbound", "inbound", "app-to-app", "busy")
+# user calls another by name, an app user calls a busy phone and is told why, and an app user's recorded call (with
+# its recording's webhook at the end).
+SCENARIOS = ("outbound", "inbound", "app-to-app", "busy", "recorded")
 INBOUND_CALLER = "447700900123"  # the phone that calls in the inbound scenario
 APPLICATION_NUMBER = "447700900001"  # the application's number it calls, when the settings name none
 # The `detail` Vonage gives each failed outcome.
@@ -52,6 +53,9 @@ class Scenario:
     caller_number: str = INBOUND_CALLER  # the phone that calls (inbound)
     outcome: str = "answered"  # the busy scenario always ends busy
     duration: int = 5
+    # The recorded scenario's recording: where its webhook says it is, and its size (left out when None).
+    recording_url: str | None = None
+    recording_size: int | None = None
 
     @property
     def from_phone(self) -> bool:
@@ -100,6 +104,9 @@ def describe_ncco(actions) -> str:
     for action in actions:
         if isinstance(action, Talk):
             steps.append(f"say {action.text!r}")
+        elif isinstance(action, Record):
+            channels = f", {action.channels} channels" if action.channels else ""
+            steps.append(f"record the {action.split or 'call'} ({action.format or 'mp3'}{channels})")
         elif isinstance(action, Connect):
             endpoint = action.endpoint[0]
             target = getattr(endpoint, "number", None) or getattr(endpoint, "user", None) or endpoint.type
@@ -265,6 +272,13 @@ def scenario_problem(scenario: Scenario, actions) -> str | None:
     """Where an answer's NCCO (SDK models) does not take the call `scenario` plays, or None."""
     if scenario.name == "outbound":
         return None  # a refusal with a spoken reason is a valid answer to a call to a number
+    if scenario.name == "recorded":
+        kinds = [type(action) for action in actions]
+        if Connect not in kinds:
+            return "the server did not connect the call, so nothing is recorded"
+        if Record not in kinds[: kinds.index(Connect)]:
+            return "the NCCO records nothing before its connect: start the server with RECORD_CALLS=on"
+        return None
     connect = next((action for action in actions if isinstance(action, Connect)), None)
     endpoint = connect.endpoint[0] if connect else None
     said = " ".join(action.text for action in actions if isinstance(action, Talk))
@@ -280,3 +294,19 @@ def scenario_problem(scenario: Scenario, actions) -> str | None:
     if scenario.name == "app-to-app" and endpoint.user != scenario.to:
         return f"the server rang the app user {endpoint.user}, not {scenario.to}"
     return None
+
+
+def recording_webhook(call: CallLegs, start: datetime, scenario: Scenario, recording_uuid: str) -> dict:
+    """The recording's webhook Vonage sends once the recorded conversation has ended."""
+    call.tick(1.0)
+    payload = {
+        "start_time": _seconds(start),
+        "end_time": _seconds(call.now),
+        "recording_url": scenario.recording_url or f"https://api.nexmo.com/v1/files/{recording_uuid}",
+        "recording_uuid": recording_uuid,
+        "conversation_uuid": call.conversation_uuid,
+        "timestamp": _timestamp(call.now),
+    }
+    if scenario.recording_size is not None:
+        payload["size"] = scenario.recording_size
+    return payload
