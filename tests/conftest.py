@@ -160,6 +160,17 @@ def vonage(certificate):
 
 
 @pytest.fixture(scope="module")
+def media(certificate):
+    """Vonage's media host over HTTPS on loopback (support.media_standin), serving recordings to the application's
+    JWT (signed with support.keys' key); one a module."""
+    from support.media_standin import MediaStandIn
+
+    stand_in = MediaStandIn(certificate, keys.rsa_key().public_key())
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture(scope="module")
 def issuer():
     """An OpenID issuer of the tests' own on loopback (support.oidc_issuer), one a module: its keys and whether it
     answers are that module's to change."""
