@@ -32,7 +32,7 @@ from calllog.page import bp as page_blueprint
 from calllog.token_store import call_log_token
 from commands import cli
 from config import Settings, load_settings, settings_from
-from edge import client_token, errors, status, voice
+from edge import call_actions, client_token, errors, status, voice
 from edge.payloads import MAX_BODY_BYTES
 from edge.signatures import REFUSAL_CODES
 from identity.refusals import REFUSAL_CODES as LOGIN_REFUSAL_CODES
@@ -76,6 +76,7 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     app.register_blueprint(status.bp)
     with cli.settings_end_a_command():
         client_token.init_app(app, settings, log, counted, call_log.database)
+        call_actions.init_app(app, settings, call_log.database)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(page_blueprint)
     errors.init_app(app)
@@ -95,6 +96,9 @@ def close_app(app: Flask) -> None:
     if jobs is not None:
         atexit.unregister(jobs.stop)
         jobs.stop()
+    controller = app.extensions.get(call_actions.EXTENSION)
+    if controller is not None:
+        controller.close()
     call_log = app.extensions["call_log"]
     atexit.unregister(call_log.close)
     call_log.close()

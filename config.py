@@ -104,6 +104,8 @@ class Settings:
     client_create_users: bool = False
     # Hosts trusted with the application's JWT beside Vonage's own (policy.vonage_url_refusal): for a stand-in.
     trusted_hosts: tuple[str, ...] = ()
+    # CALL_CONTROL=on: /api/calls/<leg>/actions, the page's buttons and `flask hangup` act on calls in progress.
+    call_control: bool = False
 
     def described(self) -> dict[str, str]:
         """Every setting as text for people: secrets say only whether they are set."""
@@ -132,6 +134,8 @@ class Settings:
                 value = describe_duration(value)
             elif setting.name == "trusted_hosts":
                 value = ",".join(value) or "(none beside Vonage's own API hosts)"
+            elif setting.name == "call_control":
+                value = "on" if value else "off (POST /api/calls/<leg>/actions answers 404)"
             elif setting.name == "no_color":
                 value = "set: the line format is never coloured" if value else "(not set)"
             shown[setting.name] = str(value)
@@ -867,6 +871,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "CLIENT_TOKEN_TTL": ("client_token_ttl", parse_token_ttl, "CLIENT_TOKEN_TTL=1h (or 15m, 3600; at most 24h)"),
     "CLIENT_CREATE_USERS": ("client_create_users", _switch, "CLIENT_CREATE_USERS=on"),
+    "CALL_CONTROL": ("call_control", _switch, "CALL_CONTROL=on"),
     "VONAGE_TRUSTED_HOSTS": (
         "trusted_hosts",
         _trusted_hosts,
@@ -901,6 +906,17 @@ def client_auth_problem(settings: Settings) -> str | None:
     return None
 
 
+def call_control_problem(settings: Settings) -> str | None:
+    """The one line CALL_CONTROL=on without the application's credentials stops start-up with, or None: acting on
+    a call is a request to Vonage's Voice API signed with the application's key."""
+    if not settings.call_control:
+        return None
+    for variable, name, example in SIGNING_NEEDS:
+        if not getattr(settings, name):
+            return f"CALL_CONTROL=on needs {variable}, which is not set; for example {example}"
+    return None
+
+
 # Settings holding numbers that may be written in national format: parsed with DEFAULT_REGION (listed before them).
 READ_WITH_DEFAULT_REGION = frozenset({"INBOUND_ROUTES"})
 # Settings whose blank value is read, not taken as unset: empty lists mean "none"; NO_COLOR is on for any
@@ -930,7 +946,7 @@ def settings_from(values: Mapping[str, str]) -> Settings:
         # Everything the server keeps moves with INSTANCE_PATH, the default database too.
         chosen["database_url"] = f"sqlite:///{Path(chosen['instance_path']) / DATABASE_FILE}"
     settings = Settings(**chosen)
-    problem = client_auth_problem(settings)
+    problem = client_auth_problem(settings) or call_control_problem(settings)
     if problem is not None:
         raise ConfigError(problem)
     return settings

@@ -109,8 +109,9 @@ def answer_row(route: str, decision: AnswerDecision, received_at: str, verified:
         "received_at": received_at,
         "verified": verified,
         "answer_key": key or answer_key(),
+        "region_url": fields.get("region_url") if isinstance(fields.get("region_url"), str) else None,
     }
     return {key: column_text(value) if key in _TEXT_ANSWER_FIELDS else value for key, value in row.items()}
 
 
-_TEXT_ANSWER_FIELDS = ("conversation_uuid", "leg_uuid", "caller", "requested", "reason")
+_TEXT_ANSWER_FIELDS = ("conversation_uuid", "leg_uuid", "caller", "requested", "reason", "region_url")

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -99,6 +99,8 @@ answers = Table(
     # twice; else one made for the decision, so a batch the worker sends again is stored once.
     Column("answer_key", String(100)),
     Index("ix_answers_answer_key", "answer_key", unique=True),
+    # The answer request's region_url (version 6): the Voice API host that serves this call, where it is acted on.
+    Column("region_url", String(300)),
 )
 # Client SDK users this server has seen (version 5): made at Vonage by CLIENT_CREATE_USERS (so a second login asks
 # Vonage nothing), and when a login token was last issued here (flask users shows it). Not the call log's own
@@ -110,6 +112,23 @@ client_users = Table(
     Column("vonage_id", String(100)),
     Column("created_at", String(32)),  # when this server created the user at Vonage; None if it did not
     Column("last_token_at", String(32)),
+)
+
+# What was asked of Vonage about a call in progress (version 6: CALL_CONTROL), accepted or refused, with who asked
+# and what Vonage answered: the call's timeline shows it. One row an attempt; retention removes it with its call.
+call_actions = Table(
+    "call_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("leg_uuid", String(100), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("detail", Text),  # the text said, the digits, the destination
+    Column("requested_at", String(32), nullable=False),
+    Column("requested_by", String(100)),  # the client's address, or "command line"
+    Column("outcome", String(16), nullable=False),  # ACTION_OUTCOMES in calllog/call_actions.py
+    Column("vonage_status", Integer),
+    Column("result", Text),  # what came of it, in one line (Vonage's reason when it refused)
 )
 
 
@@ -140,6 +159,13 @@ def _add_answer_key(connection) -> None:
     connection.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_answers_answer_key ON answers (answer_key)"))
 
 
+def _add_call_control(connection) -> None:
+    # A database created at version 6 already has both (tables are created as defined above).
+    if "region_url" not in {column["name"] for column in inspect(connection).get_columns("answers")}:
+        connection.execute(text("ALTER TABLE answers ADD COLUMN region_url VARCHAR(300)"))
+    call_actions.create(connection, checkfirst=True)
+
+
 # version -> the step that brings a database from the version before to it.
 MIGRATIONS = {
     1: _create_tables,
@@ -147,6 +173,7 @@ MIGRATIONS = {
     3: _index_conversation_activity,
     4: _add_answer_key,
     5: _add_client_users,
+    6: _add_call_control,
 }
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.
