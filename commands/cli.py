@@ -38,6 +38,12 @@ COMMANDS = {
     "setup": "commands.setup:setup_command",
     "users": "commands.users:users_group",
     "push": "commands.push:push_group",
+    "live": "commands.live:live_command",
+    "hangup": "commands.live:hangup_command",
+    "mute": "commands.live:mute_command",
+    "unmute": "commands.live:unmute_command",
+    "say": "commands.live:say_command",
+    "transfer": "commands.live:transfer_command",
 }
 
 

@@ -62,6 +62,8 @@ class VoiceRequest:
 def action_request(leg_uuid: str, action: str, fields: Mapping, rules: CallRules) -> VoiceRequest:
     """The request that does `action` (ACTIONS) to the leg `leg_uuid`, with the field it needs from `fields`;
     ActionError when there is no such action, its field is missing or wrong, or a transfer's destination is refused."""
+    if not isinstance(action, str) or not action:
+        raise ActionError(f'the request names no action: send {{"action": ...}}, one of {", ".join(ACTIONS)}')
     if action not in ACTIONS:
         raise ActionError(f"{str(action)[:40]!r} is not an action; the actions are {', '.join(ACTIONS)}")
     needed = ACTIONS[action]
