@@ -3,6 +3,7 @@ through the same controller as POST /api/calls/<leg>/actions (outbound/call_cont
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import click
@@ -10,6 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from commands.cli import Command, CommandError
+from runtime.logs import LOGGER_NAME
 
 OFF = "acting on calls is off: set CALL_CONTROL=on (with VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY)"
 
@@ -49,6 +51,10 @@ def act(leg: str, action: str, **fields: str) -> None:
     if not plan.event_url:
         # As the answer URL builds it for a request that reached this server at HOST:PORT (PUBLIC_URL unset).
         plan = replace(plan, event_url=f"http://{settings.host}:{settings.port}{CONNECT_WEBHOOK.path}")
+
+    # The command's own line says what came of it (and the timeline keeps it): the controller's log lines would say
+    # it twice on the same terminal.
+    logging.getLogger(f"{LOGGER_NAME}.call_control").setLevel(logging.ERROR)
 
     def throttled(seconds: float) -> None:
         click.echo(f"throttled, retrying in {seconds:g} s", err=True)
