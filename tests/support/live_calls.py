@@ -40,8 +40,9 @@ def call_control_settings(folder: Path, certificate, regions, **settings) -> dic
 
 @contextlib.contextmanager
 def call_control_server(folder: Path, certificate, regions, **settings):
-    """serve.py, as `make run` starts it, with CALL_CONTROL=on; yields its base URL."""
+    """serve.py, as `make run` starts it, with CALL_CONTROL=on; yields its base URL (`.log`: the file of its output)."""
     with run_server(folder / "server.log", **call_control_settings(folder, certificate, regions, **settings)) as url:
+        url.log = folder / "server.log"
         yield url
 
 
