@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from sqlalchemy import select, update
 
-from calllog.rows import fit
+from calllog.rows import column_text, fit
 from calllog.schema import Database, answers, call_actions, conversations, legs
 from events import IN_PROGRESS
 
@@ -69,7 +69,8 @@ def _region_url(connection, conversation_uuid: str | None) -> str | None:
 def find_leg(database: Database, leg_uuid: str) -> LiveLeg | None:
     """The leg `leg_uuid` and its call's region_url, or None when the call log has no such leg."""
     with database.connect() as connection:
-        row = connection.execute(select(legs).where(legs.c.uuid == leg_uuid)).first()
+        # Text from a URL or a terminal may hold what no column does (a NUL, which PostgreSQL refuses).
+        row = connection.execute(select(legs).where(legs.c.uuid == column_text(leg_uuid))).first()
         if row is None:
             return None
         return _live_leg(row, _region_url(connection, row.conversation_uuid))

@@ -245,11 +245,24 @@ def test_a_page_of_another_origin_is_refused_even_with_the_token(server, home, l
     assert own.status_code == 202
 
 
-def test_with_call_control_off_the_route_is_a_404_naming_it(tmp_path):
+def test_with_call_control_off_the_route_is_a_404_naming_it_and_the_page_has_no_actions(tmp_path):
     with run_server(CALL_LOG_TOKEN=TOKEN, DATABASE_URL=f"sqlite:///{tmp_path / 'calls.db'}") as url:
+        start_call(url, None)
         refused = act(url, "leg-1", action="hangup")
+        page = requests.get(f"{url}/calls", headers=BEARER, timeout=10).text
     assert refused.status_code == 404
     assert "set CALL_CONTROL=on" in refused.json()["error"]
+    assert "call-control-token" not in page and TOKEN not in page
+    assert 'class="actions"' not in page
+
+
+def test_with_call_control_on_the_page_carries_the_token_for_its_own_script(server, live):
+    page = requests.get(f"{server}/calls", headers=BEARER, timeout=10)
+    assert f'<meta name="call-control-token" content="{TOKEN}">' in page.text
+    assert f'<div class="actions" data-leg="{live[0]}">' in page.text
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'self';")
+    partial = requests.get(f"{server}/calls", params={"partial": "list"}, headers=BEARER, timeout=10).text
+    assert TOKEN not in partial
 
 
 def test_call_control_without_the_applications_key_stops_start_up_with_one_line(tmp_path):
