@@ -10,6 +10,7 @@ brings PyJWT, cryptography and requests into the process.
 from __future__ import annotations
 
 import logging
+import netrc  # noqa: F401  requests imports it on a session's first request (it reads ~/.netrc): loaded here instead
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass

@@ -15,7 +15,7 @@ from support.live_calls import (
     end_call,
     start_call,
 )
-from support.servers import run_server, start_up_error
+from support.servers import fresh_interpreter, run_server, start_up_error
 from support.voice_standin import VoiceStandIn
 
 
@@ -268,3 +268,53 @@ def test_with_call_control_on_the_page_carries_the_token_for_its_own_script(serv
 def test_call_control_without_the_applications_key_stops_start_up_with_one_line(tmp_path):
     line = start_up_error(tmp_path, CALL_CONTROL="on", VONAGE_APPLICATION_ID=APPLICATION_ID)
     assert line.startswith("error: CALL_CONTROL=on needs VONAGE_PRIVATE_KEY, which is not set; for example")
+
+
+# In an interpreter that has loaded nothing yet, the app built, a call answered and read back (Flask's request path
+# warmed), then the first actions of several kinds: what they import is what a request would open files for
+# (tests/test_imports.py says why that matters).
+IMPORTS_SCRIPT = """
+import json, os, sys
+folder, region, bundle, key = sys.argv[1:5]
+os.environ.update({"REQUESTS_CA_BUNDLE": bundle, "NO_PROXY": "127.0.0.1"})
+from app import close_app, create_app
+
+app = create_app({
+    "DATABASE_URL": "sqlite:///" + folder + "/calls.db", "INSTANCE_PATH": folder + "/instance",
+    "CALL_LOG_TOKEN": "imports-test-token-0123", "CALL_CONTROL": "on", "VONAGE_PRIVATE_KEY": key,
+    "VONAGE_APPLICATION_ID": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab", "VONAGE_TRUSTED_HOSTS": region,
+})
+client = app.test_client()
+bearer = {"Authorization": "Bearer imports-test-token-0123"}
+import logging
+from runtime.logs import LOGGER_NAME
+logging.getLogger(LOGGER_NAME).disabled = True  # its log thread would print after the last line, which is read
+logging.getLogger(LOGGER_NAME + ".call_control").disabled = True
+for leg in ("leg-warm", "leg-1"):
+    client.get("/voice/answer", query_string={"from_user": "Alice", "to": "447700900000", "uuid": leg,
+               "conversation_uuid": "CON-" + leg, "region_url": "https://" + region})
+    app.extensions["call_log"].client.flush()
+    client.post("/voice/event", json={"uuid": leg, "conversation_uuid": "CON-" + leg, "status": "answered",
+                "direction": "inbound", "to": "Alice", "timestamp": "2026-12-07T10:00:00.000Z"})
+client.get("/api/calls/CON-leg-1", headers=bearer)
+before = set(sys.modules)
+statuses = [client.post("/api/calls/leg-warm/actions", json={"action": "mute"}, headers=bearer).status_code]
+for body in ({"action": "say", "text": "Hello"}, {"action": "transfer", "to": "Bob"}, {"action": "dtmf"}):
+    statuses.append(client.post("/api/calls/leg-1/actions", json=body, headers=bearer).status_code)
+close_app(app)
+print(json.dumps({"statuses": statuses, "imported": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_an_action_imports_no_module_once_the_app_is_built(tmp_path, certificate, regions):
+    home = regions[0]
+    home.holds_every_leg = True
+    (tmp_path / "private.key").write_bytes(keys.pkcs8())
+    try:
+        outcome = fresh_interpreter(
+            IMPORTS_SCRIPT, str(tmp_path), home.host, str(certificate[0]), str(tmp_path / "private.key")
+        )
+    finally:
+        home.holds_every_leg = False
+    assert outcome["statuses"] == [202, 202, 400, 400], outcome  # Bob is not in CALLABLE_USERS here
+    assert outcome["imported"] == [], f"modules an action imported: {outcome['imported']}"
