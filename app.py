@@ -6,7 +6,7 @@ blueprints and the `flask` commands together. The parts, one layer each (docs/ar
     calllog/     the call log: storage, the writer, /api/calls, /calls
     vonage_helper/   Vonage's REST APIs, through the SDK
     identity/    logging Client SDK users in: ID tokens checked, login tokens signed
-    outbound/    the background jobs: work taken from the call log and carried out (recordings fetched)
+    outbound/    work that calls out: the background jobs (recordings fetched), acting on live calls
     edge/        the HTTP edge: /voice/answer, /voice/fallback, /voice/event, /client/token, signatures, errors, / and /health
     simulator/   plays whole signed calls against a server
     commands/    the `flask` commands, imported when run
