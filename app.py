@@ -6,7 +6,7 @@ blueprints and the `flask` commands together. The parts, one layer each (docs/ar
     calllog/     the call log: storage, the writer, /api/calls, /calls
     vonage_helper/   Vonage's REST APIs, through the SDK
     identity/    logging Client SDK users in: ID tokens checked, login tokens signed
-    outbound/    the background jobs: work taken from the call log and carried out (recordings fetched)
+    outbound/    work that calls out: the background jobs (recordings fetched), acting on live calls
     edge/        the HTTP edge: /voice/answer, /voice/fallback, /voice/event, /client/token, signatures, errors, / and /health
     simulator/   plays whole signed calls against a server
     commands/    the `flask` commands, imported when run
@@ -32,7 +32,7 @@ from calllog.page import bp as page_blueprint
 from calllog.token_store import call_log_token
 from commands import cli
 from config import Settings, load_settings, settings_from
-from edge import client_token, errors, recordings, status, voice
+from edge import call_actions, client_token, errors, recordings, status, voice
 from edge.payloads import MAX_BODY_BYTES
 from edge.signatures import REFUSAL_CODES
 from identity.refusals import REFUSAL_CODES as LOGIN_REFUSAL_CODES
@@ -77,6 +77,7 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     app.register_blueprint(status.bp)
     with cli.settings_end_a_command():
         client_token.init_app(app, settings, log, counted, call_log.database)
+        call_actions.init_app(app, settings, call_log.database)
     app.extensions["recordings_store"] = open_store(
         settings.recordings_location, settings.recordings_s3_endpoint, settings.instance_path
     )
@@ -100,6 +101,9 @@ def close_app(app: Flask) -> None:
     if jobs is not None:
         atexit.unregister(jobs.stop)
         jobs.stop()
+    controller = app.extensions.get(call_actions.EXTENSION)
+    if controller is not None:
+        controller.close()
     call_log = app.extensions["call_log"]
     atexit.unregister(call_log.close)
     call_log.close()

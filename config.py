@@ -120,6 +120,9 @@ class Settings:
         """Where recordings are kept: RECORDINGS_URL, else the recordings folder in the instance folder."""
         return self.recordings_url or str(Path(self.instance_path) / RECORDINGS_FOLDER)
 
+    # CALL_CONTROL=on: /api/calls/<leg>/actions, the page's buttons and `flask hangup` act on calls in progress.
+    call_control: bool = False
+
     def described(self) -> dict[str, str]:
         """Every setting as text for people: secrets say only whether they are set."""
         shown = {}
@@ -153,6 +156,8 @@ class Settings:
                 value = describe_duration(value)
             elif setting.name == "recording_retention":
                 value = describe_age(value) if value else "(not set: kept as long as their call)"
+            elif setting.name == "call_control":
+                value = "on" if value else "off (POST /api/calls/<leg>/actions answers 404)"
             elif setting.name == "no_color":
                 value = "set: the line format is never coloured" if value else "(not set)"
             shown[setting.name] = str(value)
@@ -940,6 +945,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "RECORDING_ALERT_AFTER": ("recording_alert_after", parse_alert_after, "RECORDING_ALERT_AFTER=1h"),
     "RECORDING_RETENTION": ("recording_retention", parse_age, "RECORDING_RETENTION=30d (unset: as long as the call)"),
+    "CALL_CONTROL": ("call_control", _switch, "CALL_CONTROL=on"),
     "VONAGE_TRUSTED_HOSTS": (
         "trusted_hosts",
         _trusted_hosts,
@@ -981,6 +987,16 @@ def recording_problem(settings: Settings) -> str | None:
     for variable, name, example in SIGNING_NEEDS:
         if not getattr(settings, name):
             return f"RECORD_CALLS=on needs {variable} to fetch each recording from Vonage, and it is not set; for example {example}"
+
+
+def call_control_problem(settings: Settings) -> str | None:
+    """The one line CALL_CONTROL=on without the application's credentials stops start-up with, or None: acting on
+    a call is a request to Vonage's Voice API signed with the application's key."""
+    if not settings.call_control:
+        return None
+    for variable, name, example in SIGNING_NEEDS:
+        if not getattr(settings, name):
+            return f"CALL_CONTROL=on needs {variable}, which is not set; for example {example}"
     return None
 
 
@@ -1013,7 +1029,7 @@ def settings_from(values: Mapping[str, str]) -> Settings:
         # Everything the server keeps moves with INSTANCE_PATH, the default database too.
         chosen["database_url"] = f"sqlite:///{Path(chosen['instance_path']) / DATABASE_FILE}"
     settings = Settings(**chosen)
-    problem = client_auth_problem(settings) or recording_problem(settings)
+    problem = client_auth_problem(settings) or recording_problem(settings) or call_control_problem(settings)
     if problem is not None:
         raise ConfigError(problem)
     return settings

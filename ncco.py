@@ -397,6 +397,15 @@ def user_decision(user: str, plan: CallPlan, routing: CallRouting) -> Decided:
     return ncco, ncco_body(ncco), name, None
 
 
+def transfer_decision(to: str, policy: DestinationPolicy, plan: CallPlan, routing: CallRouting) -> Decided:
+    """The NCCO a call in progress is transferred with, to `to` (a number or an app user's name), by the answer
+    URL's own rules: a number through the destination policy, a user through CALLABLE_USERS. The same
+    (NCCO, body, who is connected or None, why not) as the answer's decisions; a refusal's reason is the answer's."""
+    if looks_like_phone_number(to):
+        return callee_decision(to, policy, plan)
+    return user_decision(to, plan, routing)
+
+
 # What the caller hears for each outcome: (status, detail) first, then (status, None). {who} names the callee.
 OUTCOME_SENTENCES = {
     ("busy", None): "{who} is busy. Please try again later.",

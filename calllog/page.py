@@ -238,6 +238,7 @@ def calls_page():
         "cursor": cursor,
         "with_summary": with_summary,
         "signatures_on": bool(current_app.config["SETTINGS"].signature_secrets),
+        "call_control": current_app.config["SETTINGS"].call_control,
     }
     try:
         status, number = filters["status"] or None, filters["number"] or None
@@ -248,6 +249,10 @@ def calls_page():
         return page, 503, {"Retry-After": str(StorageError.retry_after)}
     except ValueError as error:
         return render_template(template, calls=[], problem=str(error), **shown), 400
+    if not partial and shown["call_control"]:
+        # The page's own script sends it in the Authorization header of each action: the action route takes the
+        # token nowhere else (docs/call-control.md). Only a request that holds the token gets this page.
+        shown["action_token"] = current_app.config["CALL_LOG_TOKEN"]
     return render_template(template, calls=calls, summary=summary, next_cursor=next_cursor, problem=None, **shown)
 
 

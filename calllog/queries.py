@@ -18,7 +18,17 @@ from sqlalchemy.engine import Connection
 from calllog.legs import total_price
 from calllog.recordings import recordings_of
 from calllog.rows import column_text
-from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, brief, conversations, events, legs
+from calllog.schema import (
+    SCHEMA_VERSION,
+    Database,
+    StorageError,
+    answers,
+    brief,
+    call_actions,
+    conversations,
+    events,
+    legs,
+)
 from events import FINAL_STATUSES, IN_PROGRESS, STATUS_RANK
 from ncco import TOLD_WHY_ROUTE
 
@@ -249,6 +259,8 @@ def _assemble(connection: Connection, rows, with_events: bool) -> list[dict]:
     leg_rows = connection.execute(leg_query).mappings().all()
     answer_query = select(answers).where(answers.c.conversation_uuid.in_(uuids)).order_by(answers.c.id)
     answer_rows = connection.execute(answer_query).mappings().all()
+    action_query = select(call_actions).where(call_actions.c.conversation_uuid.in_(uuids)).order_by(call_actions.c.id)
+    action_rows = connection.execute(action_query).mappings().all()
     events_by_leg = _events_by_leg(connection, uuids, [leg["uuid"] for leg in leg_rows]) if with_events else {}
     recordings_by_call = recordings_of(connection, uuids)
     calls = []
@@ -265,6 +277,7 @@ def _assemble(connection: Connection, rows, with_events: bool) -> list[dict]:
             "in_progress": any(leg["status"] in IN_PROGRESS for leg in call_legs),
             "legs": call_legs,
             "answers": [_answer_json(answer) for answer in answer_rows if answer["conversation_uuid"] == uuid],
+            "actions": [_action_json(action) for action in action_rows if action["conversation_uuid"] == uuid],
             "total_price": total_price(leg["price"] for leg in call_legs),
             "recordings": recordings_by_call.get(uuid, []),
         }
@@ -342,6 +355,19 @@ def _answer_json(row) -> dict:
         "reason": row["reason"],
         "verified": row["verified"],
         "recorded": bool(row["recorded"]),
+    }
+
+
+def _action_json(row) -> dict:
+    return {
+        "requested_at": row["requested_at"],
+        "leg": row["leg_uuid"],
+        "action": row["action"],
+        "detail": row["detail"],
+        "requested_by": row["requested_by"],
+        "outcome": row["outcome"],
+        "vonage_status": row["vonage_status"],
+        "result": row["result"],
     }
 
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.engine import Connection
 
-from calllog.schema import Database, StorageError, answers, brief, conversations, events, legs
+from calllog.schema import Database, StorageError, answers, brief, call_actions, conversations, events, legs
 from config import describe_age
 from events import utc_timestamp
 from runtime.logs import LOGGER_NAME
@@ -111,6 +111,8 @@ def _prune_conversations(connection: Connection, cutoff: str, limit: int) -> Pru
     connection.execute(
         select(legs.c.uuid).where(legs.c.conversation_uuid.in_(uuids)).order_by(legs.c.uuid).with_for_update()
     ).all()
+    # The actions taken on those calls (CALL_CONTROL) go with them.
+    connection.execute(delete(call_actions).where(call_actions.c.conversation_uuid.in_(uuids)))
     counts = [
         connection.execute(delete(table).where(table.c.conversation_uuid.in_(uuids))).rowcount
         for table in (events, legs, answers, conversations)

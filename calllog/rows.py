@@ -157,8 +157,9 @@ def answer_row(route: str, decision: AnswerDecision, received_at: str, verified:
         "verified": verified,
         "answer_key": key or answer_key(),
         "recorded": decision.recorded,
+        "region_url": fields.get("region_url") if isinstance(fields.get("region_url"), str) else None,
     }
     return {key: column_text(value) if key in _TEXT_ANSWER_FIELDS else value for key, value in row.items()}
 
 
-_TEXT_ANSWER_FIELDS = ("conversation_uuid", "leg_uuid", "caller", "requested", "reason")
+_TEXT_ANSWER_FIELDS = ("conversation_uuid", "leg_uuid", "caller", "requested", "reason", "region_url")

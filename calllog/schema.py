@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -103,6 +103,8 @@ answers = Table(
     Index("ix_answers_answer_key", "answer_key", unique=True),
     # Whether the NCCO recorded the call (version 6): its recording's webhook is then expected.
     Column("recorded", Boolean),
+    # The answer request's region_url (version 7): the Voice API host that serves this call, where it is acted on.
+    Column("region_url", String(300)),
 )
 # The recordings (version 6): one row per recording_uuid, made by the committer in the transaction that stores the
 # recording's webhook, and carried to the store by the recordings job (outbound/recordings.py). A row is the job:
@@ -142,6 +144,23 @@ client_users = Table(
     Column("last_token_at", String(32)),
 )
 
+# What was asked of Vonage about a call in progress (version 7: CALL_CONTROL), accepted or refused, with who asked
+# and what Vonage answered: the call's timeline shows it. One row an attempt; retention removes it with its call.
+call_actions = Table(
+    "call_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("leg_uuid", String(100), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("detail", Text),  # the text said, the digits, the destination
+    Column("requested_at", String(32), nullable=False),
+    Column("requested_by", String(100)),  # the client's address, or "command line"
+    Column("outcome", String(16), nullable=False),  # ACTION_OUTCOMES in calllog/call_actions.py
+    Column("vonage_status", Integer),
+    Column("result", Text),  # what came of it, in one line (Vonage's reason when it refused)
+)
+
 
 def _create_tables(connection) -> None:
     for table in (conversations, events, legs, answers):
@@ -177,6 +196,13 @@ def _add_recordings(connection) -> None:
     recordings.create(connection, checkfirst=True)
 
 
+def _add_call_control(connection) -> None:
+    # A database created at version 7 already has both (tables are created as defined above).
+    if "region_url" not in {column["name"] for column in inspect(connection).get_columns("answers")}:
+        connection.execute(text("ALTER TABLE answers ADD COLUMN region_url VARCHAR(300)"))
+    call_actions.create(connection, checkfirst=True)
+
+
 # version -> the step that brings a database from the version before to it.
 MIGRATIONS = {
     1: _create_tables,
@@ -185,6 +211,7 @@ MIGRATIONS = {
     4: _add_answer_key,
     5: _add_client_users,
     6: _add_recordings,
+    7: _add_call_control,
 }
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.

@@ -39,6 +39,12 @@ COMMANDS = {
     "users": "commands.users:users_group",
     "push": "commands.push:push_group",
     "recordings": "commands.recordings:recordings_group",
+    "live": "commands.live:live_command",
+    "hangup": "commands.live:hangup_command",
+    "mute": "commands.live:mute_command",
+    "unmute": "commands.live:unmute_command",
+    "say": "commands.live:say_command",
+    "transfer": "commands.live:transfer_command",
 }
 
 

@@ -17,6 +17,7 @@ from simulator.model import (
     APPLICATION_NUMBER,
     INBOUND_CALLER,
     MAX_ANSWER_TIMEOUT_SECONDS,
+    REGION_URL,
     SCENARIOS,
     CallResult,
     Scenario,
@@ -36,8 +37,13 @@ def transcript(result: CallResult, method: str) -> list[str]:
             lines.append("NCCO    " + json.dumps(result.told_why))
             lines.append("told    " + result.told_why_plan)
     lines.append(f"call    {result.conversation_uuid}")
+    for leg, who in result.held_legs:
+        lines.append(f"held    {who:6} leg {leg}")
     if result.problems:
         lines += [f"PROBLEM {problem}" for problem in result.problems]
+    elif result.held_legs:
+        caller = result.held_legs[0][0]
+        lines.append(f"ok: the call is answered and held open; end it with: flask hangup {caller}")
     else:
         lines.append("ok: the server handled the whole call as Vonage needs")
     return lines
@@ -69,7 +75,8 @@ def _timeout_seconds(ctx: click.Context, param: click.Parameter, value: float) -
     show_default=True,
     help="The call: an app user calls TO (a number); a phone calls the application's number TO; an app user calls "
     "the user TO; an app user calls TO, who is busy, and is told why; an app user's call to TO is recorded, and its "
-    "recording's webhook comes after it ends.",
+    "recording's webhook comes after it ends; an app user calls TO, who answers, and the call is held open until it "
+    "is hung up (flask hangup).",
 )
 @click.option(
     "--url",
@@ -111,6 +118,12 @@ def _timeout_seconds(ctx: click.Context, param: click.Parameter, value: float) -
     help="Seconds to wait for the answer URL.",
 )
 @click.option(
+    "--region-url",
+    default=REGION_URL,
+    show_default=True,
+    help="The region_url the answer request names: where the call is acted on (flask hangup).",
+)
+@click.option(
     "--recording-url",
     default=None,
     help="The recorded scenario: where its recording's webhook says the file is (default: on api.nexmo.com).",
@@ -131,6 +144,7 @@ def simulate_command(
     calls,
     concurrency,
     answer_timeout,
+    region_url,
     recording_url,
     recording_size,
 ):
@@ -140,7 +154,17 @@ def simulate_command(
     secret = settings.signature_secrets[0] if settings.signature_secrets else None
     simulator = Simulator(base_url, secret, method, answer_timeout=answer_timeout)
     to = to or default_callee(scenario, settings)
-    call = Scenario(scenario, to, user, caller, outcome, duration, recording_url, recording_size)
+    call = Scenario(
+        scenario,
+        to,
+        user,
+        caller,
+        outcome,
+        duration,
+        region_url=region_url,
+        recording_url=recording_url,
+        recording_size=recording_size,
+    )
     if calls > 1 or concurrency > 1:
         report = run_load(simulator, to, calls, concurrency, scenario=call)
         click.echo(

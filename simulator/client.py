@@ -139,6 +139,11 @@ class Simulator:
         if connect is not None:
             events = callee_events(call, connect, scenario.callee_outcome, scenario.duration)
             connect_url = connect.eventUrl[0] if connect.eventUrl else event_url
+            if scenario.held_open:
+                # Answered, and never completed: the call stays in progress until something hangs it up.
+                self._post_events(result, connect_url, events[:-1])
+                result.held_legs = [(call.inbound_uuid, "caller"), (call.outbound_uuid, "callee")]
+                return
             reply = self._post_events(result, connect_url, events)
             synchronous = connect.eventType == "synchronous"
             if events[-1]["status"] in SYNCHRONOUS_STATUSES and synchronous and reply is not None:

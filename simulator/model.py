@@ -9,9 +9,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from vonage_voice.models import Connect, Record, Talk
 
 # The call shapes: an app user calls a phone, a phone calls the application (and an app user takes it), an app
-# user calls another by name, an app user calls a busy phone and is told why, and an app user's recorded call (with
-# its recording's webhook at the end).
-SCENARIOS = ("outbound", "inbound", "app-to-app", "busy", "recorded")
+# user calls another by name, an app user calls a busy phone and is told why, an app user's recorded call (with its
+# recording's webhook at the end), and an app user's call to a phone that is answered and held open (no completed
+# event: it lasts until something hangs it up, `flask hangup` say).
+SCENARIOS = ("outbound", "inbound", "app-to-app", "busy", "recorded", "long")
 INBOUND_CALLER = "447700900123"  # the phone that calls in the inbound scenario
 APPLICATION_NUMBER = "447700900001"  # the application's number it calls, when the settings name none
 # The `detail` Vonage gives each failed outcome.
@@ -51,11 +52,16 @@ class Scenario:
     to: str = "447700900000"  # the number or user called; for inbound, the application's number
     user: str = "Alice"  # the app user who calls (every shape but inbound)
     caller_number: str = INBOUND_CALLER  # the phone that calls (inbound)
-    outcome: str = "answered"  # the busy scenario always ends busy
+    outcome: str = "answered"  # the busy scenario always ends busy, the long one is always answered
     duration: int = 5
+    region_url: str = REGION_URL  # the Voice API host the answer request names for the call
     # The recorded scenario's recording: where its webhook says it is, and its size (left out when None).
     recording_url: str | None = None
     recording_size: int | None = None
+
+    @property
+    def held_open(self) -> bool:
+        return self.name == "long"
 
     @property
     def from_phone(self) -> bool:
@@ -63,7 +69,9 @@ class Scenario:
 
     @property
     def callee_outcome(self) -> str:
-        return "busy" if self.name == "busy" else self.outcome
+        if self.name in ("busy", "long"):
+            return "busy" if self.name == "busy" else "answered"
+        return self.outcome
 
 
 @dataclass
@@ -79,6 +87,7 @@ class CallResult:
     told_why_plan: str = ""
     told_why_after: int = 0  # how many events were sent when it came back
     checks: list[str] = field(default_factory=list)  # where the call did not take the scenario's shape
+    held_legs: list[tuple[str, str]] = field(default_factory=list)  # (leg, who) of a call held open, in progress
 
     @property
     def problems(self) -> list[str]:
@@ -262,7 +271,7 @@ def callee_events(call: CallLegs, connect: Connect, outcome: str, duration: int)
 def answer_request(scenario: Scenario, conversation_uuid: str, inbound_uuid: str) -> dict:
     """The answer request Vonage sends for a call of `scenario`'s shape: a phone's carries `from`, a Client SDK
     user's `from_user` and `custom_data` (docs/platform.md)."""
-    common = {"uuid": inbound_uuid, "conversation_uuid": conversation_uuid, "region_url": REGION_URL}
+    common = {"uuid": inbound_uuid, "conversation_uuid": conversation_uuid, "region_url": scenario.region_url}
     if scenario.from_phone:
         return {"from": scenario.caller_number, "to": scenario.to, **common}
     return {"from_user": scenario.user, "to": scenario.to, "endpoint_type": "app", **common, "custom_data": {}}
@@ -282,9 +291,12 @@ def scenario_problem(scenario: Scenario, actions) -> str | None:
     connect = next((action for action in actions if isinstance(action, Connect)), None)
     endpoint = connect.endpoint[0] if connect else None
     said = " ".join(action.text for action in actions if isinstance(action, Talk))
-    if scenario.name == "busy":
+    if scenario.name in ("busy", "long"):
         if endpoint is None or endpoint.type.value != "phone":
-            return f"the server did not connect {scenario.to} (it says {said!r}), so no callee can be busy"
+            what = "no callee can be busy" if scenario.name == "busy" else "no call is held open"
+            return f"the server did not connect {scenario.to} (it says {said!r}), so {what}"
+        if scenario.name == "long":
+            return None
         if connect.eventType != "synchronous" or not connect.eventUrl:
             return "the connect is not synchronous with an eventUrl, so Vonage never asks what to tell the caller"
         return None

@@ -6,6 +6,9 @@
 // A 401 (the token changed: a restart with a new CALL_LOG_TOKEN) stops the refresh and says what to do.
 // The summary strip costs the server a pass over every matching call, so it is asked for (?summary=1) only
 // when a new call arrives, the filter changes, or SUMMARY_MS have passed.
+// With CALL_CONTROL=on, a leg in progress has actions: each is a POST to /api/calls/<leg>/actions with the token
+// the page was served with (its meta tag) in the Authorization header, the only place that route takes it.
+// Hang-up and transfer ask first. What came of it shows beside the buttons, and in the call once stored.
 (function () {
   "use strict";
   var form = document.getElementById("filters");
@@ -25,6 +28,7 @@
   var summaryAt = Date.now();
   var summaryDue = false;
   var newest = newestCall(document);
+  var actionToken = document.querySelector('meta[name="call-control-token"]');
 
   function filterQuery() {
     var params = new URLSearchParams();
@@ -119,6 +123,11 @@
       details.open = true;
       if (was.updated !== details.dataset.updated) { loadTimeline(details); }
     });
+    // A leg's actions keep what was typed and the last result while the list around them is refreshed.
+    current.querySelectorAll(".actions[data-leg]").forEach(function (panel) {
+      var twin = fresh.querySelector('.actions[data-leg="' + CSS.escape(panel.dataset.leg) + '"]');
+      if (twin) { twin.replaceWith(panel); }
+    });
     localizeTimes(fresh);
     current.replaceWith(fresh);
     var summary = holder.querySelector("#summary");
@@ -176,6 +185,43 @@
     var details = event.target;
     if (details.matches && details.matches("details.call") && details.open) { loadTimeline(details); }
   }, true);
+
+  function act(panel, action, fields, question) {
+    if (!actionToken || (question && !window.confirm(question))) { return; }
+    var result = panel.querySelector(".action-result");
+    result.textContent = action + ": sending…";
+    var body = { action: action };
+    Object.keys(fields).forEach(function (key) { body[key] = fields[key]; });
+    fetch("/api/calls/" + encodeURIComponent(panel.dataset.leg) + "/actions", {
+      method: "POST",
+      credentials: "omit",
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + actionToken.content },
+      body: JSON.stringify(body)
+    })
+      .then(function (response) {
+        if (response.status === 401) { expire(); }
+        return response.json().then(function (answer) {
+          result.dataset.status = String(response.status);
+          result.textContent = action + ": " + (response.ok ? answer.message : answer.error);
+        });
+      })
+      .catch(function () { result.textContent = action + ": the server did not answer; try again"; })
+      .then(refresh);
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".actions button[data-action]") : null;
+    if (button) { act(button.closest(".actions"), button.dataset.action, {}, button.dataset.confirm); }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var chosen = event.target.closest ? event.target.closest("form.action-form") : null;
+    if (!chosen) { return; }
+    event.preventDefault();
+    var fields = {};
+    new FormData(chosen).forEach(function (value, key) { fields[key] = value; });
+    act(chosen.closest(".actions"), chosen.dataset.action, fields, chosen.dataset.confirm);
+  });
 
   function applyFilters(event) {
     if (event) { event.preventDefault(); }
