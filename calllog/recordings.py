@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import and_, delete, func, not_, or_, select, update
 
 from calllog.rows import WAITING
-from calllog.schema import Database, answers, conversations, recordings
+from calllog.schema import Database, answers, conversations, legs, recordings
+from events import IN_PROGRESS
 
 STORED, FAILED, REFUSED = "stored", "failed", "refused"
 STATUSES = (WAITING, STORED, FAILED, REFUSED)
@@ -178,12 +179,16 @@ class Recordings:
         has_recording = select(recordings.c.recording_uuid).where(
             recordings.c.conversation_uuid == conversations.c.conversation_uuid
         )
+        live = select(legs.c.uuid).where(
+            legs.c.conversation_uuid == conversations.c.conversation_uuid, legs.c.status.in_(sorted(IN_PROGRESS))
+        )
         query = (
             select(conversations.c.conversation_uuid, conversations.c.started_at, conversations.c.updated_at)
             .where(
                 conversations.c.conversation_uuid.in_(recorded),
                 conversations.c.updated_at < ended_before,
                 not_(has_recording.exists()),
+                not_(live.exists()),
             )
             .order_by(conversations.c.updated_at.desc())
             .limit(limit)

@@ -1,12 +1,11 @@
-"""What the server does on its own, away from any request: work taken from the call log and carried out until it is
-done, whatever fails on the way (docs/architecture.md).
+"""What the server sends out and fetches on its own, to Vonage and to stores: work carried out until it is done,
+whatever fails on the way (docs/architecture.md).
 
-jobs             the job runner: each kind of job on a thread of its own, in serve.py's process (or the app's own)
+jobs             the job runner: each background job on a thread of its own, in a process beside the workers
 recordings       fetching each recording from Vonage into the store, retried until it is kept; retention
 recording_store  where recordings are kept: a folder, or S3
-jobs        the job runner: each kind of job on a thread of its own, in serve.py's process (or the app's own)
-call_requests   the Voice API request of each action on a call in progress, and the host it goes to (pure)
-call_control    acting on a call in progress (CALL_CONTROL): the one controller the route and the commands share
+call_requests    the Voice API request of each action on a call in progress, and the host it goes to (pure)
+call_control     acting on a call in progress (CALL_CONTROL): the one controller the route and the commands share
 """
 
 from __future__ import annotations
