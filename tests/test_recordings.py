@@ -386,7 +386,7 @@ def test_two_servers_on_one_postgresql_database_fetch_each_recording_once(
                 ).status_code
                 == 204
             )
-        for recording_uuid, conversation, data, _ in made:
+        for _, conversation, data, _ in made:
             stored = wait_for(one.url, conversation, "stored")
             assert Path(stored["location"]).read_bytes() == data
     for recording_uuid, *_ in made:
