@@ -159,6 +159,15 @@ def vonage(certificate):
     stand_in.close()
 
 
+@pytest.fixture(scope="session")
+def private_key_file(tmp_path_factory):
+    """The application's private key (support.keys') in a file, as VONAGE_PRIVATE_KEY names one."""
+    path = tmp_path_factory.mktemp("application-key") / "private.key"
+    path.write_bytes(keys.pkcs8())
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture(scope="module")
 def media(certificate):
     """Vonage's media host over HTTPS on loopback (support.media_standin), serving recordings to the application's

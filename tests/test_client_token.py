@@ -21,13 +21,6 @@ CLIENT_AUTH_KEY = "a-backend-key-that-is-long-enough-0123456789"
 FORBIDDEN_PATHS = ("/*/calls/**", "/*/messages/**")
 
 
-@pytest.fixture(scope="module")
-def private_key_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("application") / "private.key"
-    path.write_bytes(keys.pkcs8())
-    return path
-
-
 def public_key():
     return keys.rsa_key().public_key()
 

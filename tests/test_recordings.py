@@ -6,56 +6,30 @@ any other host is refused and nothing is sent there."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 import requests
 
-from edge.signatures import sign_webhook
-from support import keys
 from support.media_standin import Catcher
 from support.pg import database_url_for
-from support.production import CALL_LOG_TOKEN, SECRET, running_server, start_server, stop_group, wait_until
+from support.production import SECRET, running_server, start_server, stop_group, wait_until
+from support.recordings import (
+    AUTH,
+    answer,
+    new_recording,
+    post_signed,
+    recording_settings,
+    recordings_of,
+    wait_for,
+    webhook,
+)
 from support.servers import CHILD_FOLDER, run_env
-
-APPLICATION_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
-AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
-STORED_WITHIN = 60  # seconds: the first retries come within seconds
-
-
-def audio(seed: str, size: int = 48_000) -> bytes:
-    """`size` bytes of a recording, different for every seed."""
-    block = hashlib.sha256(seed.encode()).digest()
-    return (block * (size // len(block) + 1))[:size]
-
-
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("key") / "private.key"
-    path.write_bytes(keys.pkcs8())
-    path.chmod(0o600)
-    return path
-
-
-def recording_settings(media, certificate, key_file, **extra) -> dict:
-    """What a server that records calls and fetches from the stand-in runs with."""
-    return {
-        "RECORD_CALLS": "on",
-        "VONAGE_APPLICATION_ID": APPLICATION_ID,
-        "VONAGE_PRIVATE_KEY": str(key_file),
-        "VONAGE_TRUSTED_HOSTS": media.host,
-        "REQUESTS_CA_BUNDLE": str(certificate[0]),
-        "NO_PROXY": "127.0.0.1,localhost",
-        **extra,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -64,72 +38,14 @@ def folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, media, certificate, key_file, folder):
+def server(tmp_path_factory, media, certificate, private_key_file, folder):
     """One server for the module: SQLite, recordings kept in `folder`."""
     base = tmp_path_factory.mktemp("server")
-    settings = recording_settings(media, certificate, key_file, RECORDINGS_URL=str(folder), RECORDING_ALERT_AFTER="2s")
+    settings = recording_settings(
+        media, certificate, private_key_file, RECORDINGS_URL=str(folder), RECORDING_ALERT_AFTER="2s"
+    )
     with running_server(base, f"sqlite:///{base / 'calls.db'}", workers=1, **settings) as running:
         yield running
-
-
-def webhook(recording_url: str, data: bytes | None, conversation: str, recording_uuid: str, **extra) -> dict:
-    """A recording's webhook as Vonage sends it."""
-    payload = {
-        "start_time": "2026-12-07T10:00:00Z",
-        "end_time": "2026-12-07T10:01:05Z",
-        "recording_url": recording_url,
-        "recording_uuid": recording_uuid,
-        "conversation_uuid": conversation,
-        "timestamp": "2026-12-07T10:01:06.120Z",
-        **extra,
-    }
-    if data is not None:
-        payload["size"] = len(data)
-    return payload
-
-
-def post_signed(url: str, path: str, payload: dict) -> requests.Response:
-    body = json.dumps(payload).encode()
-    authorization = sign_webhook(SECRET, "POST", body, [], time.time())
-    headers = {"Content-Type": "application/json", "Authorization": authorization}
-    return requests.post(f"{url}{path}", data=body, headers=headers, timeout=10)
-
-
-def answer(url: str, to: str, conversation: str) -> list[dict]:
-    pairs = [("to", to), ("from_user", "Alice"), ("uuid", f"in-{conversation}"), ("conversation_uuid", conversation)]
-    authorization = sign_webhook(SECRET, "GET", b"", pairs, time.time())
-    response = requests.get(
-        f"{url}/voice/answer?{urlencode(pairs)}", headers={"Authorization": authorization}, timeout=10
-    )
-    assert response.status_code == 200
-    return response.json()
-
-
-def recordings_of(url: str, conversation: str) -> list[dict]:
-    response = requests.get(f"{url}/api/calls/{conversation}", headers=AUTH, timeout=10)
-    return response.json().get("recordings", []) if response.status_code == 200 else []
-
-
-def wait_for(url: str, conversation: str, status: str, seconds: float = STORED_WITHIN) -> dict:
-    """The conversation's one recording once it reaches `status`."""
-    found: list[dict] = []
-
-    def reached() -> bool:
-        found[:] = recordings_of(url, conversation)
-        return len(found) == 1 and found[0]["status"] == status
-
-    try:
-        wait_until(reached, seconds, f"the recording {status}")
-    except AssertionError as error:
-        raise AssertionError(f"{error}; it is {found}") from None
-    return found[0]
-
-
-def new_recording(media, size: int = 48_000) -> tuple[str, str, bytes, str]:
-    """A recording the stand-in serves: (its uuid, its conversation, its bytes, its URL)."""
-    recording_uuid = str(uuid.uuid4())
-    data = audio(recording_uuid, size)
-    return recording_uuid, f"CON-{recording_uuid}", data, media.add(recording_uuid, data)
 
 
 def test_a_connected_call_is_recorded_whole_before_its_connect_and_a_refused_one_is_not(server):
@@ -286,10 +202,12 @@ def test_a_recording_not_stored_in_time_and_a_recorded_call_whose_webhook_never_
     assert recording_uuid in listed.stdout and "answered 500" in listed.stdout
 
 
-def test_flask_recordings_fetch_stores_again_a_recording_whose_file_was_lost(tmp_path, media, certificate, key_file):
+def test_flask_recordings_fetch_stores_again_a_recording_whose_file_was_lost(
+    tmp_path, media, certificate, private_key_file
+):
     recording_uuid, conversation, data, url = new_recording(media)
     store = tmp_path / "kept"
-    settings = recording_settings(media, certificate, key_file, RECORDINGS_URL=str(store))
+    settings = recording_settings(media, certificate, private_key_file, RECORDINGS_URL=str(store))
     database = f"sqlite:///{tmp_path / 'calls.db'}"
     with running_server(tmp_path / "run", database, workers=1, **settings) as running:
         post_signed(running.url, "/voice/recording", webhook(url, data, conversation, recording_uuid))
@@ -305,12 +223,12 @@ def test_flask_recordings_fetch_stores_again_a_recording_whose_file_was_lost(tmp
 
 
 def test_killed_with_kill_9_during_a_download_the_recording_is_stored_once_after_a_restart(
-    tmp_path, media, certificate, key_file
+    tmp_path, media, certificate, private_key_file
 ):
     recording_uuid, conversation, data, url = new_recording(media)
     media.fail(recording_uuid, "slow")
     store = tmp_path / "kept"
-    settings = recording_settings(media, certificate, key_file, RECORDINGS_URL=str(store))
+    settings = recording_settings(media, certificate, private_key_file, RECORDINGS_URL=str(store))
     database = f"sqlite:///{tmp_path / 'calls.db'}"
     first = start_server(tmp_path / "first", database, workers=1, **settings)
     try:
@@ -331,7 +249,7 @@ def test_killed_with_kill_9_during_a_download_the_recording_is_stored_once_after
     assert [request.answer for request in media.requests_for(recording_uuid)][-1] == "200"
 
 
-def test_recordings_go_to_s3_and_wait_while_it_is_unavailable(tmp_path, media, certificate, key_file):
+def test_recordings_go_to_s3_and_wait_while_it_is_unavailable(tmp_path, media, certificate, private_key_file):
     from support.s3_server import S3Server
 
     recording_uuid, conversation, data, url = new_recording(media)
@@ -340,7 +258,7 @@ def test_recordings_go_to_s3_and_wait_while_it_is_unavailable(tmp_path, media, c
         settings = recording_settings(
             media,
             certificate,
-            key_file,
+            private_key_file,
             RECORDINGS_URL="s3://calls/recordings/",
             RECORDINGS_S3_ENDPOINT=s3.endpoint,
             **s3.aws_env(),
@@ -368,11 +286,11 @@ def test_recordings_go_to_s3_and_wait_while_it_is_unavailable(tmp_path, media, c
 
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_two_servers_on_one_postgresql_database_fetch_each_recording_once(
-    tmp_path, media, certificate, key_file, backend
+    tmp_path, media, certificate, private_key_file, backend
 ):
     database = database_url_for(backend, tmp_path)
     store = tmp_path / "kept"
-    settings = recording_settings(media, certificate, key_file, RECORDINGS_URL=str(store))
+    settings = recording_settings(media, certificate, private_key_file, RECORDINGS_URL=str(store))
     made = [new_recording(media, 20_000) for _ in range(12)]
     with (
         running_server(tmp_path / "a", database, workers=1, **settings) as one,
