@@ -28,7 +28,6 @@ from calllog.rows import WAITING
 from calllog.schema import StorageError
 from config import Settings
 from events import utc_timestamp
-from identity.user_tokens import UserTokenSigner
 from outbound.recording_store import CONTENT_TYPES, StoreError, file_name
 from policy import vonage_url_refusal
 from runtime.logs import LOGGER_NAME
@@ -134,9 +133,7 @@ class RecordingFetcher:
         self.recordings = recordings
         self.store = store
         self.stopping = stopping
-        self.signer = (
-            UserTokenSigner(settings.private_key) if settings.application_id and settings.private_key else None
-        )
+        self._signer = None
         self.session = requests.Session()
         self.downloads = counted_by(
             "voice_recording_downloads", "Recording download attempts, by how each ended", "outcome", OUTCOMES, registry
@@ -165,6 +162,16 @@ class RecordingFetcher:
 
     def close(self) -> None:
         self.session.close()
+
+    @property
+    def signer(self):
+        """What signs the application's JWTs, made at the first recording (PyJWT and cryptography are loaded only
+        by a server that has one to fetch); None without the application's id and key."""
+        if self._signer is None and self.settings.application_id and self.settings.private_key:
+            from identity.user_tokens import UserTokenSigner
+
+            self._signer = UserTokenSigner(self.settings.private_key)
+        return self._signer
 
     # --- one attempt ---
 
