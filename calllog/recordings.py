@@ -94,11 +94,20 @@ class Recordings:
         due = and_(recordings.c.status == WAITING, recordings.c.next_attempt_at <= now, free)
         if only is not None:
             due = and_(due, recordings.c.recording_uuid == only)
+        # Looked for first in a reading transaction: polled every second, it must not take SQLite's write lock
+        # (which the writer's commits wait for) when nothing is due.
+        with self.database.connect() as connection:
+            candidates = (
+                connection.execute(
+                    select(recordings.c.recording_uuid).where(due).order_by(recordings.c.next_attempt_at).limit(5)
+                )
+                .scalars()
+                .all()
+            )
+        if not candidates:
+            return None
         with self.database.connect(writing=True) as connection:
-            candidates = connection.execute(
-                select(recordings.c.recording_uuid).where(due).order_by(recordings.c.next_attempt_at).limit(5)
-            ).scalars()
-            for uuid in list(candidates):
+            for uuid in candidates:
                 taken = connection.execute(
                     update(recordings)
                     .where(recordings.c.recording_uuid == uuid, due)
