@@ -249,3 +249,45 @@ def test_talk_carries_a_style_only_when_given():
 
 def test_custom_data_nested_deeper_than_the_json_parser_goes_is_no_callee():
     assert callee_from_answer({"custom_data": "[" * 100_000 + "]" * 100_000}) is None
+
+
+# --- RECORD_CALLS ---
+
+
+def test_a_recorded_call_records_before_its_connect_in_every_shape_and_a_refusal_records_nothing():
+    from ncco import CallRouting, decide_answer
+
+    plan = CallPlan(record_calls=True, recording_url="https://example.test/voice/recording", record_format="wav")
+    routing = CallRouting(inbound_routes=(("447700900001", "Alice"),), callable_users=frozenset({"Bob"}))
+    policy = DestinationPolicy()
+    requests = {
+        "outbound": {"to": "447700900000", "from_user": "Alice"},
+        "inbound": {"to": "447700900001", "from": "447700900123"},
+        "app-to-app": {"to": "Bob", "from_user": "Alice"},
+    }
+    record = {
+        "action": "record",
+        "format": "wav",
+        "split": "conversation",
+        "channels": 2,
+        "eventUrl": ["https://example.test/voice/recording"],
+    }
+    for shape, fields in requests.items():
+        decision = decide_answer(fields, policy, plan, routing)
+        assert [action["action"] for action in decision.ncco] == ["talk", "record", "connect"], shape
+        assert decision.ncco[1] == record and decision.recorded, shape
+        parse_ncco(decision.ncco)  # the SDK's models take it
+    refused = decide_answer({"to": "12", "from_user": "Alice"}, policy, plan, routing)
+    assert [action["action"] for action in refused.ncco] == ["talk"] and not refused.recorded
+    unrecorded = decide_answer(requests["outbound"], policy, CallPlan(), routing)
+    assert "record" not in [action["action"] for action in unrecorded.ncco] and not unrecorded.recorded
+
+
+def test_the_announcement_is_said_first_in_the_configured_voice():
+    from ncco import decide_answer
+
+    plan = CallPlan(record_calls=True, record_announcement="This call is recorded.", language="en-GB", style=3)
+    ncco = decide_answer({"to": "447700900000", "from_user": "Alice"}, DestinationPolicy(), plan).ncco
+    assert ncco[0] == {"action": "talk", "text": "This call is recorded.", "language": "en-GB", "style": 3}
+    assert [action["action"] for action in ncco] == ["talk", "talk", "record", "connect"]
+    assert "eventUrl" not in ncco[2]  # no base known: Vonage posts it to the application's event URL

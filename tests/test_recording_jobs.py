@@ -22,7 +22,9 @@ from outbound.recording_store import FolderStore, byte_range, file_name
 from outbound.recordings import LONGEST_RETRY_SECONDS, RecordingFetcher, retry_after_seconds, retry_delay
 
 
-@pytest.mark.parametrize("attempt, low, high", [(1, 0.5, 1), (2, 1, 2), (5, 8, 16), (12, 1024, 2048), (13, 1800, 3600), (40, 1800, 3600)])
+@pytest.mark.parametrize(
+    "attempt, low, high", [(1, 0.5, 1), (2, 1, 2), (5, 8, 16), (12, 1024, 2048), (13, 1800, 3600), (40, 1800, 3600)]
+)
 def test_retries_double_from_a_second_up_to_an_hour_each_drawn_in_its_upper_half(attempt, low, high):
     high = min(high, LONGEST_RETRY_SECONDS)
     assert retry_delay(attempt, draw=lambda: 0.0) == pytest.approx(low)
