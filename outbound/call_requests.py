@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from ncco import CallPlan, CallRouting, talk, transfer_decision
+from outbound.retries import retry_after_seconds as read_retry_after
 from policy import DestinationPolicy, vonage_url_refusal
 
 # The actions, and the field each needs (None: none). `say` and `stop-say` are the talk routes, `dtmf` the keys'.
@@ -112,10 +114,9 @@ def call_host(region_url: str | None, api_host: str | None, trusted_hosts: tuple
 
 
 def retry_after_seconds(header: str | None, default: float = 1.0) -> float:
-    """A 429's Retry-After in seconds; `default` when it is absent or not a number of seconds (an HTTP date is read
-    as `default` too: it would be compared with a clock that need not match Vonage's)."""
-    text = (header or "").strip()
-    return float(text) if re.fullmatch(r"\d{1,6}(\.\d+)?", text) else default
+    """A 429's Retry-After in seconds (outbound.retries reads it); `default` when it is absent or unreadable."""
+    wait = read_retry_after(header, time.time())
+    return default if wait is None else wait
 
 
 def vonage_reason(status: int, text: str) -> str:

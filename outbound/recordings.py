@@ -11,13 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -29,6 +26,7 @@ from calllog.schema import StorageError
 from config import Settings
 from events import utc_timestamp
 from outbound.recording_store import CONTENT_TYPES, StoreError, file_name
+from outbound.retries import retry_after_seconds, retry_delay
 from policy import vonage_url_refusal
 from runtime.logs import LOGGER_NAME
 from runtime.metrics import counted_by
@@ -39,10 +37,8 @@ LEASE_SECONDS = 60.0  # a download holds its recording this long, renewed every 
 RENEW_SECONDS = 20.0
 # Vonage keeps a recording for 30 days; one not stored within 7 is kept as failed (flask recordings fetch tries again).
 GIVE_UP_AFTER = timedelta(days=7)
-FIRST_RETRY_SECONDS = 1.0  # then doubled each time, with jitter, up to LONGEST_RETRY_SECONDS
-LONGEST_RETRY_SECONDS = 3600.0
 CONNECT_SECONDS, READ_SECONDS = 10, 60
-TOKEN_SECONDS = 300
+TOKEN_LIFE = timedelta(minutes=5)
 MOST_REDIRECTS = 3
 PRUNE_SECONDS = 60
 IDLE_SECONDS = 1.0
@@ -66,42 +62,6 @@ CONTENT_EXTENSIONS = {
     "audio/x-wav": "wav",
     "audio/wave": "wav",
 }
-
-
-def retry_delay(attempt: int, retry_after: float | None = None, draw=random.random) -> float:
-    """Seconds before the next try after `attempt` failed ones: 1 s doubled each time up to an hour, each drawn
-    between half and all of it (so many recordings failing at once do not come back at once), and never sooner than
-    the server's Retry-After."""
-    ceiling = min(FIRST_RETRY_SECONDS * 2 ** max(0, attempt - 1), LONGEST_RETRY_SECONDS)
-    delay = ceiling * (0.5 + draw() / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, LONGEST_RETRY_SECONDS))
-    return delay
-
-
-def retry_after_seconds(header: str | None, now: float) -> float | None:
-    """A Retry-After header's wait in seconds: a number of seconds, or an HTTP date; None when absent or unreadable."""
-    if not header:
-        return None
-    text = header.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        return max(0.0, parsedate_to_datetime(text).timestamp() - now)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-def application_claims(application_id: str, now: float) -> dict:
-    """The claims of an application JWT for one request to Vonage: a few minutes' life, a fresh jti."""
-    issued = int(now)
-    return {
-        "application_id": application_id,
-        "iat": issued,
-        "nbf": issued,
-        "exp": issued + TOKEN_SECONDS,
-        "jti": str(uuid.uuid4()),
-    }
 
 
 @dataclass(frozen=True)
@@ -235,13 +195,17 @@ class RecordingFetcher:
                 "unauthorized",
                 "fetching recordings needs VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY, and they are not set",
             )
+        from identity.user_tokens import application_token_claims  # with the signer: PyJWT only when needed
+
         url = recording.recording_url
         for _ in range(MOST_REDIRECTS + 1):
             refusal = vonage_url_refusal(url, self.settings.trusted_hosts)
             if refusal is not None:
                 return Refused(f"not fetched, as the request would carry the application's JWT: {refusal}")
             host = urlsplit(url).netloc
-            token = self.signer.sign(application_claims(self.settings.application_id, time.time()))
+            token = self.signer.sign(
+                application_token_claims(self.settings.application_id, datetime.now(UTC), TOKEN_LIFE)
+            )
             try:
                 response = self.session.get(
                     url,

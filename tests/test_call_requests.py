@@ -145,7 +145,8 @@ def test_retry_after_is_seconds_else_the_default():
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds("0.5") == 0.5
     assert retry_after_seconds(None) == 1.0
-    assert retry_after_seconds("Wed, 21 Oct 2026 07:28:00 GMT", 2.0) == 2.0
+    assert retry_after_seconds("Wed, 21 Oct 2026 07:28:00 GMT", 2.0) == 0.0  # a date gone by: no wait
+    assert retry_after_seconds("soon", 2.0) == 2.0
 
 
 def test_vonages_refusal_is_one_line_with_its_title_detail_and_parameters():

@@ -19,7 +19,8 @@ from calllog.schema import Database, conversations, recordings
 from config import Settings
 from events import utc_timestamp
 from outbound.recording_store import FolderStore, byte_range, file_name
-from outbound.recordings import LONGEST_RETRY_SECONDS, RecordingFetcher, retry_after_seconds, retry_delay
+from outbound.recordings import RecordingFetcher
+from outbound.retries import LONGEST_RETRY_SECONDS, retry_after_seconds, retry_delay
 
 
 @pytest.mark.parametrize(
