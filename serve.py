@@ -31,7 +31,7 @@ from calllog.schema import Database, StorageError
 from calllog.token_store import call_log_token, generated_token_file
 from calllog.writer_process import wait_until_ready
 from config import DATABASE_EXAMPLE, METRICS_FOLDER_VARIABLE, ConfigError, Settings, hand_over, load_settings
-from runtime.stop_signals import mark_server_process, relay_stop_signals, stop_when_parent_exits
+from runtime.stop_signals import mark_server_process, process_alive, relay_stop_signals, stop_when_parent_exits
 
 # Requests a worker takes at once. A request waiting for its body or its commit is a coroutine, not a thread, so a
 # few hundred slow clients cost little; with 16, 32 of them stopped the server from taking new ones.
@@ -290,18 +290,8 @@ def remove_orphaned_folders() -> None:
             continue
         for name in entries:
             match = _RUN_FOLDER.match(name)
-            if match and not _alive(int(match.group(1))):
+            if match and not process_alive(int(match.group(1))):
                 shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run(settings: Settings) -> str | None:

@@ -8,17 +8,14 @@ first, so that every event they acknowledge is still committed, and the writer l
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import socket
 import sys
-import threading
 import time
 
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterServer, writer_server
 from runtime.logs import LOGGER_NAME
-from runtime.stop_signals import stop_when_parent_exits
+from runtime.stop_signals import child_of_the_server, stop_when_parent_exits, when_stdin_closes
 
 log = logging.getLogger(f"{LOGGER_NAME}.writer")
 
@@ -42,15 +39,6 @@ def wait_until_ready(socket_path: str, process, timeout: float = 30) -> None:
 ORPHAN_GRACE_SECONDS = 10
 
 
-def _stop_when_told(server: WriterServer) -> None:
-    """Stop the writer once standard input closes: the server closed it, or the server and its workers are gone."""
-    # os.read, not sys.stdin: a thread still blocked in the buffered reader at exit holds its lock, and the
-    # interpreter's shutdown then aborts ("could not acquire lock for <stdin>").
-    while os.read(sys.stdin.fileno(), 4096):
-        pass
-    server.stop()
-
-
 def _stop_when_orphaned(server: WriterServer) -> None:
     """serve.py killed outright never closes the pipe, and its workers hold copies of it: stop on our own."""
     time.sleep(ORPHAN_GRACE_SECONDS)
@@ -68,8 +56,7 @@ def main(socket_path: str) -> int:
     from runtime.logs import configure_logging
     from runtime.metrics import Metrics
 
-    for group_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(group_signal, signal.SIG_IGN)
+    child_of_the_server()
     try:
         settings = load_settings()
     except ConfigError as error:
@@ -83,7 +70,7 @@ def main(socket_path: str) -> int:
         log.error("call log unavailable at start-up: %s", error)
     server = writer_server(database, socket_path, Metrics(CollectorRegistry()), settings.call_log_retention)
     server.listen()
-    threading.Thread(target=_stop_when_told, args=(server,), name="stop-when-told", daemon=True).start()
+    when_stdin_closes(server.stop)
     stop_when_parent_exits(lambda: _stop_when_orphaned(server))
     server.serve_forever()
     database.close()

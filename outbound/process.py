@@ -7,21 +7,13 @@ serve.py is gone however it ended, since every job's work is in the database and
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import sys
 import threading
 
 from runtime.logs import LOGGER_NAME
-from runtime.stop_signals import stop_when_parent_exits
+from runtime.stop_signals import child_of_the_server, stop_when_parent_exits, when_stdin_closes
 
 log = logging.getLogger(f"{LOGGER_NAME}.jobs")
-
-
-def _stop_when_told(stop: threading.Event) -> None:
-    while os.read(sys.stdin.fileno(), 4096):
-        pass
-    stop.set()
 
 
 def main() -> int:
@@ -30,8 +22,7 @@ def main() -> int:
     from outbound import background_jobs
     from runtime.logs import configure_logging
 
-    for group_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(group_signal, signal.SIG_IGN)
+    child_of_the_server()
     try:
         settings = load_settings()
     except ConfigError as error:
@@ -39,7 +30,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_format, settings.no_color)
     stop = threading.Event()
-    threading.Thread(target=_stop_when_told, args=(stop,), name="stop-when-told", daemon=True).start()
+    when_stdin_closes(stop.set)
     stop_when_parent_exits(stop.set)
     jobs = background_jobs(settings)
     jobs.start()

@@ -30,6 +30,7 @@ from outbound.retries import retry_after_seconds, retry_delay
 from policy import vonage_url_refusal
 from runtime.logs import LOGGER_NAME
 from runtime.metrics import counted_by
+from runtime.stop_signals import process_alive
 
 log = logging.getLogger(f"{LOGGER_NAME}.recordings")
 
@@ -104,7 +105,7 @@ class RecordingFetcher:
     def run_due(self, now: float) -> float:
         try:
             if not self._dead_released:
-                freed = self.recordings.release_leases_of_the_dead(_alive)
+                freed = self.recordings.release_leases_of_the_dead(process_alive)
                 if freed:
                     log.info("%d recording download(s) cut off by a stop are taken up again", freed)
                 self._dead_released = True
@@ -307,13 +308,3 @@ def _epoch(iso: str) -> float:
 def _brief(error: Exception) -> str:
     text = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {text[:300]}".strip()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

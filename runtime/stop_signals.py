@@ -122,3 +122,34 @@ def _call_handler(signal_number: int) -> None:
     else:
         # No handler of the process's own yet (it is still starting): stop it as Ctrl-C would.
         _thread.interrupt_main()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def child_of_the_server() -> None:
+    """Set up a process serve.py starts beside its workers (the writer, the background jobs): the signals a terminal
+    or a service manager sends the whole group are serve.py's, which stops its children itself, in order."""
+    for group_signal in STOP_SIGNALS:
+        signal.signal(group_signal, signal.SIG_IGN)
+
+
+def when_stdin_closes(stop) -> None:
+    """Call `stop` once standard input closes: serve.py closed it, or serve.py and its workers are all gone."""
+
+    def wait() -> None:
+        # os.read, not sys.stdin: a thread still blocked in the buffered reader at exit holds its lock, and the
+        # interpreter's shutdown then aborts ("could not acquire lock for <stdin>").
+        while os.read(0, 4096):
+            pass
+        stop()
+
+    threading.Thread(target=wait, name="stop-when-told", daemon=True).start()
