@@ -160,6 +160,8 @@ class Settings:
                 value = "on" if value else "off (POST /api/calls/<leg>/actions answers 404)"
             elif setting.name == "no_color":
                 value = "set: the line format is never coloured" if value else "(not set)"
+            elif isinstance(value, bool):
+                value = "on" if value else "off"
             shown[setting.name] = str(value)
         return shown
 
