@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import (
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -25,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -112,6 +113,40 @@ client_users = Table(
     Column("last_token_at", String(32)),
 )
 
+# Forwarding (version 6, docs/forwarding.md): one row per stored event (or answer decision) and endpoint of
+# FORWARD_URL, inserted by the committer in the transaction that stores the event, so none is committed without its
+# deliveries. `webhook_id` is the event's key (events.event_key, answers.answer_key), the same on every attempt;
+# `kind` says which table it is in (calllog.deliveries.SOURCES). Times are Unix seconds. A delivery is claimed by
+# setting `lease_until` (and `lease_token`, which its outcome must match), so one server makes each attempt.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(2000), nullable=False),
+    Column("webhook_id", String(100), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed, stopped
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("lease_token", String(32)),
+    Column("last_status", Integer),  # the receiver's last HTTP status; None: no answer
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_deliveries_endpoint_webhook_id", "endpoint", "webhook_id", unique=True),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_webhook_id", "webhook_id"),
+)
+# An endpoint that answered 410 Gone (version 6): nothing more is sent there until `flask forward replay --endpoint`.
+forward_endpoints = Table(
+    "forward_endpoints",
+    metadata,
+    Column("endpoint", String(2000), primary_key=True),
+    Column("stopped_at", Float),
+    Column("stopped_because", Text),
+)
+
 
 def _create_tables(connection) -> None:
     for table in (conversations, events, legs, answers):
@@ -140,6 +175,11 @@ def _add_answer_key(connection) -> None:
     connection.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_answers_answer_key ON answers (answer_key)"))
 
 
+def _add_deliveries(connection) -> None:
+    deliveries.create(connection, checkfirst=True)
+    forward_endpoints.create(connection, checkfirst=True)
+
+
 # version -> the step that brings a database from the version before to it.
 MIGRATIONS = {
     1: _create_tables,
@@ -147,6 +187,7 @@ MIGRATIONS = {
     3: _index_conversation_activity,
     4: _add_answer_key,
     5: _add_client_users,
+    6: _add_deliveries,
 }
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from calllog.deliveries import forwarding
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterServer, writer_server
 from runtime.logs import LOGGER_NAME
@@ -81,7 +82,13 @@ def main(socket_path: str) -> int:
         database.ensure_schema()
     except StorageError as error:
         log.error("call log unavailable at start-up: %s", error)
-    server = writer_server(database, socket_path, Metrics(CollectorRegistry()), settings.call_log_retention)
+    server = writer_server(
+        database,
+        socket_path,
+        Metrics(CollectorRegistry()),
+        settings.call_log_retention,
+        forwarding=forwarding(settings.forward_urls, settings.forward_events),
+    )
     server.listen()
     threading.Thread(target=_stop_when_told, args=(server,), name="stop-when-told", daemon=True).start()
     stop_when_parent_exits(lambda: _stop_when_orphaned(server))

@@ -56,7 +56,9 @@ def test_trusted_hosts_add_exactly_the_host_and_port_written():
     assert vonage_url_refusal("https://127.0.0.1:8443/v1/files/x", extra) is None
     assert vonage_url_refusal("https://localhost/v1/files/x", extra) is None
     assert vonage_url_refusal("https://127.0.0.1:9443/v1/files/x", extra) is not None
-    assert vonage_url_refusal("http://127.0.0.1:8443/v1/files/x", extra) == "http://127.0.0.1:8443/v1/files/x is not HTTPS"
+    assert (
+        vonage_url_refusal("http://127.0.0.1:8443/v1/files/x", extra) == "http://127.0.0.1:8443/v1/files/x is not HTTPS"
+    )
 
 
 def test_a_bad_trusted_host_stops_start_up_with_one_line():
