@@ -258,19 +258,6 @@ class DeliveryStore:
             connection.execute(resume)
             return connection.execute(statement).rowcount
 
-    def delivery_states(self, webhook_ids: list[str]) -> dict[str, dict[str, str]]:
-        """For the call log: each of these keys' deliveries, as {endpoint: status}."""
-        found: dict[str, dict[str, str]] = {}
-        if not webhook_ids:
-            return found
-        query = select(deliveries.c.webhook_id, deliveries.c.endpoint, deliveries.c.status).where(
-            deliveries.c.webhook_id.in_(webhook_ids)
-        )
-        with self.database.connect() as connection:
-            for webhook_id, endpoint, status in connection.execute(query):
-                found.setdefault(webhook_id, {})[endpoint] = status
-        return found
-
 
 class Message(NamedTuple):
     """What a delivery sends: its type, its time (when the server received it) and its data."""

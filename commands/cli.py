@@ -38,6 +38,7 @@ COMMANDS = {
     "setup": "commands.setup:setup_command",
     "users": "commands.users:users_group",
     "push": "commands.push:push_group",
+    "forward": "commands.forward:forward_group",
 }
 
 
