@@ -41,6 +41,8 @@ HEADER_SECONDS = 5
 # How long a worker may take to finish its requests once told to stop, and then the writer its batch.
 WORKER_STOP_SECONDS = 5
 WRITER_STOP_SECONDS = 5
+# The jobs finish the step in hand first: a delivery in flight takes up to FORWARD_TIMEOUT (at most 120 s).
+JOBS_STOP_SECONDS = 130
 # A writer that exits within WRITER_STEADY_SECONDS of starting is restarted after a delay that doubles each time
 # (from WRITER_FIRST_DELAY up to WRITER_MAX_DELAY); after WRITER_GIVE_UP such exits in a row serve.py stops with
 # one line, so a service manager restarts the whole server (or a person reads why) instead of a tight loop.
@@ -210,6 +212,30 @@ class WriterProcess:
             self.process.wait()
 
 
+class JobsProcess:
+    """The background jobs (outbound/jobs_process.py), started when the settings call for any, after the writer and
+    stopped before it. A process, not threads here: granian forks its workers from this process."""
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "outbound.jobs_process"]
+        self.process = subprocess.Popen(command, cwd=Path(__file__).parent, stdin=subprocess.PIPE)
+
+    def stop(self) -> None:
+        """Tell the jobs to stop after the step in hand (their work stays in the database), and wait for them."""
+        if self.process is None:
+            return
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=JOBS_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            print("the background jobs did not stop in time; killing them", file=sys.stderr, flush=True)
+            self.process.kill()
+            self.process.wait()
+
+
 def main() -> int:
     try:
         settings = load_settings()
@@ -291,11 +317,11 @@ def run(settings: Settings) -> str | None:
     jobs = None
     try:
         writer.start()
-        # Here, in this process: after PROMETHEUS_MULTIPROC_DIR is set, so what the jobs count is in the scrape.
-        from outbound import background_jobs
+        from outbound import any_jobs  # the standard library only: this process never imports prometheus_client
 
-        jobs = background_jobs(settings)
-        jobs.start()
+        if any_jobs(settings):
+            jobs = JobsProcess()
+            jobs.start()
         if settings.auto_webhooks:
             from vonage_helper.auto import AutoWebhooks  # the SDK's REST client: this process only, when asked for
 

@@ -1,7 +1,8 @@
 """What the server does on its own, away from any request: work taken from the call log and carried out until it is
 done, whatever fails on the way (docs/architecture.md).
 
-jobs             the job runner: each kind of job on a thread of its own, in serve.py's process (or the app's own)
+jobs             the job runner: each kind of job on a thread of its own (or the app's own under `flask run`)
+jobs_process     the job runner as `make run` starts it: a process of its own
 forwarding       every stored event delivered to the user's app (FORWARD_URL), signed as Standard Webhooks
 signing          a forwarded message's body and signed headers (pure)
 retry_schedule   when a failed delivery is tried again (pure)
@@ -19,11 +20,16 @@ if TYPE_CHECKING:
     from config import Settings
 
 
+def any_jobs(settings: Settings) -> bool:
+    """Whether these settings call for any background job (serve.py starts the jobs' process only then)."""
+    return bool(settings.forward_urls)
+
+
 def background_jobs(settings: Settings, registry: CollectorRegistry | None = None) -> Jobs:
     """The runner of every job these settings call for, not started yet; what they count goes in `registry` (under
     serve.py, a registry of its own: prometheus_client's multi-process files are what the scrape reads)."""
     jobs: list[Job] = []
-    if settings.forward_urls:
+    if any_jobs(settings):
         jobs.append(forwarder(settings, registry))
     return Jobs(jobs)
 

@@ -85,11 +85,15 @@ class Production:
         return self.output_path.read_text(errors="replace")
 
     def roles(self) -> dict[str, list[int]]:
-        """The server's children by role: the call-log writer and granian's workers."""
-        found: dict[str, list[int]] = {"writer": [], "worker": []}
+        """The server's children by role: the call-log writer, the background jobs and granian's workers."""
+        found: dict[str, list[int]] = {"writer": [], "jobs": [], "worker": []}
         for child in processes():
             if child.parent == self.process.pid and child.state != "Z":
-                role = "writer" if "calllog.writer_process" in child.command else "worker"
+                role = "worker"
+                if "calllog.writer_process" in child.command:
+                    role = "writer"
+                elif "outbound.jobs_process" in child.command:
+                    role = "jobs"
                 found[role].append(child.pid)
         return found
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 HANG_SECONDS = 30
+HUNG = 0  # what the log says a held request was answered
 
 
 def main() -> None:
@@ -51,9 +52,9 @@ def main() -> None:
                 seen[webhook_id] += 1
                 attempt = seen[webhook_id]
             answer = 204 if verified else 400
-            if verified and attempt <= options.hang_first:
-                time.sleep(HANG_SECONDS)
-                answer = 204
+            hang = verified and attempt <= options.hang_first
+            if hang:
+                answer = HUNG
             elif verified and attempt <= options.fail_first:
                 answer = options.status
             record = {
@@ -67,6 +68,10 @@ def main() -> None:
             }
             with lock, log.open("a") as file:
                 file.write(json.dumps(record) + "\n")
+            if hang:
+                # Held past the forwarder's timeout; whatever comes after is answered to nobody, and is no 2xx.
+                time.sleep(HANG_SECONDS)
+                answer = 503
             self.send_response(answer)
             if answer in (429, 503) and options.retry_after is not None:
                 self.send_header("Retry-After", options.retry_after)
