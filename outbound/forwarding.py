@@ -174,7 +174,9 @@ class Forwarder:
         if message is None:
             return Answer(None, None, MISSING)
         body = envelope(message.type, message.timestamp, message.data)
-        headers = self.signer.headers(delivery.webhook_id, body, self._clock())
+        # Signed at the wall clock's time, whatever clock schedules the attempts: a receiver refuses a
+        # webhook-timestamp more than 5 minutes from its own.
+        headers = self.signer.headers(delivery.webhook_id, body, time.time())
         return post(self._session(), delivery.endpoint, body, headers, self.timeout)
 
     def _settle(self, delivery: Claimed, answer: Answer, verdict: retry_schedule.Verdict, now: float) -> None:

@@ -11,13 +11,10 @@ each fault here fails a delivery's first attempt (or its first two, with Retry-A
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,7 @@ from sqlalchemy import select
 
 from calllog.deliveries import DELIVERED, PENDING, STOPPED
 from calllog.schema import Database, deliveries
-from conftest import ROOT
+from support.forwarding import SECRET, Receiver, receiving
 from support.production import (
     CALL_LOG_TOKEN,
     Production,
@@ -39,55 +36,10 @@ from support.production import (
     stop_group,
     wait_until,
 )
-from support.servers import free_port, run_env, wait_until_listening
+from support.servers import run_env
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-RECEIVER = ROOT / "tests" / "support" / "receiver.py"
 EVENTS = 40
 DELIVERY_SECONDS = 90
-
-
-class Receiver:
-    """The user's app: support/receiver.py on `port`, writing each request it gets to `log`."""
-
-    def __init__(self, folder: Path, port: int | None = None):
-        self.port = port or free_port()
-        self.log = folder / f"receiver-{self.port}.jsonl"
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/vonage-events"
-
-    def start(self, *options: str) -> Receiver:
-        command = [sys.executable, str(RECEIVER), str(self.port), SECRET, str(self.log), *options]
-        self.process = subprocess.Popen(command, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until_listening(self.port, self.process)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def requests(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
-
-    def delivered(self) -> Counter:
-        """How many times each webhook-id was answered 2xx."""
-        return Counter(got["id"] for got in self.requests() if 200 <= got["answered"] < 300)
-
-
-@contextlib.contextmanager
-def receiving(folder: Path, *options: str):
-    receiver = Receiver(folder).start(*options)
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 def forwarding_to(receiver: Receiver, **settings) -> dict:
@@ -306,6 +258,7 @@ def test_postgresql_stopped_and_started_loses_no_delivery(tmp_path, own_postgres
         running_server(tmp_path, own_postgres.url, 1, **forwarding_to(receiver)) as server,
     ):
         sent, committed = send_events(server, "before")
+        sent += event_keys([event_payload("probe", 0)])
         own_postgres.stop()
         try:
             during_sent, during_committed = send_events(server, "during", 10)
