@@ -129,6 +129,8 @@ class Settings:
             value = getattr(self, setting.name)
             if setting.name == "signature_secrets":
                 value = f"({len(value)} set)" if value else "(not set: signatures are not checked)"
+            elif setting.name == "forward_secrets":
+                value = f"({len(value)} set)" if value else "(not set)"
             elif setting.name in SECRET_FIELDS:
                 value = "(set)" if value else "(not set)"
             elif setting.name == "blocked_number_types":
@@ -149,8 +151,6 @@ class Settings:
                 value = ",".join(value) or "(none beside Vonage's own API hosts)"
             elif setting.name == "forward_urls":
                 value = ",".join(value) or "(not set: nothing is forwarded)"
-            elif setting.name == "forward_secrets":
-                value = f"({len(value)} set)" if value else "(not set)"
             elif setting.name == "forward_events":
                 value = ",".join(sorted(value)) if value is not None else "(all)"
             elif setting.name == "no_color":
