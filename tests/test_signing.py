@@ -42,3 +42,26 @@ def test_a_body_changed_on_the_way_does_not_verify():
     headers = Signer((OLD,)).headers("key-3", body, time.time())
     with pytest.raises(WebhookVerificationError):
         Webhook(OLD).verify(body.replace(b"1", b"2"), headers)
+
+
+def test_the_receiver_in_docs_forwarding_verifies_a_forwarded_message_and_drops_its_repeat():
+    from pathlib import Path
+
+    document = (Path(__file__).resolve().parent.parent / "docs" / "forwarding.md").read_text()
+    source = document.split("```python\n", 1)[1].split("```", 1)[0]
+    handled_calls = []
+    namespace = {
+        "__name__": "receiver",  # Flask finds the app's folder by its module's name
+        "open_ticket": handled_calls.append,
+        "bill": lambda *args: handled_calls.append(args),
+        "log_refusal": handled_calls.append,
+    }
+    exec(compile(source, "docs/forwarding.md", "exec"), namespace)
+    client = namespace["app"].test_client()
+    data = {"event": {"status": "busy"}, "leg": {"uuid": "leg-1", "status": "busy", "duration": None, "price": None}}
+    body = envelope("call.event.completed", "2026-11-24T10:00:00.000Z", data)
+    headers = Signer((OLD,)).headers("key-9", body, time.time())
+    assert [client.post("/vonage-events", data=body, headers=headers).status_code for _ in range(2)] == [204, 204]
+    assert handled_calls == [{"status": "busy"}], "handled once, the repeat dropped"
+    forged = {**headers, "webhook-signature": Signer((NEW,)).headers("key-9", body, time.time())["webhook-signature"]}
+    assert client.post("/vonage-events", data=body, headers=forged).status_code == 400
