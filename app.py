@@ -33,12 +33,13 @@ from calllog.page import bp as page_blueprint
 from calllog.token_store import call_log_token
 from commands import cli
 from config import Settings, load_settings, settings_from
-from edge import client_token, errors, status, voice
+from edge import client_token, errors, recordings, status, voice
 from edge.payloads import MAX_BODY_BYTES
 from edge.signatures import REFUSAL_CODES
 from identity.refusals import REFUSAL_CODES as LOGIN_REFUSAL_CODES
 from ncco import WEBHOOKS
 from outbound import background_jobs
+from outbound.recording_store import open_store
 from runtime import metrics
 from runtime.logs import configure_logging
 
@@ -78,6 +79,10 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
     app.register_blueprint(status.bp)
     with cli.settings_end_a_command():
         client_token.init_app(app, settings, log, counted, call_log.database)
+    app.extensions["recordings_store"] = open_store(
+        settings.recordings_location, settings.recordings_s3_endpoint, settings.instance_path
+    )
+    app.register_blueprint(recordings.bp)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(page_blueprint)
     errors.init_app(app)

@@ -38,6 +38,8 @@ DATABASE_EXAMPLE = "DATABASE_URL=sqlite:///instance/calls.db or postgresql+psyco
 DEFAULT_INSTANCE_PATH = str(Path(__file__).resolve().parent / "instance")
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(DEFAULT_INSTANCE_PATH) / 'calls.db'}"
 DATABASE_FILE = "calls.db"  # the default database, in the instance folder
+RECORDINGS_FOLDER = "recordings"  # the default store of recordings, in the instance folder
+RECORD_FORMATS = ("mp3", "wav")
 # The optional settings file, in the folder the server or a `flask` command runs from (`flask setup` writes it).
 ENV_FILE = ".env"
 # How long a command waits for each answer from Vonage's APIs unless VONAGE_TIMEOUT says otherwise.
@@ -119,6 +121,19 @@ class Settings:
     forward_secrets: tuple[str, ...] = field(default=(), repr=False)
     forward_events: frozenset[str] | None = None  # None: every event and answer decision
     forward_timeout: int = DEFAULT_FORWARD_TIMEOUT
+    record_calls: bool = False
+    record_format: str = "mp3"
+    record_announcement: str | None = None
+    # A folder or s3://BUCKET/PREFIX; None: the recordings folder in the instance folder (recordings_location).
+    recordings_url: str | None = None
+    recordings_s3_endpoint: str | None = None
+    recording_alert_after: timedelta = timedelta(hours=1)
+    recording_retention: timedelta | None = None
+
+    @property
+    def recordings_location(self) -> str:
+        """Where recordings are kept: RECORDINGS_URL, else the recordings folder in the instance folder."""
+        return self.recordings_url or str(Path(self.instance_path) / RECORDINGS_FOLDER)
 
     def described(self) -> dict[str, str]:
         """Every setting as text for people: secrets say only whether they are set."""
@@ -153,6 +168,12 @@ class Settings:
                 value = ",".join(value) or "(not set: nothing is forwarded)"
             elif setting.name == "forward_events":
                 value = ",".join(sorted(value)) if value is not None else "(all)"
+            elif setting.name == "recordings_url":
+                value = value or f"{self.recordings_location} (the default)"
+            elif setting.name in ("recording_alert_after",):
+                value = describe_duration(value)
+            elif setting.name == "recording_retention":
+                value = describe_age(value) if value else "(not set: kept as long as their call)"
             elif setting.name == "no_color":
                 value = "set: the line format is never coloured" if value else "(not set)"
             shown[setting.name] = str(value)
@@ -178,6 +199,9 @@ class Settings:
             call_limit=self.call_limit,
             style=self.tts_style,
             machine_detection=self.machine_detection,
+            record_calls=self.record_calls,
+            record_format=self.record_format,
+            record_announcement=self.record_announcement,
         )
 
     @property
@@ -838,6 +862,40 @@ def _forward_events(raw: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def recordings_url(raw: str) -> str:
+    """RECORDINGS_URL: s3://BUCKET or s3://BUCKET/PREFIX, or a folder (made when the first recording is stored)."""
+    value = raw.strip()
+    if value.lower().startswith("s3:"):
+        match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[^?#]*)?", value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not s3://BUCKET/PREFIX (a bucket name: 3-63 lowercase letters, digits, . and -)"
+            )
+        return f"s3://{match.group(1)}/{(match.group(2) or '').strip('/')}".rstrip("/")
+    if "://" in value:
+        raise ValueError(f"{value!r} is neither a folder nor s3://BUCKET/PREFIX")
+    return str(Path(value).expanduser().absolute())
+
+
+def _s3_endpoint(raw: str) -> str:
+    return base_url(raw, "http://127.0.0.1:9000 (MinIO) or https://ACCOUNT.r2.cloudflarestorage.com")
+
+
+RECORDING_DURATION_UNITS = {**DURATION_UNITS, "d": timedelta(days=1)}
+
+
+def parse_alert_after(raw: str) -> timedelta:
+    """RECORDING_ALERT_AFTER: 30s, 15m, 1h, 2d or plain seconds, up to the 30 days Vonage keeps a recording."""
+    value = raw.strip().lower()
+    match = re.fullmatch(r"(\d{1,7})\s*([smhd]?)", value)
+    if match is None:
+        raise ValueError(f"{raw.strip()!r} is not a duration: a whole number of seconds, minutes, hours or days")
+    after = int(match.group(1)) * RECORDING_DURATION_UNITS[match.group(2) or "s"]
+    if not timedelta(seconds=1) <= after <= timedelta(days=30):
+        raise ValueError(f"{raw.strip()!r} is outside 1s to 30d (Vonage keeps a recording for 30 days)")
+    return after
+
+
 def _switch(raw: str) -> bool:
     value = raw.strip().lower()
     if value not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
@@ -947,6 +1005,21 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "CLIENT_TOKEN_TTL": ("client_token_ttl", parse_token_ttl, "CLIENT_TOKEN_TTL=1h (or 15m, 3600; at most 24h)"),
     "CLIENT_CREATE_USERS": ("client_create_users", _switch, "CLIENT_CREATE_USERS=on"),
+    "RECORD_CALLS": ("record_calls", _switch, "RECORD_CALLS=on"),
+    "RECORD_FORMAT": ("record_format", _one_of(RECORD_FORMATS), "RECORD_FORMAT=mp3"),
+    "RECORD_ANNOUNCEMENT": (
+        "record_announcement",
+        _text(1500),
+        'RECORD_ANNOUNCEMENT="This call is recorded."',
+    ),
+    "RECORDINGS_URL": ("recordings_url", recordings_url, "RECORDINGS_URL=s3://my-bucket/calls (or a folder)"),
+    "RECORDINGS_S3_ENDPOINT": (
+        "recordings_s3_endpoint",
+        _s3_endpoint,
+        "RECORDINGS_S3_ENDPOINT=http://127.0.0.1:9000 (unset: AWS)",
+    ),
+    "RECORDING_ALERT_AFTER": ("recording_alert_after", parse_alert_after, "RECORDING_ALERT_AFTER=1h"),
+    "RECORDING_RETENTION": ("recording_retention", parse_age, "RECORDING_RETENTION=30d (unset: as long as the call)"),
     "VONAGE_TRUSTED_HOSTS": (
         "trusted_hosts",
         _trusted_hosts,
@@ -999,6 +1072,16 @@ def forwarding_problem(settings: Settings) -> str | None:
     return None
 
 
+def recording_problem(settings: Settings) -> str | None:
+    """The one line RECORD_CALLS=on without what fetching recordings needs stops start-up with, or None."""
+    if not settings.record_calls:
+        return None
+    for variable, name, example in SIGNING_NEEDS:
+        if not getattr(settings, name):
+            return f"RECORD_CALLS=on needs {variable} to fetch each recording from Vonage, and it is not set; for example {example}"
+    return None
+
+
 # Settings holding numbers that may be written in national format: parsed with DEFAULT_REGION (listed before them).
 READ_WITH_DEFAULT_REGION = frozenset({"INBOUND_ROUTES"})
 # Settings whose blank value is read, not taken as unset: empty lists mean "none"; NO_COLOR is on for any
@@ -1028,7 +1111,7 @@ def settings_from(values: Mapping[str, str]) -> Settings:
         # Everything the server keeps moves with INSTANCE_PATH, the default database too.
         chosen["database_url"] = f"sqlite:///{Path(chosen['instance_path']) / DATABASE_FILE}"
     settings = Settings(**chosen)
-    problem = client_auth_problem(settings) or forwarding_problem(settings)
+    problem = client_auth_problem(settings) or recording_problem(settings) or forwarding_problem(settings)
     if problem is not None:
         raise ConfigError(problem)
     return settings

@@ -138,10 +138,14 @@ def event_key(payload: dict) -> str:
     """The identity of one event, the same for every delivery of it: leg, conversation, kind and timestamp.
 
     One leg emits many statuses, so the leg's uuid alone never identifies an event; an event with
-    no timestamp is identified by its whole payload.
+    no timestamp is identified by its whole payload, and a recording's webhook by its recording_uuid.
     """
     timestamp = payload.get("timestamp")
-    if timestamp is None:
+    recording = payload.get("recording_uuid")
+    if isinstance(recording, str) and recording and "recording_url" in payload:
+        # A recording is one event however often, and whenever, its webhook is delivered.
+        identity = ["recording", recording]
+    elif timestamp is None:
         identity = ["payload", payload]
     else:
         identity = [leg_uuid(payload), event_conversation(payload), event_kind(payload), str(timestamp)]

@@ -40,8 +40,10 @@ WEBHOOKS = (
     # Apart from the application's event URL, so that only Vonage's synchronous request about a connect's outcome
     # is answered with an NCCO: the application's event URL answers every event 204.
     Webhook("/voice/event/connect", "connect", None, "POST", answers_calls=False),
+    # The record action's own eventUrl (RECORD_CALLS): the recording's webhook, stored like any event.
+    Webhook("/voice/recording", "recording", None, "POST", answers_calls=False),
 )
-ANSWER_WEBHOOK, EVENT_WEBHOOK, FALLBACK_WEBHOOK, CONNECT_WEBHOOK = WEBHOOKS
+ANSWER_WEBHOOK, EVENT_WEBHOOK, FALLBACK_WEBHOOK, CONNECT_WEBHOOK, RECORDING_WEBHOOK = WEBHOOKS
 # The route an answer decision is stored under when it is the NCCO that tells a caller why a connect failed.
 TOLD_WHY_ROUTE = "outcome"
 # The three call shapes: an app user calling a phone, a phone calling an app user, an app user calling another.
@@ -124,6 +126,12 @@ class CallPlan:
     # Set: each connect is synchronous and Vonage posts its outcome here, where the caller is told why it failed.
     event_url: str | None = None
     machine_detection: str = "off"  # off, hangup or message (MACHINE_DETECTION)
+    # RECORD_CALLS: each connected call is recorded, whole, as one file with the caller and callee on two channels.
+    record_calls: bool = False
+    record_format: str = "mp3"
+    record_announcement: str | None = None  # said first, when set, so the caller knows
+    # Where Vonage posts the recording's webhook; None: the application's event URL (which stores it all the same).
+    recording_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,24 @@ def talk(text: str, language: str, style: int | None = None) -> dict:
     return action
 
 
+def record_action(plan: CallPlan) -> dict:
+    """The `record` action that records the whole conversation, the two parties on two channels (docs/platform.md,
+    "Recordings"); Vonage posts the recording's webhook to the plan's recording_url."""
+    action = {"action": "record", "format": plan.record_format, "split": "conversation", "channels": 2}
+    if plan.recording_url:
+        action["eventUrl"] = [plan.recording_url]
+    return action
+
+
+def _opening(plan: CallPlan) -> list[dict]:
+    """What a connected call starts with: the announcement that it is recorded (if any), the greeting, and the
+    recording itself, started before the connect so that it holds the whole conversation."""
+    if not plan.record_calls:
+        return [talk(plan.greeting, plan.language, plan.style)]
+    announcement = [talk(plan.record_announcement, plan.language, plan.style)] if plan.record_announcement else []
+    return [*announcement, talk(plan.greeting, plan.language, plan.style), record_action(plan)]
+
+
 def _connect(endpoint: dict, caller_id: dict, plan: CallPlan) -> dict:
     connect = {
         "action": "connect",
@@ -178,7 +204,7 @@ def connect_ncco(callee: str, plan: CallPlan) -> list[dict]:
     connect = _connect({"type": "phone", "number": callee}, caller_id, plan)
     if plan.machine_detection in MACHINE_DETECTION_ACTIONS:
         connect["machineDetection"] = MACHINE_DETECTION_ACTIONS[plan.machine_detection]
-    return [talk(plan.greeting, plan.language, plan.style), connect]
+    return [*_opening(plan), connect]
 
 
 def app_connect_ncco(user: str, plan: CallPlan, caller_number: str | None = None) -> list[dict]:
@@ -189,7 +215,7 @@ def app_connect_ncco(user: str, plan: CallPlan, caller_number: str | None = None
     Connect model insists on one; this follows the API (see parse_ncco).
     """
     caller_id = {"from": caller_number} if caller_number else {}
-    return [talk(plan.greeting, plan.language, plan.style), _connect({"type": "app", "user": user}, caller_id, plan)]
+    return [*_opening(plan), _connect({"type": "app", "user": user}, caller_id, plan)]
 
 
 def refusal_ncco(spoken_reason: str, language: str = "en-US", style: int | None = None) -> list[dict]:
@@ -212,6 +238,11 @@ class AnswerDecision:
     @property
     def connected(self) -> bool:
         return self.callee is not None
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the NCCO records the call (RECORD_CALLS): its recording's webhook is then expected."""
+        return any(action.get("action") == "record" for action in self.ncco)
 
     def __post_init__(self):
         if not self.body:

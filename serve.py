@@ -41,8 +41,6 @@ HEADER_SECONDS = 5
 # How long a worker may take to finish its requests once told to stop, and then the writer its batch.
 WORKER_STOP_SECONDS = 5
 WRITER_STOP_SECONDS = 5
-# The jobs finish the step in hand first: a delivery in flight takes up to FORWARD_TIMEOUT (at most 120 s).
-JOBS_STOP_SECONDS = 130
 # A writer that exits within WRITER_STEADY_SECONDS of starting is restarted after a delay that doubles each time
 # (from WRITER_FIRST_DELAY up to WRITER_MAX_DELAY); after WRITER_GIVE_UP such exits in a row serve.py stops with
 # one line, so a service manager restarts the whole server (or a person reads why) instead of a tight loop.
@@ -148,27 +146,34 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-class WriterProcess:
-    """The call-log writer process (calllog/writer_process.py), restarted if it ever exits while the server runs.
+class ChildProcess:
+    """A process serve.py runs beside granian's workers (`python -m MODULE ARGS`), restarted if it ever exits while
+    the server runs. It is told to stop by closing its standard input, after the workers have stopped.
 
-    It is told to stop by closing its standard input, after the workers have stopped.
+    A child process rather than a thread of serve.py: granian forks its workers from this process, and a thread here
+    (holding a lock, mid-import) would hang the worker forked at that moment.
     """
 
-    def __init__(self, socket_path: str):
-        self.socket_path = socket_path
+    name = "a child process"
+
+    def __init__(self, module: str, *args: str):
+        self.module, self.args = module, args
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        self.gave_up: str | None = None  # why the supervisor stopped restarting the writer
+        self.gave_up: str | None = None  # why the supervisor stopped restarting it
 
     def _spawn(self) -> subprocess.Popen:
-        command = [sys.executable, "-m", "calllog.writer_process", self.socket_path]
+        command = [sys.executable, "-m", self.module, *self.args]
         return subprocess.Popen(command, cwd=Path(__file__).parent, stdin=subprocess.PIPE)
+
+    def _wait_until_ready(self) -> None:
+        """Return once the new process does its work; raise RuntimeError if it never does."""
 
     def start(self) -> None:
         self.process = self._spawn()
-        wait_until_ready(self.socket_path, self.process)
-        threading.Thread(target=self._supervise, name="writer-supervisor", daemon=True).start()
+        self._wait_until_ready()
+        threading.Thread(target=self._supervise, name=f"{self.module}-supervisor", daemon=True).start()
 
     def _supervise(self) -> None:
         quick_exits = 0
@@ -180,14 +185,14 @@ class WriterProcess:
             quick_exits = quick_exits + 1 if time.monotonic() - started < WRITER_STEADY_SECONDS else 1
             if quick_exits >= WRITER_GIVE_UP:
                 self.gave_up = (
-                    f"the call-log writer exited {quick_exits} times in a row within {WRITER_STEADY_SECONDS} s of "
+                    f"{self.name} exited {quick_exits} times in a row within {WRITER_STEADY_SECONDS} s of "
                     f"starting (last with {code}); its output above says why. Stopping the server"
                 )
                 print(f"error: {self.gave_up}", file=sys.stderr, flush=True)
                 os.kill(os.getpid(), signal.SIGTERM)  # the usual stop: the workers finish what they hold
                 return
             delay = min(WRITER_FIRST_DELAY * 2 ** (quick_exits - 1), WRITER_MAX_DELAY)
-            print(f"the call-log writer exited with {code}; restarting it in {delay:g} s", file=sys.stderr, flush=True)
+            print(f"{self.name} exited with {code}; restarting it in {delay:g} s", file=sys.stderr, flush=True)
             if self.stopping.wait(delay):
                 return
             with self._lock:
@@ -198,7 +203,7 @@ class WriterProcess:
                 started = time.monotonic()
 
     def stop(self) -> None:
-        """Tell the writer to finish and wait for it (it commits the batch in hand first)."""
+        """Tell it to finish and wait for it (the writer commits the batch in hand first)."""
         with self._lock:
             self.stopping.set()
         if self.process is None:
@@ -207,33 +212,31 @@ class WriterProcess:
         try:
             self.process.wait(timeout=WRITER_STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            print("the call-log writer did not stop in time; killing it", file=sys.stderr, flush=True)
+            print(f"{self.name} did not stop in time; killing it", file=sys.stderr, flush=True)
             self.process.kill()
             self.process.wait()
 
 
-class JobsProcess:
-    """The background jobs (outbound/jobs_process.py), started when the settings call for any, after the writer and
-    stopped before it. A process, not threads here: granian forks its workers from this process."""
+class WriterProcess(ChildProcess):
+    """The call-log writer process (calllog/writer_process.py)."""
+
+    name = "the call-log writer"
+
+    def __init__(self, socket_path: str):
+        super().__init__("calllog.writer_process", socket_path)
+        self.socket_path = socket_path
+
+    def _wait_until_ready(self) -> None:
+        wait_until_ready(self.socket_path, self.process)
+
+
+class JobsProcess(ChildProcess):
+    """The background jobs (outbound/process.py): recordings fetched, and what else the settings call for."""
+
+    name = "the background jobs"
 
     def __init__(self):
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "outbound.jobs_process"]
-        self.process = subprocess.Popen(command, cwd=Path(__file__).parent, stdin=subprocess.PIPE)
-
-    def stop(self) -> None:
-        """Tell the jobs to stop after the step in hand (their work stays in the database), and wait for them."""
-        if self.process is None:
-            return
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout=JOBS_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            print("the background jobs did not stop in time; killing them", file=sys.stderr, flush=True)
-            self.process.kill()
-            self.process.wait()
+        super().__init__("outbound.process")
 
 
 def main() -> int:
@@ -314,14 +317,10 @@ def run(settings: Settings) -> str | None:
     # environment and a .env again from their own folders.
     hand_over(replace(settings, writer_socket=writer.socket_path), socket_folder)
     auto_webhooks = None
-    jobs = None
+    jobs = JobsProcess()
     try:
         writer.start()
-        from outbound import any_jobs  # the standard library only: this process never imports prometheus_client
-
-        if any_jobs(settings):
-            jobs = JobsProcess()
-            jobs.start()
+        jobs.start()
         if settings.auto_webhooks:
             from vonage_helper.auto import AutoWebhooks  # the SDK's REST client: this process only, when asked for
 
@@ -331,12 +330,11 @@ def run(settings: Settings) -> str | None:
     finally:
         if auto_webhooks:
             auto_webhooks.stop()
-        if jobs:
-            jobs.stop()
+        jobs.stop()
         writer.stop()
         shutil.rmtree(socket_folder, ignore_errors=True)
         shutil.rmtree(metrics_folder, ignore_errors=True)
-    return writer.gave_up
+    return writer.gave_up or jobs.gave_up
 
 
 def _short_temp_folder() -> str | None:

@@ -156,7 +156,7 @@ def process_roles(pid: int, main_role: str) -> dict[str, list[int]]:
             command = Path(f"/proc/{candidate}/cmdline").read_bytes()
             if b"calllog.writer" in command:
                 known["writer"].append(candidate)
-            elif b"outbound.jobs_process" in command:
+            elif b"outbound.process" in command:
                 known["jobs"].append(candidate)
     named = {candidate for pids in known.values() for candidate in pids}
     roles = {main_role: [candidate for candidate in processes if candidate not in named]}

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 
 from calllog.deliveries import ANSWER_TYPE, DELIVERY_COLUMNS, EVENT_TYPE, Forwarding, delivery_rows
 from calllog.legs import LEG_FIELDS, fold_leg
-from calllog.rows import ANSWER_COLUMNS, EVENT_COLUMNS, EventRow, answer_key, fit
+from calllog.rows import (
+    ANSWER_COLUMNS,
+    EVENT_COLUMNS,
+    RECORD_KIND,
+    RECORDING_COLUMNS,
+    EventRow,
+    answer_key,
+    fit,
+    recording_row,
+)
 from calllog.schema import SQLITE_BEGIN, Database, StorageError, brief
 from events import FINAL_STATUSES
 from runtime.logs import LOGGER_NAME
@@ -64,6 +73,11 @@ class _Statements:
         marks = ", ".join([self.mark] * len(DELIVERY_COLUMNS))
         self.insert_deliveries = (
             f"INSERT INTO deliveries ({names}) VALUES ({marks}) ON CONFLICT (endpoint, webhook_id) DO NOTHING"
+        )
+        names = ", ".join(f'"{name}"' for name in RECORDING_COLUMNS)
+        marks = ", ".join([self.mark] * len(RECORDING_COLUMNS))
+        self.insert_recordings = (
+            f"INSERT INTO recordings ({names}) VALUES ({marks}) ON CONFLICT (recording_uuid) DO NOTHING"
         )
         # Statements for a number of rows, written once per size (a batch has at most BATCH_LIMIT).
         self._by_size: dict[tuple[str, int], str] = {}
@@ -305,6 +319,13 @@ class Committer:
         new_rows = [row for row in distinct if row.event_key in inserted]
         changed_legs = sorted({row.leg_uuid for row in new_rows if row.leg_uuid})
         ended = self._refresh_legs(run, changed_legs) if changed_legs else []
+        # A new recording's webhook makes its download job in the same transaction: stored, it will be fetched.
+        recorded = [row for row in distinct if row.kind == RECORD_KIND and row.event_key in inserted]
+        if recorded:
+            now = time.time()
+            jobs = [job for job in (recording_row(row, now) for row in recorded) if job is not None]
+            if jobs:
+                run(self._statements.insert_recordings, jobs)
         outcomes = [
             row.event_key in inserted and first_by_key[row.event_key] == index for index, row in enumerate(rows)
         ]

@@ -56,6 +56,46 @@ def is_stale(updated_at: str | None, now: datetime, call_limit_seconds: int) -> 
     return now - last > timedelta(seconds=call_limit_seconds)
 
 
+# Each recording status's badge colour: stored done, waiting live, failed and refused red; at risk amber.
+RECORDING_BADGES = {"stored": "done", "waiting": "live", "failed": "failed", "refused": "failed"}
+
+
+def _age_over(iso: str | None, now: datetime, limit: timedelta) -> bool:
+    try:
+        then = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return now - (then if then.tzinfo else then.replace(tzinfo=UTC)) > limit
+
+
+def recording_at_risk(recording: dict, now: datetime, alert_after: timedelta) -> bool:
+    """Whether a recording is not stored RECORDING_ALERT_AFTER after its webhook came: Vonage deletes it in 30 days."""
+    return recording["status"] != "stored" and _age_over(recording.get("received_at"), now, alert_after)
+
+
+def recording_missed(call: dict, now: datetime, alert_after: timedelta) -> bool:
+    """Whether a call was recorded but no recording's webhook has come RECORDING_ALERT_AFTER after it ended (its last
+    activity): Vonage sends that webhook once, and it may have been lost."""
+    recorded = any(answer.get("recorded") and answer.get("connected") for answer in call["answers"])
+    ended = not call["in_progress"]
+    return recorded and ended and not call["recordings"] and _age_over(call["updated_at"], now, alert_after)
+
+
+@bp.app_template_filter("recording_badge")
+def _recording_badge(recording: dict) -> str:
+    return "busy" if _recording_risk(recording) else RECORDING_BADGES.get(recording["status"], "unknown")
+
+
+@bp.app_template_filter("recording_at_risk")
+def _recording_risk(recording: dict) -> bool:
+    return recording_at_risk(recording, datetime.now(UTC), current_app.config["SETTINGS"].recording_alert_after)
+
+
+@bp.app_template_filter("recording_missed")
+def _recording_missed(call: dict) -> bool:
+    return recording_missed(call, datetime.now(UTC), current_app.config["SETTINGS"].recording_alert_after)
+
+
 @bp.app_template_filter("outcome")
 def _outcome(call) -> dict:
     settings = current_app.config["SETTINGS"]

@@ -16,6 +16,7 @@ from sqlalchemy import and_, case, exists, func, or_, select, text
 from sqlalchemy.engine import Connection
 
 from calllog.legs import total_price
+from calllog.recordings import recordings_of
 from calllog.rows import column_text
 from calllog.schema import (
     SCHEMA_VERSION,
@@ -259,6 +260,7 @@ def _assemble(connection: Connection, rows, with_events: bool) -> list[dict]:
     answer_query = select(answers).where(answers.c.conversation_uuid.in_(uuids)).order_by(answers.c.id)
     answer_rows = connection.execute(answer_query).mappings().all()
     events_by_leg = _events_by_leg(connection, uuids, [leg["uuid"] for leg in leg_rows]) if with_events else {}
+    recordings_by_call = recordings_of(connection, uuids)
     calls = []
     for row in rows:
         uuid = row["conversation_uuid"]
@@ -274,6 +276,7 @@ def _assemble(connection: Connection, rows, with_events: bool) -> list[dict]:
             "legs": call_legs,
             "answers": [_answer_json(answer) for answer in answer_rows if answer["conversation_uuid"] == uuid],
             "total_price": total_price(leg["price"] for leg in call_legs),
+            "recordings": recordings_by_call.get(uuid, []),
         }
         if with_events:
             call["other_events"] = events_by_leg.get("", [])
@@ -363,6 +366,7 @@ def _answer_json(row) -> dict:
         "connected": row["connected"],
         "reason": row["reason"],
         "verified": row["verified"],
+        "recorded": bool(row["recorded"]),
     }
 
 

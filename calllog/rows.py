@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import NamedTuple
 
-from calllog.schema import COLUMN_LENGTHS, answers, events
+from calllog.schema import COLUMN_LENGTHS, answers, events, recordings
 from events import Payload, event_conversation, event_key, event_kind, leg_uuid
 from ncco import AnswerDecision
 
@@ -85,6 +85,53 @@ def event_row(payload: Payload, received_at: str, verified: bool) -> EventRow:
     )
 
 
+RECORD_KIND = "record"  # events.event_kind of a recording's webhook
+WAITING = "waiting"  # a recording not stored yet (calllog/recordings.py has the others)
+RECORDING_COLUMNS = (
+    "recording_uuid",
+    "conversation_uuid",
+    "recording_url",
+    "size",
+    "start_time",
+    "end_time",
+    "received_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+)
+if not set(RECORDING_COLUMNS) <= {column.name for column in recordings.columns}:
+    raise RuntimeError("calllog.rows.RECORDING_COLUMNS must name columns of the recordings table")
+
+
+def recording_row(row: EventRow, now: float) -> tuple | None:
+    """The recordings row (RECORDING_COLUMNS) that a newly stored recording's webhook makes, due at `now`; None for
+    any other event. A webhook without a recording_uuid is named by its event's key."""
+    if row.kind != RECORD_KIND or row.problem is not None:
+        return None
+    try:
+        fields = json.loads(row.payload)
+    except ValueError:
+        return None
+    url = fields.get("recording_url") if isinstance(fields, dict) else None
+    if not isinstance(url, str) or not url:
+        return None
+    limits = COLUMN_LENGTHS["recordings"]
+    uuid_ = fields.get("recording_uuid")
+    size = fields.get("size")
+    return (
+        column_text(uuid_ if isinstance(uuid_, str) and uuid_ else row.event_key, limits["recording_uuid"]),
+        row.conversation_uuid,
+        column_text(url),
+        size if isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 2**62 else None,
+        column_text(fields.get("start_time"), limits["start_time"]),
+        column_text(fields.get("end_time"), limits["end_time"]),
+        row.received_at,
+        WAITING,
+        0,
+        now,
+    )
+
+
 def answer_key(jti: object = None) -> str:
     """An answer decision's key: from the signed request's JWT id when it has one (a replayed token then makes the
     same key, and is stored once), else new."""
@@ -109,6 +156,7 @@ def answer_row(route: str, decision: AnswerDecision, received_at: str, verified:
         "received_at": received_at,
         "verified": verified,
         "answer_key": key or answer_key(),
+        "recorded": decision.recorded,
     }
     return {key: column_text(value) if key in _TEXT_ANSWER_FIELDS else value for key, value in row.items()}
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -100,6 +101,34 @@ answers = Table(
     # twice; else one made for the decision, so a batch the worker sends again is stored once.
     Column("answer_key", String(100)),
     Index("ix_answers_answer_key", "answer_key", unique=True),
+    # Whether the NCCO recorded the call (version 6): its recording's webhook is then expected.
+    Column("recorded", Boolean),
+)
+# The recordings (version 6): one row per recording_uuid, made by the committer in the transaction that stores the
+# recording's webhook, and carried to the store by the recordings job (outbound/recordings.py). A row is the job:
+# `status` waiting until stored, or failed / refused with `last_error`. Retention (the job's, not calllog.retention)
+# removes a row only after its file, so no stored file is ever left without its row.
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("recording_uuid", String(100), primary_key=True),
+    Column("conversation_uuid", String(100), index=True),
+    Column("recording_url", Text, nullable=False),
+    Column("size", BigInteger),  # as the webhook says
+    Column("start_time", String(64)),
+    Column("end_time", String(64)),
+    Column("received_at", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float),  # Unix time: when it is next tried (waiting only)
+    Column("lease_until", Float),  # Unix time: a job that took it holds it until then
+    Column("lease_owner", String(100)),  # which process took it: host:pid of its serve.py (recordings.RUNNER)
+    Column("last_error", Text),
+    Column("stored_at", String(32)),
+    Column("location", Text),  # where it is: a file's path, or s3://bucket/key
+    Column("sha256", String(64)),
+    Column("bytes", BigInteger),
+    Index("ix_recordings_due", "status", "next_attempt_at"),
 )
 # Client SDK users this server has seen (version 5): made at Vonage by CLIENT_CREATE_USERS (so a second login asks
 # Vonage nothing), and when a login token was last issued here (flask users shows it). Not the call log's own
@@ -175,6 +204,13 @@ def _add_answer_key(connection) -> None:
     connection.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ix_answers_answer_key ON answers (answer_key)"))
 
 
+def _add_recordings(connection) -> None:
+    # A database created at version 6 already has the column and the table.
+    if "recorded" not in {column["name"] for column in inspect(connection).get_columns("answers")}:
+        connection.execute(text("ALTER TABLE answers ADD COLUMN recorded BOOLEAN"))
+    recordings.create(connection, checkfirst=True)
+
+
 def _add_deliveries(connection) -> None:
     deliveries.create(connection, checkfirst=True)
     forward_endpoints.create(connection, checkfirst=True)
@@ -187,7 +223,8 @@ MIGRATIONS = {
     3: _index_conversation_activity,
     4: _add_answer_key,
     5: _add_client_users,
-    6: _add_deliveries,
+    6: _add_recordings,
+    7: _add_deliveries,
 }
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.

@@ -34,6 +34,7 @@ from ncco import (
     CONNECT_WEBHOOK,
     FALLBACK_WEBHOOK,
     OUTBOUND,
+    RECORDING_WEBHOOK,
     TOLD_WHY_ROUTE,
     WEBHOOKS,
     AnswerDecision,
@@ -72,7 +73,7 @@ class Voice:
         object.__setattr__(self, "routing", self.settings.call_routing)
         plan = self.settings.call_plan
         if self.settings.public_url:
-            plan = replace(plan, event_url=self.settings.public_url + CONNECT_WEBHOOK.path)
+            plan = _plan_for_base(plan, self.settings.public_url)
         object.__setattr__(self, "plan", plan)
 
 
@@ -447,7 +448,13 @@ def _plan_for_host(plan: CallPlan, forwarded: str, url_scheme: str, host: str | 
     forwarded = forwarded.split(",")[0].strip().lower()
     scheme = forwarded if forwarded in ("http", "https") else url_scheme
     port = int(server[1]) if server[1] and server[1].isdigit() else None
-    return replace(plan, event_url=f"{scheme}://{get_host(url_scheme, host, (server[0], port))}{CONNECT_WEBHOOK.path}")
+    return _plan_for_base(plan, f"{scheme}://{get_host(url_scheme, host, (server[0], port))}")
+
+
+def _plan_for_base(plan: CallPlan, base: str) -> CallPlan:
+    """The call plan with the connect's eventUrl, and the recording's when calls are recorded, on `base`."""
+    recording_url = base + RECORDING_WEBHOOK.path if plan.record_calls else None
+    return replace(plan, event_url=base + CONNECT_WEBHOOK.path, recording_url=recording_url)
 
 
 def _unreadable(voice: Voice, problem: str) -> AnswerDecision:

@@ -37,9 +37,9 @@ class Job(Protocol):
 class Jobs:
     """Runs each job on its own thread until stopped."""
 
-    def __init__(self, jobs: list[Job]):
+    def __init__(self, jobs: list[Job], stopping: threading.Event | None = None):
         self.jobs = jobs
-        self._stopping = threading.Event()
+        self._stopping = stopping or threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

@@ -16,7 +16,7 @@ AUTH = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
 WRONG = "wrong-token-but-long-enough-0123"
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "media-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
 

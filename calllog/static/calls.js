@@ -84,7 +84,12 @@
       .then(function (html) {
         if (html === null) { return; }
         var timeline = details.querySelector(".timeline");
+        var players = Array.prototype.slice.call(timeline.querySelectorAll(".recordings audio"));
+        var kept = players.some(function (audio) { return !audio.paused; }) ? timeline.querySelector(".recordings") : null;
         timeline.innerHTML = html;
+        // A recording being played goes on playing: its player is kept as it is, not drawn again.
+        var fresh = timeline.querySelector(".recordings");
+        if (kept && fresh) { fresh.replaceWith(kept); }
         localizeTimes(timeline);
       });
   }
@@ -100,7 +105,7 @@
     current.querySelectorAll("details.call[open]").forEach(function (details) {
       opened[details.dataset.conversation] = {
         updated: details.dataset.updated,
-        timeline: details.querySelector(".timeline").innerHTML
+        timeline: details.querySelector(".timeline")
       };
     });
     var holder = document.createElement("div");
@@ -109,7 +114,8 @@
     fresh.querySelectorAll("details.call").forEach(function (details) {
       var was = opened[details.dataset.conversation];
       if (!was) { return; }
-      details.querySelector(".timeline").innerHTML = was.timeline;
+      // The timeline itself, moved: a recording playing in it goes on playing.
+      details.querySelector(".timeline").replaceWith(was.timeline);
       details.open = true;
       if (was.updated !== details.dataset.updated) { loadTimeline(details); }
     });

@@ -89,11 +89,12 @@ class Production:
         found: dict[str, list[int]] = {"writer": [], "jobs": [], "worker": []}
         for child in processes():
             if child.parent == self.process.pid and child.state != "Z":
-                role = "worker"
                 if "calllog.writer_process" in child.command:
                     role = "writer"
-                elif "outbound.jobs_process" in child.command:
+                elif "outbound.process" in child.command:
                     role = "jobs"
+                else:
+                    role = "worker"
                 found[role].append(child.pid)
         return found
 

@@ -1,0 +1,348 @@
+"""The recordings job: each recording whose webhook is stored is fetched from Vonage, checked and kept in the store
+(RECORDINGS_URL), retried until it is, for as long as Vonage keeps it (docs/recordings.md has its whole life).
+
+A recording is fetched only from Vonage's own API hosts (policy.vonage_url_refusal, with VONAGE_TRUSTED_HOSTS): the
+request carries the application's JWT, which a URL on any other host would be handed, so such a recording is refused
+and recorded as refused, and nothing is sent there. A redirect is followed only to a host that passes the same test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from calllog.recordings import FAILED, REFUSED, STORED, Recording, Recordings
+from calllog.rows import WAITING
+from calllog.schema import StorageError
+from config import Settings
+from events import utc_timestamp
+from identity.user_tokens import UserTokenSigner
+from outbound.recording_store import CONTENT_TYPES, StoreError, file_name
+from policy import vonage_url_refusal
+from runtime.logs import LOGGER_NAME
+from runtime.metrics import counted_by
+
+log = logging.getLogger(f"{LOGGER_NAME}.recordings")
+
+LEASE_SECONDS = 60.0  # a download holds its recording this long, renewed every RENEW_SECONDS while it runs
+RENEW_SECONDS = 20.0
+# Vonage keeps a recording for 30 days; one not stored within 7 is kept as failed (flask recordings fetch tries again).
+GIVE_UP_AFTER = timedelta(days=7)
+FIRST_RETRY_SECONDS = 1.0  # then doubled each time, with jitter, up to LONGEST_RETRY_SECONDS
+LONGEST_RETRY_SECONDS = 3600.0
+CONNECT_SECONDS, READ_SECONDS = 10, 60
+TOKEN_SECONDS = 300
+MOST_REDIRECTS = 3
+PRUNE_SECONDS = 60
+IDLE_SECONDS = 1.0
+STORAGE_DOWN_SECONDS = 5.0
+# What each download attempt ended as (voice_recording_downloads_total).
+OUTCOMES = (
+    "stored",
+    "refused",
+    "unreachable",
+    "cut_off",
+    "short",
+    "unauthorized",
+    "throttled",
+    "http_error",
+    "store_error",
+)
+CONTENT_EXTENSIONS = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+}
+
+
+def retry_delay(attempt: int, retry_after: float | None = None, draw=random.random) -> float:
+    """Seconds before the next try after `attempt` failed ones: 1 s doubled each time up to an hour, each drawn
+    between half and all of it (so many recordings failing at once do not come back at once), and never sooner than
+    the server's Retry-After."""
+    ceiling = min(FIRST_RETRY_SECONDS * 2 ** max(0, attempt - 1), LONGEST_RETRY_SECONDS)
+    delay = ceiling * (0.5 + draw() / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, LONGEST_RETRY_SECONDS))
+    return delay
+
+
+def retry_after_seconds(header: str | None, now: float) -> float | None:
+    """A Retry-After header's wait in seconds: a number of seconds, or an HTTP date; None when absent or unreadable."""
+    if not header:
+        return None
+    text = header.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        return max(0.0, parsedate_to_datetime(text).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def application_claims(application_id: str, now: float) -> dict:
+    """The claims of an application JWT for one request to Vonage: a few minutes' life, a fresh jti."""
+    issued = int(now)
+    return {
+        "application_id": application_id,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + TOKEN_SECONDS,
+        "jti": str(uuid.uuid4()),
+    }
+
+
+@dataclass(frozen=True)
+class Stored:
+    location: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Retry:
+    outcome: str
+    reason: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+
+
+class RecordingFetcher:
+    """The job: takes due recordings one at a time, and removes those past their retention."""
+
+    name = "recordings"
+
+    def __init__(self, settings: Settings, recordings: Recordings, store, registry, stopping: threading.Event):
+        self.settings = settings
+        self.recordings = recordings
+        self.store = store
+        self.stopping = stopping
+        self.signer = (
+            UserTokenSigner(settings.private_key) if settings.application_id and settings.private_key else None
+        )
+        self.session = requests.Session()
+        self.downloads = counted_by(
+            "voice_recording_downloads", "Recording download attempts, by how each ended", "outcome", OUTCOMES, registry
+        )
+        self._dead_released = False
+        self._next_prune = 0.0
+
+    def run_due(self, now: float) -> float:
+        try:
+            if not self._dead_released:
+                freed = self.recordings.release_leases_of_the_dead(_alive)
+                if freed:
+                    log.info("%d recording download(s) cut off by a stop are taken up again", freed)
+                self._dead_released = True
+            if now >= self._next_prune:
+                self.prune(now)
+                self._next_prune = now + PRUNE_SECONDS
+            recording = self.recordings.take_due(now, LEASE_SECONDS)
+        except StorageError as error:
+            log.warning("recordings wait for the call log: %s", error)
+            return STORAGE_DOWN_SECONDS
+        if recording is None:
+            return IDLE_SECONDS
+        self.fetch(recording)
+        return 0.0
+
+    def close(self) -> None:
+        self.session.close()
+
+    # --- one attempt ---
+
+    def fetch(self, recording: Recording) -> str:
+        """Try to store `recording` once; record how it went; return its status now."""
+        result = self.attempt(recording)
+        now = time.time()
+        uuid_ = recording.recording_uuid
+        try:
+            if isinstance(result, Stored):
+                self.downloads["stored"].inc()
+                self.recordings.finish(
+                    uuid_,
+                    STORED,
+                    location=result.location,
+                    sha256=result.sha256,
+                    bytes=result.size,
+                    stored_at=utc_timestamp(now),
+                    last_error=None,
+                    next_attempt_at=None,
+                )
+                log.info(
+                    "recording %s stored at %s (%d bytes, sha256 %s)",
+                    uuid_,
+                    result.location,
+                    result.size,
+                    result.sha256[:12],
+                    extra={"recording_uuid": uuid_, "conversation_uuid": recording.conversation_uuid},
+                )
+                return STORED
+            if isinstance(result, Refused):
+                self.downloads["refused"].inc()
+                self.recordings.finish(uuid_, REFUSED, last_error=result.reason, next_attempt_at=None)
+                log.warning("recording %s refused: %s", uuid_, result.reason, extra={"recording_uuid": uuid_})
+                return REFUSED
+            self.downloads[result.outcome].inc()
+            if now - _epoch(recording.received_at) >= GIVE_UP_AFTER.total_seconds():
+                reason = f"not stored in {GIVE_UP_AFTER.days} days: {result.reason}"
+                self.recordings.finish(uuid_, FAILED, last_error=reason, next_attempt_at=None)
+                log.error("recording %s failed: %s", uuid_, reason, extra={"recording_uuid": uuid_})
+                return FAILED
+            delay = retry_delay(recording.attempts, result.retry_after)
+            self.recordings.finish(uuid_, WAITING, last_error=result.reason, next_attempt_at=now + delay)
+            log.warning(
+                "recording %s not stored yet (attempt %d): %s; trying again in %.0f s",
+                uuid_,
+                recording.attempts,
+                result.reason,
+                delay,
+                extra={"recording_uuid": uuid_},
+            )
+            return WAITING
+        except StorageError as error:
+            # Its lease runs out and it is taken again; a stored file is put again under the same name.
+            log.warning("recording %s: its state could not be saved (%s)", uuid_, error)
+            return WAITING
+
+    def attempt(self, recording: Recording) -> Stored | Retry | Refused:
+        if self.signer is None:
+            return Retry(
+                "unauthorized",
+                "fetching recordings needs VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY, and they are not set",
+            )
+        url = recording.recording_url
+        for _ in range(MOST_REDIRECTS + 1):
+            refusal = vonage_url_refusal(url, self.settings.trusted_hosts)
+            if refusal is not None:
+                return Refused(f"not fetched, as the request would carry the application's JWT: {refusal}")
+            host = urlsplit(url).netloc
+            token = self.signer.sign(application_claims(self.settings.application_id, time.time()))
+            try:
+                response = self.session.get(
+                    url,
+                    headers={"Authorization": f"Bearer {token}"},
+                    stream=True,
+                    timeout=(CONNECT_SECONDS, READ_SECONDS),
+                    allow_redirects=False,
+                )
+            except requests.RequestException as error:
+                return Retry("unreachable", f"cannot reach {host}: {_brief(error)}")
+            with response:
+                if response.is_redirect or response.is_permanent_redirect:
+                    url = urljoin(url, response.headers.get("Location", ""))
+                    continue
+                if response.status_code != 200:
+                    return self._refused_by_server(host, response)
+                return self.receive(recording, response)
+        return Retry(
+            "http_error", f"more than {MOST_REDIRECTS} redirects from {urlsplit(recording.recording_url).netloc}"
+        )
+
+    def _refused_by_server(self, host: str, response) -> Retry:
+        status = response.status_code
+        said = f"{host} answered {status} {response.reason or ''}".strip()
+        wait = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+        if status in (401, 403):
+            return Retry(
+                "unauthorized",
+                f"{said}: check VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY are the recording application's",
+            )
+        if status in (429, 503) and wait is not None:
+            return Retry("throttled", f"{said}, retry after {wait:.0f} s", wait)
+        return Retry("http_error", said, wait)
+
+    def receive(self, recording: Recording, response) -> Stored | Retry:
+        """Stream the body to a file of its own, check it, and put it in the store."""
+        extension = CONTENT_EXTENSIONS.get(
+            (response.headers.get("Content-Type") or "").split(";")[0].strip().lower(), self.settings.record_format
+        )
+        name = file_name(recording.recording_uuid, extension)
+        incoming = Path(self.store.incoming)
+        part = incoming / f"{name}.{os.getpid()}.part"
+        digest, received = hashlib.sha256(), 0
+        renewed = time.monotonic()
+        try:
+            incoming.mkdir(parents=True, exist_ok=True)
+            with open(part, "wb") as handle:
+                for chunk in response.iter_content(64 * 1024):
+                    if self.stopping.is_set():
+                        return Retry("cut_off", f"the server stopped after {received} bytes")
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    if time.monotonic() - renewed > RENEW_SECONDS:
+                        self.recordings.renew(recording.recording_uuid, time.time() + LEASE_SECONDS)
+                        renewed = time.monotonic()
+            if recording.size is not None and received != recording.size:
+                return Retry("short", f"received {received} bytes, and the webhook said {recording.size}")
+            location = self.store.put(name, part, CONTENT_TYPES.get(extension, "application/octet-stream"))
+        except requests.RequestException as error:
+            return Retry("cut_off", f"the download was cut off after {received} bytes ({_brief(error)})")
+        except StoreError as error:
+            return Retry("store_error", str(error))
+        except OSError as error:
+            return Retry("store_error", f"cannot write {part}: {error.strerror or error}")
+        finally:
+            part.unlink(missing_ok=True)
+        return Stored(location, digest.hexdigest(), received)
+
+    # --- retention ---
+
+    def prune(self, now: float) -> None:
+        """Remove the recordings whose call the call log no longer has, and those past RECORDING_RETENTION: the
+        stored file first, then its row."""
+        retention = self.settings.recording_retention
+        before = utc_timestamp(now - retention.total_seconds()) if retention else None
+        for recording in self.recordings.to_remove(before):
+            try:
+                if recording.location:
+                    self.store.delete(recording.location)
+            except StoreError as error:
+                log.warning("recording %s not removed yet: %s", recording.recording_uuid, error)
+                return
+            self.recordings.remove(recording.recording_uuid)
+            log.info(
+                "recording %s removed (retention)",
+                recording.recording_uuid,
+                extra={"recording_uuid": recording.recording_uuid},
+            )
+
+
+def _epoch(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except (AttributeError, ValueError):
+        return time.time()
+
+
+def _brief(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text[:300]}".strip()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
