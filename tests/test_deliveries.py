@@ -179,3 +179,20 @@ def test_the_message_is_the_payload_as_received_and_the_legs_folded_state(databa
     assert message.data["event"] == payload
     assert message.data["leg"] == {"uuid": "leg-7", "status": "completed", "duration": 12, "price": "0.0042"}
     assert Messages(database).read(EVENT_TYPE, "no-such-key") is None
+
+
+def test_pruning_a_call_removes_its_deliveries_and_leaves_the_others(database):
+    from calllog.retention import prune
+
+    committer = committer_for(database, Forwarding((ONE,)))
+    old = event_row(
+        Payload({"status": "started", "uuid": "old", "conversation_uuid": "CON-OLD", "timestamp": "T1"}),
+        "2020-01-01T00:00:00.000Z",
+        True,
+    )
+    answer = {**answer_record("CON-OLD", "2020-01-01T00:00:00.000Z"), "answer_key": "jti:old"}
+    recent = event("started")
+    committer.commit([old, recent], [answer])
+    committer.close()
+    prune(database, "2021-01-01T00:00:00.000Z")
+    assert [webhook_id for _, webhook_id, _, _ in stored_deliveries(database)] == [recent.event_key]
