@@ -141,3 +141,13 @@ def test_the_api_says_where_each_event_was_forwarded(client, settings_env, call_
     (event,) = call["legs"][0]["events"]
     assert set(event["forwarded"]) == set(settings_env["FORWARD_URL"].split(","))
     assert json.dumps(event["forwarded"])
+
+
+def test_the_timeline_says_whether_each_event_was_forwarded(client, settings_env):
+    from conftest import CALL_LOG_TOKEN
+
+    payload = {"status": "started", "uuid": "leg-t", "conversation_uuid": "CON-T", "timestamp": "T1"}
+    assert client.post("/voice/event", json=payload).status_code == 204
+    headers = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
+    page = client.get("/calls/CON-T/timeline", headers=headers).get_data(as_text=True)
+    assert "forwarded: " in page and "of 2 endpoints delivered" in page

@@ -106,6 +106,10 @@ def test_every_event_and_answer_arrives_verified_with_its_key_as_a_stable_id(tmp
         endpoint = f'endpoint="{receiver.url}"'
         delivered_series = f'voice_forward_attempts_total{{{endpoint},outcome="delivered"}} {EVENTS + 1}.0'
         wait_until(lambda: delivered_series in scrape(server), 10, "/metrics counting every delivery")
+        scraped = scrape(server)
+    assert f"voice_forward_attempts_per_delivery_count{{{endpoint}}} {EVENTS + 1}.0" in scraped
+    assert f'voice_forward_attempts_per_delivery_bucket{{{endpoint},le="1.0"}} {EVENTS + 1}.0' in scraped
+    assert f"voice_forward_oldest_pending_seconds{{{endpoint}}}" in scraped
     counted = figures(sent, committed, receiver)
     report("all delivered", counted)
     got = receiver.requests()
