@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
+from sqlalchemy import func, select
+
 from calllog.queries import CallLogReader
-from calllog.schema import Database
+from calllog.schema import Database, answers, events
 from edge.signatures import sign_webhook
 from events import event_key
 
@@ -511,7 +513,11 @@ def delivery_check(forwarding: Side, receiver_url: str, seconds: float = DELIVER
     `seconds` pass; what it got, and how long the last deliveries took after the rounds."""
     database = Database(forwarding.database_url)
     try:
-        stored = CallLogReader(database).count_events()
+        # Every event and answer decision is forwarded (the warm-up's answers too).
+        with database.connect() as connection:
+            stored = sum(
+                connection.execute(select(func.count()).select_from(table)).scalar_one() for table in (events, answers)
+            )
     finally:
         database.close()
     started = time.monotonic()
@@ -571,11 +577,17 @@ def header_lines(sides: list[Side], database_url: str, versions: str) -> list[st
         f"{US}: serve.py, {workers} workers and a call-log writer, answering {ours.startup:.2f} s after start; "
         f"signatures on; {database}",
     ]
-    if len(sides) > 1:
-        lines.append(
-            f"{TUTORIAL}: node server.js, answering {sides[1].startup:.2f} s after start; "
-            "both servers log every request to a file"
-        )
+    for side in sides[1:]:
+        if side.name == TUTORIAL:
+            lines.append(
+                f"{TUTORIAL}: node server.js, answering {side.startup:.2f} s after start; "
+                "both servers log every request to a file"
+            )
+        else:
+            lines.append(
+                f"{FORWARDING}: serve.py again, on a SQLite database of its own, forwarding to one local receiver, "
+                f"answering {side.startup:.2f} s after start; measured on events only"
+            )
     responses = sum(round_["requests"] for side in sides for rounds in side.rounds.values() for round_ in rounds)
     lines.append(f"every round valid: {responses:,} responses, all 2xx, and no socket errors")
     return lines
@@ -638,7 +650,7 @@ def forwarding_lines(plain: Side, forwarding: Side, delivery: dict) -> list[str]
     return [
         f"forwarding on (FORWARD_URL to one local receiver, bench/receiver.py, verifying every signature): "
         f"{with_it:,.0f} events/s against {without:,.0f} without it ({with_it / without:.2f}x)",
-        f"  delivered {delivery['received']:,} of {delivery['stored']:,} stored events ({delivery['requests']:,} "
+        f"  delivered {delivery['received']:,} of {delivery['stored']:,} stored events and answer decisions ({delivery['requests']:,} "
         f"requests, {delivery['unverified']} not verified), the last {delivery['after_rounds_s']:.1f} s after the "
         f"rounds; lost {missing:,}",
         f"target zero deliveries lost: {'FAIL' if failed else 'PASS'}",

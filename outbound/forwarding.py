@@ -1,9 +1,10 @@
 """The forwarder: every stored event and answer decision delivered to the user's own app (FORWARD_URL), signed as
 Standard Webhooks, until the receiver answers 2xx (docs/forwarding.md).
 
-A background job (outbound.jobs). Each pass claims the due deliveries of each endpoint, at most CONCURRENCY at a time
-per endpoint, and sends them on that endpoint's own few threads: a slow or dead receiver holds only its own threads,
-never another endpoint's, never a webhook from Vonage, and what waits for it stays in the database, not in memory.
+A background job (outbound.jobs). Each endpoint has CONCURRENCY senders of its own, each claiming one due delivery at a
+time, sending it and recording what came of it: a slow or dead receiver holds only its own senders, never another
+endpoint's, never a webhook from Vonage, and what waits for it stays in the database, not in memory. The job's pass
+stops the deliveries of endpoints that answered 410 Gone, measures the oldest pending one, and wakes idle senders.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import requests
@@ -31,8 +31,7 @@ CONCURRENCY = 4
 # A claim lasts this long past the timeout: a forwarder killed mid-attempt holds its deliveries no longer, and
 # another pass (or server) sends them again.
 LEASE_MARGIN_SECONDS = 10
-BUSY_SECONDS = 0.05  # how soon a pass with deliveries in flight looks again
-IDLE_SECONDS = 1.0
+IDLE_SECONDS = 1.0  # how often a pass runs, and the longest a sender with nothing due waits to look again
 STORAGE_DOWN_SECONDS = 2.0
 ERROR_TEXT = 500  # the most of a receiver's error kept in last_error
 # The error of a delivery whose event (or answer decision) is gone: it is not tried again.
@@ -103,26 +102,33 @@ class Forwarder:
         self.metrics = metrics
         self._clock = clock
         self._jitter = jitter
-        self._pools = {
-            endpoint: ThreadPoolExecutor(CONCURRENCY, thread_name_prefix=f"forward-{number}")
-            for number, endpoint in enumerate(endpoints)
-        }
-        self._in_flight = dict.fromkeys(endpoints, 0)
         self._failing = dict.fromkeys(endpoints, False)
         self._lock = threading.Lock()
         self._sessions = threading.local()
         self._storage_down = False
+        self._stopped: frozenset[str] = frozenset()
+        # Each pass wakes the senders that found nothing due; closing stops them.
+        self._pass = threading.Condition()
+        self._closing = threading.Event()
+        self._senders = [
+            threading.Thread(target=self._send_loop, args=(endpoint,), name=f"forward-{number}-{slot}", daemon=True)
+            for number, endpoint in enumerate(endpoints)
+            for slot in range(CONCURRENCY)
+        ]
+        self._started = False
 
     def run_due(self, now: float) -> float:
-        """Claim what is due for each endpoint with a free thread, and send it; how soon to look again."""
+        """Stop the deliveries of endpoints that answered 410 Gone, measure the oldest pending one, and wake the
+        senders that found nothing due; how soon to look again."""
+        if not self._started:
+            self._started = True
+            for sender in self._senders:
+                sender.start()
         try:
-            stopped = self.store.stopped_endpoints()
-            claimed = 0
-            for endpoint in self.endpoints:
-                if endpoint in stopped:
-                    self.store.stop_pending(endpoint, now)
-                    continue
-                claimed += self._claim(endpoint, now)
+            stopped = frozenset(self.store.stopped_endpoints())
+            for endpoint in stopped & set(self.endpoints):
+                self.store.stop_pending(endpoint, now)
+            self._stopped = stopped
             self._gauge_oldest(now)
         except StorageError as error:
             if not self._storage_down:
@@ -132,21 +138,28 @@ class Forwarder:
         if self._storage_down:
             log.info("forwarding resumes: the database answers again")
             self._storage_down = False
-        with self._lock:
-            busy = claimed or any(self._in_flight.values())
-        return BUSY_SECONDS if busy else IDLE_SECONDS
+        with self._pass:
+            self._pass.notify_all()
+        return IDLE_SECONDS
 
-    def _claim(self, endpoint: str, now: float) -> int:
-        with self._lock:
-            free = CONCURRENCY - self._in_flight[endpoint]
-        if free <= 0:
-            return 0
-        claimed = self.store.claim(endpoint, free, now, self.timeout + LEASE_MARGIN_SECONDS)
-        for delivery in claimed:
-            with self._lock:
-                self._in_flight[endpoint] += 1
-            self._pools[endpoint].submit(self._deliver, delivery)
-        return len(claimed)
+    def _send_loop(self, endpoint: str) -> None:
+        """One of the endpoint's senders: claim one due delivery, send it, record it; when none is due, wait for
+        the next pass. A delivery is held only while it is being sent, so a lease covers one attempt."""
+        while not self._closing.is_set():
+            claimed = []
+            if endpoint not in self._stopped:
+                try:
+                    claimed = self.store.claim(endpoint, 1, self._clock(), self.timeout + LEASE_MARGIN_SECONDS)
+                except StorageError:
+                    pass  # run_due says so, once
+                except Exception:
+                    log.exception("forwarding to %s: a claim failed unexpectedly", endpoint)
+            if not claimed:
+                with self._pass:
+                    if not self._closing.is_set():
+                        self._pass.wait(IDLE_SECONDS)
+                continue
+            self._deliver(claimed[0])
 
     def _gauge_oldest(self, now: float) -> None:
         oldest = self.store.oldest_pending(self.endpoints)
@@ -165,9 +178,6 @@ class Forwarder:
             log.warning("forwarding %s: its outcome was not recorded (%s); it is sent again", delivery.endpoint, error)
         except Exception:
             log.exception("forwarding to %s failed unexpectedly; it is sent again", delivery.endpoint)
-        finally:
-            with self._lock:
-                self._in_flight[delivery.endpoint] -= 1
 
     def _send(self, delivery: Claimed) -> Answer:
         message = self.messages.read(delivery.kind, delivery.webhook_id)
@@ -191,6 +201,7 @@ class Forwarder:
         if status != PENDING:
             self.metrics.attempts_per_delivery[endpoint].observe(delivery.attempts)
         if status == STOPPED:
+            self._stopped = self._stopped | {endpoint}  # this endpoint's other senders claim nothing more
             self.store.stop_endpoint(endpoint, f"answered 410 Gone at attempt {delivery.attempts}", now)
             log.warning(
                 "FORWARD_URL %s answered 410 Gone: nothing more is sent there; remove it from FORWARD_URL, or "
@@ -219,7 +230,10 @@ class Forwarder:
         return session
 
     def close(self) -> None:
-        """Wait a little for the attempts in flight (each is bounded by FORWARD_TIMEOUT), then close the database."""
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the senders after the attempt each is making (bounded by FORWARD_TIMEOUT), then close the database."""
+        self._closing.set()
+        with self._pass:
+            self._pass.notify_all()
+        for sender in self._senders if self._started else []:
+            sender.join(self.timeout + LEASE_MARGIN_SECONDS)
         self.database.close()
