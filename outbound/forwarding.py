@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from typing import NamedTuple
@@ -60,7 +61,7 @@ def post(session: requests.Session, url: str, body: bytes, headers: dict, timeou
     except requests.Timeout:
         return Answer(None, None, f"no answer within {timeout:g} s (FORWARD_TIMEOUT)")
     except requests.ConnectionError as error:
-        return Answer(None, None, f"cannot connect: {_first_line(error)}")
+        return Answer(None, None, f"cannot connect: {_connection_problem(error)}")
     except requests.RequestException as error:
         return Answer(None, None, f"{type(error).__name__}: {_first_line(error)}")
     status = response.status_code
@@ -71,6 +72,12 @@ def post(session: requests.Session, url: str, body: bytes, headers: dict, timeou
         error = f"answered {status}: {response.text[:ERROR_TEXT].strip()}".rstrip(": ")
     response.close()
     return Answer(status, response.headers.get("retry-after"), error)
+
+
+def _connection_problem(error: Exception) -> str:
+    """Why a connection failed, as the system said it ("Connection refused"), without urllib3's wrapping."""
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(error))
+    return found.group(1).strip() if found else _first_line(error)
 
 
 def _first_line(error: Exception) -> str:
