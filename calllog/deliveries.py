@@ -11,7 +11,7 @@ import json
 import uuid
 from typing import NamedTuple
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
 
 from calllog.schema import Database, answers, deliveries, events, forward_endpoints, legs
 
@@ -257,6 +257,40 @@ class DeliveryStore:
         with self.database.connect(writing=True) as connection:
             connection.execute(resume)
             return connection.execute(statement).rowcount
+
+    def add_missing(self, forwarding: Forwarding, since: str, now: float) -> int:
+        """Make the deliveries that were never made for the events and answer decisions received since `since` (ISO
+        time): to an endpoint added to FORWARD_URL later, or from before forwarding was on; how many."""
+        sources = [(events.c.event_key, events.c.received_at, EVENT_TYPE, events.c.kind)]
+        if forwarding.wants_answers:
+            sources.append((answers.c.answer_key, answers.c.received_at, ANSWER_TYPE, None))
+        made = 0
+        with self.database.connect(writing=True) as connection:
+            for endpoint in forwarding.endpoints:
+                for key, received_at, kind, status in sources:
+                    made += self._add_missing_from(
+                        connection, endpoint, key, received_at, kind, status, forwarding, since, now
+                    )
+        return made
+
+    @staticmethod
+    def _add_missing_from(connection, endpoint, key, received_at, kind, status, forwarding, since, now) -> int:
+        known = select(deliveries.c.id).where(deliveries.c.endpoint == endpoint, deliveries.c.webhook_id == key)
+        chosen = [received_at >= since, key.is_not(None), ~known.exists()]
+        if status is not None and forwarding.kinds is not None:
+            chosen.append(status.in_(sorted(forwarding.kinds)))
+        columns = [
+            literal(endpoint).label("endpoint"),
+            key.label("webhook_id"),
+            literal(kind).label("kind"),
+            literal(PENDING).label("status"),
+            literal(0).label("attempts"),
+            literal(now).label("next_attempt_at"),
+            literal(now).label("created_at"),
+            literal(now).label("updated_at"),
+        ]
+        statement = deliveries.insert().from_select(list(DELIVERY_COLUMNS), select(*columns).where(*chosen))
+        return len(connection.execute(statement.returning(deliveries.c.id)).all())
 
 
 class Message(NamedTuple):

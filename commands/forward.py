@@ -10,7 +10,7 @@ import requests
 from flask import current_app
 from flask.cli import with_appcontext
 
-from calllog.deliveries import STATUSES, TEST_TYPE, DeliveryStore
+from calllog.deliveries import STATUSES, TEST_TYPE, DeliveryStore, forwarding
 from calllog.schema import StorageError
 from commands.cli import Command, CommandError, Group
 from config import VARIABLES, parse_age
@@ -77,13 +77,23 @@ def replay_command(since: str, status: str | None, endpoint: str | None):
     except ValueError as error:
         raise CommandError(f"--since: {error}; {SINCE_EXAMPLE}", exit_code=2) from None
     now = time.time()
+    since = now - age.total_seconds()
+    settings = current_app.config["SETTINGS"]
+    store = _store()
     try:
-        count = _store().replay(now - age.total_seconds(), status, endpoint, now)
+        count = store.replay(since, status, endpoint, now)
+        made = 0
+        # An endpoint added since, or forwarding turned on since: the deliveries never made are made now.
+        endpoints = tuple(url for url in settings.forward_urls if endpoint in (None, url))
+        if status is None and endpoints:
+            made = store.add_missing(forwarding(endpoints, settings.forward_events), utc_timestamp(since), now)
     except StorageError as error:
         raise _unavailable(error) from None
     to = f" to {endpoint}" if endpoint else ""
     which = f" {status}" if status else ""
-    click.echo(f"replaying {count}{which} deliveries made since {utc_timestamp(now - age.total_seconds())}{to}")
+    click.echo(f"replaying {count}{which} deliveries made since {utc_timestamp(since)}{to}")
+    if made:
+        click.echo(f"sending {made} more never made before (FORWARD_URL or FORWARD_EVENTS changed since{to})")
 
 
 @forward_group.command("test", cls=Command)

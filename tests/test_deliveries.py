@@ -196,3 +196,23 @@ def test_pruning_a_call_removes_its_deliveries_and_leaves_the_others(database):
     committer.close()
     prune(database, "2021-01-01T00:00:00.000Z")
     assert [webhook_id for _, webhook_id, _, _ in stored_deliveries(database)] == [recent.event_key]
+
+
+def test_deliveries_never_made_are_made_for_an_endpoint_added_later_and_only_once(database):
+    committer = committer_for(database, Forwarding((ONE,), frozenset({"started", "answer"})))
+    started, ringing = event("started"), event("ringing", second=1)
+    committer.commit([started, ringing], [{**answer_record("CON-9", RECEIVED), "answer_key": "jti:a"}])
+    committer.close()
+    store = DeliveryStore(database)
+    later = Forwarding((ONE, TWO), frozenset({"started", "answer"}))
+    assert store.add_missing(later, "2026-11-24T08:00:00.000Z", NOW) == 2
+    assert store.add_missing(later, "2026-11-24T08:00:00.000Z", NOW) == 0
+    assert stored_deliveries(database) == sorted(
+        [
+            (ONE, started.event_key, EVENT_TYPE, PENDING),
+            (TWO, started.event_key, EVENT_TYPE, PENDING),
+            (ONE, "jti:a", ANSWER_TYPE, PENDING),
+            (TWO, "jti:a", ANSWER_TYPE, PENDING),
+        ]
+    )
+    assert store.add_missing(Forwarding(("https://three.example/h",)), "2027-01-01T00:00:00.000Z", NOW) == 0

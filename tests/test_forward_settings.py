@@ -151,3 +151,20 @@ def test_the_timeline_says_whether_each_event_was_forwarded(client, settings_env
     headers = {"Authorization": f"Bearer {CALL_LOG_TOKEN}"}
     page = client.get("/calls/CON-T/timeline", headers=headers).get_data(as_text=True)
     assert "forwarded: " in page and "of 2 endpoints delivered" in page
+
+
+def test_flask_forward_replay_makes_the_deliveries_of_an_endpoint_added_since(tmp_path):
+    from conftest import built_app
+
+    database = {"DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", "FORWARD_SECRET": SECRET, "FORWARD_TIMEOUT": "1"}
+    first, added = (f"http://127.0.0.1:{free_port()}/{name}" for name in ("first", "added"))
+    with built_app({**database, "FORWARD_URL": first}) as app:
+        payload = {"status": "started", "uuid": "leg-r", "conversation_uuid": "CON-R", "timestamp": "T1"}
+        assert app.test_client().post("/voice/event", json=payload).status_code == 204
+    with built_app({**database, "FORWARD_URL": f"{first},{added}"}) as app:
+        result = app.test_cli_runner().invoke(args=["forward", "replay", "--since", "1h"])
+        again = app.test_cli_runner().invoke(args=["forward", "replay", "--since", "1h"])
+    assert result.exit_code == 0, result.output
+    replayed, made = result.output.splitlines()
+    assert replayed.startswith("replaying 1 deliveries made since") and made.startswith("sending 1 more never made")
+    assert again.output.count("\n") == 1, again.output
