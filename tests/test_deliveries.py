@@ -113,6 +113,12 @@ def test_with_forwarding_off_the_batch_runs_no_statement_on_deliveries(tmp_path)
         committer.commit([event("started", leg=f"leg-{expected}")], [answer_record("CON-9", RECEIVED)])
         committer.close()
         assert sum("deliveries" in statement for statement in statements) == expected, statements
+    # A repeated delivery of an event already stored makes none.
+    statements.clear()
+    committer = committer_for(database, Forwarding((ONE,)))
+    committer.commit([event("started", leg="leg-2")], [])
+    committer.close()
+    assert not any("deliveries" in statement for statement in statements), statements
     database.close()
 
 
