@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from calllog import CallLog, StorageError
 from calllog.api import bp as api_blueprint
+from calllog.deliveries import forwarding
 from calllog.page import bp as page_blueprint
 from calllog.token_store import call_log_token
 from commands import cli
@@ -61,7 +62,8 @@ def create_app(test_config: Mapping[str, str] | None = None, settings: Settings 
         CollectorRegistry(), (webhook.name for webhook in WEBHOOKS), REFUSAL_CODES, LOGIN_REFUSAL_CODES
     )
     app.extensions["metrics"] = counted
-    call_log = CallLog(settings.database_url, settings.writer_socket, counted, settings.call_log_retention)
+    forwarded = forwarding(settings.forward_urls, settings.forward_events)
+    call_log = CallLog(settings.database_url, settings.writer_socket, counted, settings.call_log_retention, forwarded)
     app.extensions["call_log"] = call_log
     # The app owns what it opened: its call log is closed once, at exit (answers still queued are sent first), or
     # earlier by whoever is done with the app (close_app).

@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from events import LEG_STATUSES, OTHER_EVENT_KINDS
 from ncco import ANY_USER, MACHINE_DETECTION_ACTIONS, TTS_LANGUAGES, CallPlan, CallRouting
 from policy import (
     DEFAULT_BLOCKED_TYPES,
@@ -43,13 +44,22 @@ RECORD_FORMATS = ("mp3", "wav")
 ENV_FILE = ".env"
 # How long a command waits for each answer from Vonage's APIs unless VONAGE_TIMEOUT says otherwise.
 DEFAULT_VONAGE_TIMEOUT = 15
+# How long the forwarder waits for the user's app to answer one delivery unless FORWARD_TIMEOUT says otherwise.
+DEFAULT_FORWARD_TIMEOUT = 15
 _TYPE_VALUES = {name: value for value, name in NUMBER_TYPE_NAMES.items()}
 _LANGUAGES = {code.lower(): code for code in TTS_LANGUAGES}
 # Where prometheus_client keeps each process's metrics (its multi-process mode): set by serve.py for its workers
 # and writer, read by prometheus_client itself, so it is no setting of ours.
 METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Settings that are secrets: never shown, in a repr, a log line or `flask settings`.
-SECRET_FIELDS = ("signature_secrets", "call_log_token", "private_key", "api_secret", "client_auth_key")
+SECRET_FIELDS = (
+    "signature_secrets",
+    "call_log_token",
+    "private_key",
+    "api_secret",
+    "client_auth_key",
+    "forward_secrets",
+)
 
 
 class ConfigError(Exception):
@@ -106,6 +116,11 @@ class Settings:
     client_create_users: bool = False
     # Hosts trusted with the application's JWT beside Vonage's own (policy.vonage_url_refusal): for a stand-in.
     trusted_hosts: tuple[str, ...] = ()
+    # Forwarding every stored event to the user's own app (docs/forwarding.md): where, signed with what, which.
+    forward_urls: tuple[str, ...] = ()
+    forward_secrets: tuple[str, ...] = field(default=(), repr=False)
+    forward_events: frozenset[str] | None = None  # None: every event and answer decision
+    forward_timeout: int = DEFAULT_FORWARD_TIMEOUT
     record_calls: bool = False
     record_format: str = "mp3"
     record_announcement: str | None = None
@@ -132,6 +147,8 @@ class Settings:
             value = getattr(self, setting.name)
             if setting.name == "signature_secrets":
                 value = f"({len(value)} set)" if value else "(not set: signatures are not checked)"
+            elif setting.name == "forward_secrets":
+                value = f"({len(value)} set)" if value else "(not set)"
             elif setting.name in SECRET_FIELDS:
                 value = "(set)" if value else "(not set)"
             elif setting.name == "blocked_number_types":
@@ -150,6 +167,10 @@ class Settings:
                 value = describe_duration(value)
             elif setting.name == "trusted_hosts":
                 value = ",".join(value) or "(none beside Vonage's own API hosts)"
+            elif setting.name == "forward_urls":
+                value = ",".join(value) or "(not set: nothing is forwarded)"
+            elif setting.name == "forward_events":
+                value = ",".join(sorted(value)) if value is not None else "(all)"
             elif setting.name == "recordings_url":
                 value = value or f"{self.recordings_location} (the default)"
             elif setting.name in ("recording_alert_after",):
@@ -789,6 +810,65 @@ def _trusted_hosts(raw: str) -> tuple[str, ...]:
     return tuple(hosts)
 
 
+FORWARD_SECRET_PREFIX = "whsec_"
+FORWARD_SECRET_EXAMPLE = (
+    "whsec_$(python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(24)).decode())') "
+    "(the same secret your app verifies with; comma-separate two while rotating)"
+)
+MIN_FORWARD_SECRET_BYTES = 16
+# What FORWARD_EVENTS may name: an event's status or kind (events.event_kind), or the answer decisions.
+ANSWER_DECISIONS = "answer"
+FORWARDABLE = frozenset({*LEG_STATUSES, *OTHER_EVENT_KINDS, ANSWER_DECISIONS})
+
+
+def forward_url(raw: str) -> str:
+    """One FORWARD_URL: https, or plain http only on this machine (a receiver beside the server); ValueError."""
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment or parts.username:
+        raise ValueError(f"{value!r} is not an https URL")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(f"{value!r} is plain http; events are forwarded over https (http only on loopback)")
+    return value
+
+
+def _forward_urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(dict.fromkeys(forward_url(part) for part in raw.split(",") if part.strip()))
+    if not urls:
+        raise ValueError("it holds no URL")
+    return urls
+
+
+def _forward_secrets(raw: str) -> tuple[str, ...]:
+    """FORWARD_SECRET: a Standard Webhooks secret (whsec_ and base64), or two while rotating."""
+    secrets = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not secrets:
+        raise ValueError("it holds no secret")
+    if len(secrets) > 2:
+        raise ValueError(f"it holds {len(secrets)} secrets; one, or two while rotating")
+    for index, secret in enumerate(secrets):
+        which = "it" if len(secrets) == 1 else f"the {_ORDINALS[index]} secret"
+        if not secret.startswith(FORWARD_SECRET_PREFIX):
+            raise ValueError(f"{which} does not start with {FORWARD_SECRET_PREFIX}")
+        try:
+            key = base64.b64decode(secret[len(FORWARD_SECRET_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{which} is not {FORWARD_SECRET_PREFIX} followed by base64") from None
+        if len(key) < MIN_FORWARD_SECRET_BYTES:
+            raise ValueError(f"{which} holds {len(key)} bytes; a secret needs {MIN_FORWARD_SECRET_BYTES} or more")
+    return secrets
+
+
+def _forward_events(raw: str) -> frozenset[str]:
+    names = {part.strip().lower() for part in raw.split(",") if part.strip()}
+    if not names:
+        raise ValueError("it names nothing (leave it unset to forward everything)")
+    unknown = sorted(names - FORWARDABLE)
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is no event status; choose among {', '.join(sorted(FORWARDABLE))}")
+    return frozenset(names)
+
+
 def recordings_url(raw: str) -> str:
     """RECORDINGS_URL: s3://BUCKET or s3://BUCKET/PREFIX, or a folder (made when the first recording is stored)."""
     value = raw.strip()
@@ -953,6 +1033,14 @@ VARIABLES: dict[str, tuple[str, Callable[[str], object], str]] = {
         _trusted_hosts,
         "VONAGE_TRUSTED_HOSTS=127.0.0.1:8443 (for a stand-in of Vonage in tests; Vonage's own hosts need nothing)",
     ),
+    "FORWARD_URL": (
+        "forward_urls",
+        _forward_urls,
+        "FORWARD_URL=https://app.example.com/vonage-events (comma-separate several; http only on loopback)",
+    ),
+    "FORWARD_SECRET": ("forward_secrets", _forward_secrets, f"FORWARD_SECRET={FORWARD_SECRET_EXAMPLE}"),
+    "FORWARD_EVENTS": ("forward_events", _forward_events, "FORWARD_EVENTS=completed,failed,busy,answer"),
+    "FORWARD_TIMEOUT": ("forward_timeout", _integer(1, 120), "FORWARD_TIMEOUT=15"),
 }
 
 # What each CLIENT_AUTH mode cannot do without, and an example of each: (variable, Settings field, example).
@@ -979,6 +1067,16 @@ def client_auth_problem(settings: Settings) -> str | None:
     for variable, name, example in (*CLIENT_AUTH_NEEDS[settings.client_auth], *SIGNING_NEEDS):
         if not getattr(settings, name):
             return f"CLIENT_AUTH={settings.client_auth} needs {variable}, which is not set; for example {example}"
+    return None
+
+
+def forwarding_problem(settings: Settings) -> str | None:
+    """The one line FORWARD_URL without a secret to sign with stops start-up with, or None."""
+    if settings.forward_urls and not settings.forward_secrets:
+        return (
+            "FORWARD_URL: events cannot be forwarded unsigned, and FORWARD_SECRET is not set; "
+            f"for example FORWARD_SECRET={FORWARD_SECRET_EXAMPLE}"
+        )
     return None
 
 
@@ -1031,7 +1129,12 @@ def settings_from(values: Mapping[str, str]) -> Settings:
         # Everything the server keeps moves with INSTANCE_PATH, the default database too.
         chosen["database_url"] = f"sqlite:///{Path(chosen['instance_path']) / DATABASE_FILE}"
     settings = Settings(**chosen)
-    problem = client_auth_problem(settings) or recording_problem(settings) or call_control_problem(settings)
+    problem = (
+        client_auth_problem(settings)
+        or recording_problem(settings)
+        or call_control_problem(settings)
+        or forwarding_problem(settings)
+    )
     if problem is not None:
         raise ConfigError(problem)
     return settings

@@ -97,6 +97,11 @@ def _utc_second(whole_seconds: int) -> str:
     return datetime.fromtimestamp(whole_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+# The kinds event_kind names an event by when it has no status; human and machine are machine detection's statuses,
+# and an event whose body could not be read is stored as unreadable (calllog.rows.UNREADABLE).
+OTHER_EVENT_KINDS = ("input", "record", "transfer", "error", "event", "human", "machine", "unreadable")
+
+
 def event_kind(payload: dict) -> str:
     """What a call event reports: its status (started, completed, ...) or its kind (input, record, transfer, error)."""
     status = payload.get("status")

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
+from sqlalchemy import func, select
+
 from calllog.queries import CallLogReader
-from calllog.schema import Database
+from calllog.schema import Database, answers, events
 from edge.signatures import sign_webhook
 from events import event_key
 
@@ -39,6 +41,11 @@ DEFAULT_ANCHOR = ROOT.parent / "shared" / "anchors" / "node-tutorial"
 ANCHOR_CACHE = ROOT / "bench" / ".anchor-cache"
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
+# BENCH_FORWARD=1: a third side, this server with forwarding on to one local receiver (bench/receiver.py), whose
+# events rate is shown beside this server's without it, and whose every stored event must reach the receiver.
+FORWARD = os.environ.get("BENCH_FORWARD", "") not in ("", "0")
+FORWARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+DELIVERY_SECONDS = 300  # how long the receiver may take, after the rounds, to have every stored event
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5))
 CONNECTIONS = 16
 MAX_RATE = 20_000  # requests/s the request files are sized for; wrk stops with an error if a server is faster
@@ -57,6 +64,7 @@ FIGURES = {
 }
 US = "this server"
 TUTORIAL = "tutorial server"
+FORWARDING = "forwarding on"
 
 
 class BenchFailed(Exception):
@@ -74,11 +82,13 @@ class Side:
     startup: float
     roles: dict[str, list[int]] = field(default_factory=dict)
     rounds: dict[str, list[dict]] = field(default_factory=lambda: {"answer": [], "event": []})
+    figures: tuple[str, ...] = ("answer", "event")  # what it is measured on
+    database_url: str = ""
 
     @property
     def owner(self) -> str:
         """How a round is named in messages: "this server's" or "the tutorial server's"."""
-        return f"{self.name}'s" if self.name == US else f"the {self.name}'s"
+        return f"{self.name}'s" if self.name in (US, FORWARDING) else f"the {self.name}'s"
 
     def find_roles(self) -> None:
         self.roles = process_roles(self.process.pid, self.main_role)
@@ -139,16 +149,20 @@ def children(pid: int) -> list[int]:
 
 
 def process_roles(pid: int, main_role: str) -> dict[str, list[int]]:
-    """A server's processes by role: the call-log writer (known by its command line), and the rest as main_role."""
+    """A server's processes by role: the call-log writer and the background jobs (known by their command lines), and
+    the rest as main_role."""
     processes = [pid, *children(pid)]
-    writers = []
+    known: dict[str, list[int]] = {"writer": [], "jobs": []}
     for candidate in processes:
         with contextlib.suppress(OSError):
-            if b"calllog.writer" in Path(f"/proc/{candidate}/cmdline").read_bytes():
-                writers.append(candidate)
-    roles = {main_role: [candidate for candidate in processes if candidate not in writers]}
-    if writers:
-        roles["writer"] = writers
+            command = Path(f"/proc/{candidate}/cmdline").read_bytes()
+            if b"calllog.writer" in command:
+                known["writer"].append(candidate)
+            elif b"outbound.process" in command:
+                known["jobs"].append(candidate)
+    named = {candidate for pids in known.values() for candidate in pids}
+    roles = {main_role: [candidate for candidate in processes if candidate not in named]}
+    roles.update({role: pids for role, pids in known.items() if pids})
     return roles
 
 
@@ -318,7 +332,9 @@ def check_round(figures: dict, label: str) -> None:
 # The two servers.
 
 
-def start_this_server(workdir: Path, database_url: str, stack: contextlib.ExitStack) -> Side:
+def start_this_server(
+    workdir: Path, database_url: str, stack: contextlib.ExitStack, name: str = US, **settings: str
+) -> Side:
     port = free_port()
     env = {
         **os.environ,
@@ -326,15 +342,37 @@ def start_this_server(workdir: Path, database_url: str, stack: contextlib.ExitSt
         "DATABASE_URL": database_url,
         "VONAGE_SIGNATURE_SECRET": SECRET,
         "CALL_LOG_TOKEN": TOKEN,
+        **settings,
     }
-    log = workdir / "server.log"
+    log = workdir / ("server.log" if name == US else "server-forwarding.log")
     with open(log, "w") as output:
         process = subprocess.Popen(
             [sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
         )
     stack.callback(stop, process)
     url = f"http://127.0.0.1:{port}"
-    return Side(US, url, process, "workers", wait_for(f"{url}/", process, log))
+    side = Side(name, url, process, "workers", wait_for(f"{url}/", process, log), database_url=database_url)
+    if name == FORWARDING:
+        side.figures = ("event",)
+    return side
+
+
+def start_forwarding_server(workdir: Path, stack: contextlib.ExitStack) -> tuple[Side, str]:
+    """This server on a database of its own, forwarding every event to a receiver of its own; and the receiver's
+    URL for its counts."""
+    port = free_port()
+    log = workdir / "receiver.log"
+    with open(log, "w") as output:
+        command = [sys.executable, "-m", "bench.receiver", str(port), FORWARD_SECRET]
+        receiver = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+    stack.callback(stop, receiver)
+    receiver_url = f"http://127.0.0.1:{port}"
+    wait_for(receiver_url, receiver, log)
+    database_url = f"sqlite:///{workdir / 'forwarding.db'}"
+    side = start_this_server(
+        workdir, database_url, stack, FORWARDING, FORWARD_URL=f"{receiver_url}/events", FORWARD_SECRET=FORWARD_SECRET
+    )
+    return side, receiver_url
 
 
 def tutorial_folder() -> Path | None:
@@ -411,6 +449,8 @@ def measure(sides: list[Side], workdir: Path) -> None:
             # Signed just before use: a signature is valid for SIGNATURE_MAX_AGE (300 s) only.
             requests_file = write_requests(workdir / f"{figure}.tsv", build(run, MAX_RATE * SECONDS))
             for side in sides:
+                if figure not in side.figures:
+                    continue
                 label = f"{side.owner} {figure} round {round_index + 1}"
                 connections_of = side.workers if side.name == US else None
                 side.rounds[figure].append(
@@ -468,6 +508,28 @@ def count_losses(ours: Side, store: CallLogReader, stored_before: int) -> dict:
     }
 
 
+def delivery_check(forwarding: Side, receiver_url: str, seconds: float = DELIVERY_SECONDS) -> dict:
+    """Wait until the receiver has every event the forwarding side stored (each distinct webhook-id once), or
+    `seconds` pass; what it got, and how long the last deliveries took after the rounds."""
+    database = Database(forwarding.database_url)
+    try:
+        # Every event and answer decision is forwarded (the warm-up's answers too).
+        with database.connect() as connection:
+            stored = sum(
+                connection.execute(select(func.count()).select_from(table)).scalar_one() for table in (events, answers)
+            )
+    finally:
+        database.close()
+    started = time.monotonic()
+    while True:
+        with urllib.request.urlopen(f"{receiver_url}/received", timeout=10) as response:
+            got = json.load(response)
+        if got["received"] >= stored or time.monotonic() - started > seconds:
+            break
+        time.sleep(0.5)
+    return {"stored": stored, **got, "after_rounds_s": time.monotonic() - started}
+
+
 def peak_memory(sides: list[Side]) -> str:
     """Peak RSS (VmHWM) of each server's processes: per worker, the writer, the tutorial's node."""
     parts = []
@@ -475,7 +537,7 @@ def peak_memory(sides: list[Side]) -> str:
         main_pid = side.process.pid
         workers = [pid for pid in side.roles[side.main_role] if pid != main_pid] or [main_pid]
         part = f"{side.name} {max(peak_rss_mib(pid) for pid in workers):.0f} MiB"
-        if side.name == US:
+        if side.name in (US, FORWARDING):
             part += f" per worker ({len(workers)} workers)"
         if "writer" in side.roles:
             part += f", call-log writer {max(peak_rss_mib(pid) for pid in side.roles['writer']):.0f} MiB"
@@ -515,11 +577,17 @@ def header_lines(sides: list[Side], database_url: str, versions: str) -> list[st
         f"{US}: serve.py, {workers} workers and a call-log writer, answering {ours.startup:.2f} s after start; "
         f"signatures on; {database}",
     ]
-    if len(sides) > 1:
-        lines.append(
-            f"{TUTORIAL}: node server.js, answering {sides[1].startup:.2f} s after start; "
-            "both servers log every request to a file"
-        )
+    for side in sides[1:]:
+        if side.name == TUTORIAL:
+            lines.append(
+                f"{TUTORIAL}: node server.js, answering {side.startup:.2f} s after start; "
+                "both servers log every request to a file"
+            )
+        else:
+            lines.append(
+                f"{FORWARDING}: serve.py again, on a SQLite database of its own, forwarding to one local receiver, "
+                f"answering {side.startup:.2f} s after start; measured on events only"
+            )
     responses = sum(round_["requests"] for side in sides for rounds in side.rounds.values() for round_ in rounds)
     lines.append(f"every round valid: {responses:,} responses, all 2xx, and no socket errors")
     return lines
@@ -528,6 +596,8 @@ def header_lines(sides: list[Side], database_url: str, versions: str) -> list[st
 def figure_lines(figure: str, sides: list[Side]) -> list[str]:
     lines = [FIGURES[figure]]
     for side in sides:
+        if figure not in side.figures:
+            continue
         cpu = ", ".join(f"{role} {side.median(figure, f'{role}_cpu_us'):.0f}" for role in side.roles)
         lines.append(
             f"  {side.name:<16}{side.median(figure, 'rps'):>8,.0f} requests/s   "
@@ -546,9 +616,10 @@ def ratio_lines(figure: str, sides: list[Side]) -> list[str]:
     target = f">= {TARGET_RATIOS[figure]}x the {TUTORIAL}"
     if figure == "answer":
         target += f" and our p99 < {TARGET_ANSWER_P99_MS} ms at {CONNECTIONS} connections"
-    if len(sides) < 2:
+    compared = [side for side in sides if side.name in (US, TUTORIAL)]
+    if len(compared) < 2:
         return [f"  {'target':<16}{target}: not measured (no {TUTORIAL})"]
-    ours, theirs = sides
+    ours, theirs = compared
     ratio = ours.median(figure, "rps") / theirs.median(figure, "rps")
     per_round = [mine["rps"] / other["rps"] for mine, other in zip(ours.rounds[figure], theirs.rounds[figure])]
     met = ratio >= TARGET_RATIOS[figure]
@@ -568,6 +639,21 @@ def loss_lines(losses: dict) -> list[str]:
         f"exact check: {EXACT_LOSS_EVENTS:,} distinct signed events posted, {losses['exact_acknowledged']:,} "
         f"acknowledged, {losses['exact_lost']:,} of them not stored",
         f"target zero events lost: {'FAIL' if losses['failed'] else 'PASS'}",
+    ]
+
+
+def forwarding_lines(plain: Side, forwarding: Side, delivery: dict) -> list[str]:
+    """The events rate with forwarding on beside the rate without, and whether every stored event was delivered."""
+    with_it, without = forwarding.median("event", "rps"), plain.median("event", "rps")
+    missing = max(0, delivery["stored"] - delivery["received"])
+    failed = bool(missing or delivery["unverified"])
+    return [
+        f"forwarding on (FORWARD_URL to one local receiver, bench/receiver.py, verifying every signature): "
+        f"{with_it:,.0f} events/s against {without:,.0f} without it ({with_it / without:.2f}x)",
+        f"  delivered {delivery['received']:,} of {delivery['stored']:,} stored events and answer decisions ({delivery['requests']:,} "
+        f"requests, {delivery['unverified']} not verified), the last {delivery['after_rounds_s']:.1f} s after the "
+        f"rounds; lost {missing:,}",
+        f"target zero deliveries lost: {'FAIL' if failed else 'PASS'}",
     ]
 
 
@@ -592,7 +678,7 @@ def main() -> int:
     # BENCH_DATABASE_URL measures another database (a PostgreSQL one, say); events already in it are not counted.
     database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{workdir / 'calls.db'}"
     try:
-        sides, losses, memory = measure_servers(folder, workdir, database_url)
+        sides, losses, memory, forwarded = measure_servers(folder, workdir, database_url)
         costs = inprocess_costs(workdir)
     except BenchFailed as failure:
         raise BenchFailed(f"{failure}\n(the servers' logs are in {workdir})") from None
@@ -608,6 +694,7 @@ def main() -> int:
                 *figure_lines("event", sides),
                 "",
                 *loss_lines(losses),
+                *forwarded,
                 memory,
                 inprocess_line(costs),
             ]
@@ -615,12 +702,15 @@ def main() -> int:
     )
     if losses["failed"]:
         raise BenchFailed(f"acknowledged events are missing, or were refused (the servers' logs are in {workdir})")
+    if forwarded and forwarded[-1].endswith("FAIL"):
+        raise BenchFailed(f"stored events were not all forwarded (the servers' logs are in {workdir})")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def measure_servers(folder: Path | None, workdir: Path, database_url: str) -> tuple[list[Side], dict, str]:
-    """Both servers started, measured in alternation, this one checked for lost events, then both stopped."""
+def measure_servers(folder: Path | None, workdir: Path, database_url: str) -> tuple[list[Side], dict, str, list[str]]:
+    """Both servers started (and with BENCH_FORWARD, this one again forwarding), measured in alternation, this one
+    checked for lost events (and lost deliveries), then all stopped."""
     database = Database(database_url)
     store = CallLogReader(database)
     try:
@@ -629,9 +719,16 @@ def measure_servers(folder: Path | None, workdir: Path, database_url: str) -> tu
             sides = [start_this_server(workdir, database_url, stack)]
             if folder is not None:
                 sides.append(start_tutorial_server(folder, workdir, stack))
+            receiver_url = None
+            if FORWARD:
+                forwarding, receiver_url = start_forwarding_server(workdir, stack)
+                sides.append(forwarding)
             measure(sides, workdir)
             losses = count_losses(sides[0], store, stored_before)
-            return sides, losses, peak_memory(sides)
+            forwarded = []
+            if receiver_url is not None:
+                forwarded = forwarding_lines(sides[0], sides[-1], delivery_check(sides[-1], receiver_url))
+            return sides, losses, peak_memory(sides), forwarded
     finally:
         database.close()
 

@@ -7,6 +7,7 @@ retention   removing conversations older than CALL_LOG_RETENTION (by the writer)
 client      how a worker hands its writes to the writer
 queries     reading conversations, legs, answers and events
 legs        folding a leg's events into its record
+deliveries  forwarding to the user's app: the rows the committer adds, claimed and settled by the forwarder
 api, page   /api/calls with `flask calls`, and the /calls page
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calllog.client import WriterClient, ping
+from calllog.deliveries import Forwarding
 from calllog.queries import CallLogReader
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterThread
@@ -36,11 +38,16 @@ class CallLog:
     it starts a writer thread of its own on a socket in a private folder. Either way every write takes the
     same path: over a socket to the writer, committed by the committer. `close` releases all of it. Read failures
     and the writer thread's commits are counted in `metrics`. A writer thread of its own prunes what is older than
-    `retention`, if given (the writer process reads it itself).
+    `retention`, if given, and adds the deliveries of `forwarding` (the writer process reads both itself).
     """
 
     def __init__(
-        self, database_url: str, writer_socket: str | None, metrics: Metrics, retention: timedelta | None = None
+        self,
+        database_url: str,
+        writer_socket: str | None,
+        metrics: Metrics,
+        retention: timedelta | None = None,
+        forwarding: Forwarding | None = None,
     ):
         self.database = Database(database_url)
         self.reader = CallLogReader(self.database, on_failure=metrics.read_errors.inc)
@@ -49,7 +56,8 @@ class CallLog:
         self._closed = False
         if writer_socket is None:
             self._folder = tempfile.mkdtemp(prefix="voice-writer-")
-            self._writer = WriterThread(database_url, str(Path(self._folder) / "writer.sock"), metrics, retention)
+            socket_path = str(Path(self._folder) / "writer.sock")
+            self._writer = WriterThread(database_url, socket_path, metrics, retention, forwarding=forwarding)
             self._writer.start()
             writer_socket = self._writer.socket_path
         self.client = WriterClient(writer_socket, on_unrecorded=metrics.answers_unrecorded.inc)

@@ -8,6 +8,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from calllog.deliveries import ANSWER_TYPE, DELIVERY_COLUMNS, EVENT_TYPE, Forwarding, delivery_rows
 from calllog.legs import LEG_FIELDS, fold_leg
 from calllog.rows import (
     ANSWER_COLUMNS,
@@ -67,6 +68,11 @@ class _Statements:
             f"VALUES ({self.mark}, {self.mark}, {self.mark}) ON CONFLICT (conversation_uuid) DO UPDATE SET "
             f"started_at = {smaller}(conversations.started_at, excluded.started_at), "
             f"updated_at = {larger}(conversations.updated_at, excluded.updated_at)"
+        )
+        names = ", ".join(f'"{name}"' for name in DELIVERY_COLUMNS)
+        marks = ", ".join([self.mark] * len(DELIVERY_COLUMNS))
+        self.insert_deliveries = (
+            f"INSERT INTO deliveries ({names}) VALUES ({marks}) ON CONFLICT (endpoint, webhook_id) DO NOTHING"
         )
         names = ", ".join(f'"{name}"' for name in RECORDING_COLUMNS)
         marks = ", ".join([self.mark] * len(RECORDING_COLUMNS))
@@ -155,11 +161,16 @@ ENDS = frozenset(FINAL_STATUSES)
 
 
 class Committer:
-    """Stores batches of event and answer rows, each batch in one transaction on one kept-open connection."""
+    """Stores batches of event and answer rows, each batch in one transaction on one kept-open connection.
 
-    def __init__(self, database: Database, metrics: Metrics):
+    With `forwarding` (FORWARD_URL set), each new event and answer decision it wants gets its deliveries, one per
+    endpoint, in the same transaction; without, the batch runs not one statement more."""
+
+    def __init__(self, database: Database, metrics: Metrics, forwarding: Forwarding | None = None, clock=time.time):
         self.database = database
         self.metrics = metrics
+        self.forwarding = forwarding
+        self._clock = clock
         self._statements = _Statements(database.engine.dialect.name, database.engine.dialect.paramstyle)
         # Kept open between batches; replaced after any failure.
         self._connection = None
@@ -263,47 +274,62 @@ class Committer:
                 touched[uuid] = (min(first, at), max(last, at))
         if touched:
             run(self._statements.touch_conversations, [(uuid, *times) for uuid, times in sorted(touched.items())])
-        outcomes, ended = self._write_events(run, event_rows)
-        if answer_rows:
-            self._write_answers(run, answer_rows)
+        outcomes, ended, new_events = self._write_events(run, event_rows)
+        new_answers = self._write_answers(run, answer_rows) if answer_rows else []
+        if self.forwarding is not None and (new_events or new_answers):
+            self._write_deliveries(run, new_events, new_answers)
         return outcomes, ended
 
-    def _write_answers(self, run, rows: list[dict]) -> None:
-        """Insert the answer decisions whose key is not stored yet; one whose key is (a replayed token) is counted."""
+    def _write_deliveries(self, run, new_events: list[EventRow], new_answers: list[str]) -> None:
+        """One delivery per endpoint of each new event and answer decision that FORWARD_EVENTS wants."""
+        forwarding = self.forwarding
+        messages = [(row.event_key, EVENT_TYPE) for row in new_events if forwarding.wants(row.kind)]
+        if forwarding.wants_answers:
+            messages += [(key, ANSWER_TYPE) for key in new_answers]
+        if messages:
+            run(self._statements.insert_deliveries, delivery_rows(forwarding, messages, self._clock()))
+
+    def _write_answers(self, run, rows: list[dict]) -> list[str]:
+        """Insert the answer decisions whose key is not stored yet; one whose key is (a replayed token) is counted.
+        Returns the keys inserted."""
         # In the order they came (the call log lists a call's decisions by id): a deadlock with another server
         # inserting the same keys in another order is retried like any (TRANSIENT_STATES).
         by_key = {row.get("answer_key") or answer_key(): row for row in rows}
         keys = list(by_key)
-        inserted = 0
+        inserted: list[str] = []
         for start in range(0, len(keys), ANSWERS_PER_STATEMENT):
             chunk = [{**by_key[key], "answer_key": key} for key in keys[start : start + ANSWERS_PER_STATEMENT]]
             values = tuple(row.get(name) for row in chunk for name in ANSWER_COLUMNS)
-            inserted += len(run(self._statements.insert_answers_returning(len(chunk)), values).fetchall())
-        self._replays = len(rows) - inserted
+            inserted += [key for (key,) in run(self._statements.insert_answers_returning(len(chunk)), values)]
+        self._replays = len(rows) - len(inserted)
+        return inserted
 
-    def _write_events(self, run, rows: list[EventRow]) -> tuple[list[bool], list[str]]:
-        """Insert the rows not stored before; each is new only if it is the first of its key, here and ever."""
+    def _write_events(self, run, rows: list[EventRow]) -> tuple[list[bool], list[str], list[EventRow]]:
+        """Insert the rows not stored before; each is new only if it is the first of its key, here and ever.
+        Returns each row's outcome, the final statuses legs reached, and the rows inserted."""
         first_by_key: dict[str, int] = {}
         for index, row in enumerate(rows):
             first_by_key.setdefault(row.event_key, index)
         if not first_by_key:
-            return [], []
+            return [], [], []
         # In key order: two servers inserting overlapping batches then take the index's locks in one order.
         distinct = [rows[first_by_key[key]] for key in sorted(first_by_key)]
         values = tuple(value for row in distinct for value in row)
         inserted = {key for (key,) in run(self._statements.insert_events(len(distinct)), values).fetchall()}
-        changed_legs = sorted({row.leg_uuid for row in distinct if row.leg_uuid and row.event_key in inserted})
+        new_rows = [row for row in distinct if row.event_key in inserted]
+        changed_legs = sorted({row.leg_uuid for row in new_rows if row.leg_uuid})
         ended = self._refresh_legs(run, changed_legs) if changed_legs else []
         # A new recording's webhook makes its download job in the same transaction: stored, it will be fetched.
-        recorded = [row for row in distinct if row.kind == RECORD_KIND and row.event_key in inserted]
+        recorded = [row for row in new_rows if row.kind == RECORD_KIND]
         if recorded:
             now = time.time()
             jobs = [job for job in (recording_row(row, now) for row in recorded) if job is not None]
             if jobs:
                 run(self._statements.insert_recordings, jobs)
-        return [
+        outcomes = [
             row.event_key in inserted and first_by_key[row.event_key] == index for index, row in enumerate(rows)
-        ], ended
+        ]
+        return outcomes, ended, new_rows
 
     def _refresh_legs(self, run, uuids: list[str]) -> list[str]:
         """Re-fold each leg from all its stored events, so arrival order never matters. Returns the final status

@@ -123,6 +123,24 @@ def timeline_rows(call: dict) -> list[dict]:
     return sorted(rows, key=lambda row: (str(row["timestamp"] or row["received_at"]), row["received_at"]))
 
 
+# The worst first: an event shows the least advanced of its deliveries (calllog.deliveries' statuses).
+FORWARD_ORDER = ("stopped", "failed", "pending", "delivered")
+
+
+@bp.app_template_filter("forwarded")
+def forwarded_text(forwarded: dict[str, str] | None) -> str | None:
+    """Whether an event reached the user's app (FORWARD_URL): "delivered", or its least advanced delivery's status
+    ("pending", "failed", "stopped"), with how many endpoints when several; None when it was not forwarded."""
+    if not forwarded:
+        return None
+    statuses = list(forwarded.values())
+    worst = min(statuses, key=lambda status: FORWARD_ORDER.index(status) if status in FORWARD_ORDER else 0)
+    if len(statuses) == 1:
+        return f"forwarded: {worst}"
+    done = statuses.count("delivered")
+    return f"forwarded: {worst} ({done} of {len(statuses)} endpoints delivered)"
+
+
 def event_facts(payload) -> list[tuple[str, str]]:
     """The few fields of an event worth a glance, as (name, text) pairs; the payload's other fields stay folded."""
     if not isinstance(payload, dict):

@@ -26,6 +26,7 @@ from calllog.schema import (
     brief,
     call_actions,
     conversations,
+    deliveries,
     events,
     legs,
 )
@@ -295,17 +296,32 @@ def _events_by_leg(connection: Connection, conversation_uuids: list[str], leg_uu
         .order_by(events.c.timestamp, events.c.id)
     )
     found: dict[str, list[dict]] = {}
-    for row in connection.execute(query).mappings():
+    rows = connection.execute(query).mappings().all()
+    forwarded = _forwarded(connection, [row["event_key"] for row in rows])
+    for row in rows:
         event = {
             "status": row["kind"],
             "timestamp": row["timestamp"],
             "received_at": row["received_at"],
             "verified": row["verified"],
             "payload": _payload(row["payload"]) if row["problem"] is None else row["payload"],
+            "forwarded": forwarded.get(row["event_key"], {}),
         }
         if row["problem"] is not None:
             event["problem"] = row["problem"]
         found.setdefault(row["leg_uuid"] or "", []).append(event)
+    return found
+
+
+def _forwarded(connection: Connection, keys: list[str]) -> dict[str, dict[str, str]]:
+    """Each of these events' deliveries to FORWARD_URL, as {endpoint: status} (calllog.deliveries)."""
+    found: dict[str, dict[str, str]] = {}
+    for start in range(0, len(keys), 500):
+        query = select(deliveries.c.webhook_id, deliveries.c.endpoint, deliveries.c.status).where(
+            deliveries.c.webhook_id.in_(keys[start : start + 500])
+        )
+        for key, endpoint, status in connection.execute(query):
+            found.setdefault(key, {})[endpoint] = status
     return found
 
 

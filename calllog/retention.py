@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.engine import Connection
 
-from calllog.schema import Database, StorageError, answers, brief, call_actions, conversations, events, legs
+from calllog.schema import Database, StorageError, answers, brief, call_actions, conversations, deliveries, events, legs
 from config import describe_age
 from events import utc_timestamp
 from runtime.logs import LOGGER_NAME
@@ -113,6 +113,13 @@ def _prune_conversations(connection: Connection, cutoff: str, limit: int) -> Pru
     ).all()
     # The actions taken on those calls (CALL_CONTROL) go with them.
     connection.execute(delete(call_actions).where(call_actions.c.conversation_uuid.in_(uuids)))
+    # Their deliveries to FORWARD_URL go with them: what a delivery sends is the event (or decision) being removed.
+    keys = (
+        select(events.c.event_key)
+        .where(events.c.conversation_uuid.in_(uuids))
+        .union_all(select(answers.c.answer_key).where(answers.c.conversation_uuid.in_(uuids)))
+    )
+    connection.execute(delete(deliveries).where(deliveries.c.webhook_id.in_(keys)))
     counts = [
         connection.execute(delete(table).where(table.c.conversation_uuid.in_(uuids))).rowcount
         for table in (events, legs, answers, conversations)

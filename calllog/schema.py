@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -160,6 +160,39 @@ call_actions = Table(
     Column("vonage_status", Integer),
     Column("result", Text),  # what came of it, in one line (Vonage's reason when it refused)
 )
+# Forwarding (version 8, docs/forwarding.md): one row per stored event (or answer decision) and endpoint of
+# FORWARD_URL, inserted by the committer in the transaction that stores the event, so none is committed without its
+# deliveries. `webhook_id` is the event's key (events.event_key, answers.answer_key), the same on every attempt;
+# `kind` says which table it is in (calllog.deliveries.SOURCES). Times are Unix seconds. A delivery is claimed by
+# setting `lease_until` (and `lease_token`, which its outcome must match), so one server makes each attempt.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(2000), nullable=False),
+    Column("webhook_id", String(100), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed, stopped
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),
+    Column("lease_token", String(32)),
+    Column("last_status", Integer),  # the receiver's last HTTP status; None: no answer
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_deliveries_endpoint_webhook_id", "endpoint", "webhook_id", unique=True),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_webhook_id", "webhook_id"),
+)
+# An endpoint that answered 410 Gone (version 8): nothing more is sent there until `flask forward replay --endpoint`.
+forward_endpoints = Table(
+    "forward_endpoints",
+    metadata,
+    Column("endpoint", String(2000), primary_key=True),
+    Column("stopped_at", Float),
+    Column("stopped_because", Text),
+)
 
 
 def _create_tables(connection) -> None:
@@ -203,6 +236,11 @@ def _add_call_control(connection) -> None:
     call_actions.create(connection, checkfirst=True)
 
 
+def _add_deliveries(connection) -> None:
+    deliveries.create(connection, checkfirst=True)
+    forward_endpoints.create(connection, checkfirst=True)
+
+
 # version -> the step that brings a database from the version before to it.
 MIGRATIONS = {
     1: _create_tables,
@@ -212,6 +250,7 @@ MIGRATIONS = {
     5: _add_client_users,
     6: _add_recordings,
     7: _add_call_control,
+    8: _add_deliveries,
 }
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.

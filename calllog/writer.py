@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from calllog import frames
 from calllog.committer import BATCH_LIMIT, Committer
+from calllog.deliveries import Forwarding
 from calllog.retention import BackgroundPrune
 from calllog.rows import EVENT_COLUMNS, EventRow
 from calllog.schema import Database, StorageError
@@ -192,25 +193,38 @@ class WriterServer:
 
 
 def writer_server(
-    database: Database, socket_path: str, metrics: Metrics, retention: timedelta | None, clock=time.time
+    database: Database,
+    socket_path: str,
+    metrics: Metrics,
+    retention: timedelta | None,
+    clock=time.time,
+    forwarding: Forwarding | None = None,
 ) -> WriterServer:
-    """The call log's writer, as both ways of running it assemble it: its committer on `database`, and with
-    `retention` a background prune of what is older (`clock` gives the time, for tests)."""
+    """The call log's writer, as both ways of running it assemble it: its committer on `database` (adding the
+    deliveries of `forwarding`, if any), and with `retention` a background prune of what is older (`clock` gives
+    the time, for tests)."""
     pruning = None if retention is None else BackgroundPrune(database, retention, clock=clock)
-    return WriterServer(socket_path, Committer(database, metrics), pruning)
+    return WriterServer(socket_path, Committer(database, metrics, forwarding, clock), pruning)
 
 
 class WriterThread:
     """The writer in a thread of this process, on its own database connection: for the app run outside `make run`.
 
-    With `retention`, it prunes the call log of what is older (`clock` gives the time, for tests).
+    With `retention`, it prunes the call log of what is older (`clock` gives the time, for tests); with
+    `forwarding`, it adds each new event's deliveries.
     """
 
     def __init__(
-        self, database_url: str, socket_path: str, metrics: Metrics, retention: timedelta | None = None, clock=time.time
+        self,
+        database_url: str,
+        socket_path: str,
+        metrics: Metrics,
+        retention: timedelta | None = None,
+        clock=time.time,
+        forwarding: Forwarding | None = None,
     ):
         self.database = Database(database_url)
-        self.server = writer_server(self.database, socket_path, metrics, retention, clock)
+        self.server = writer_server(self.database, socket_path, metrics, retention, clock, forwarding)
         self._thread = threading.Thread(target=self.server.serve_forever, name="call-log-writer", daemon=True)
 
     @property

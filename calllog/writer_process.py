@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 
+from calllog.deliveries import forwarding
 from calllog.schema import Database, StorageError
 from calllog.writer import WriterServer, writer_server
 from runtime.logs import LOGGER_NAME
@@ -68,7 +69,13 @@ def main(socket_path: str) -> int:
         database.ensure_schema()
     except StorageError as error:
         log.error("call log unavailable at start-up: %s", error)
-    server = writer_server(database, socket_path, Metrics(CollectorRegistry()), settings.call_log_retention)
+    server = writer_server(
+        database,
+        socket_path,
+        Metrics(CollectorRegistry()),
+        settings.call_log_retention,
+        forwarding=forwarding(settings.forward_urls, settings.forward_events),
+    )
     server.listen()
     when_stdin_closes(server.stop)
     stop_when_parent_exits(lambda: _stop_when_orphaned(server))

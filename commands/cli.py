@@ -45,6 +45,7 @@ COMMANDS = {
     "unmute": "commands.live:unmute_command",
     "say": "commands.live:say_command",
     "transfer": "commands.live:transfer_command",
+    "forward": "commands.forward:forward_group",
 }
 
 

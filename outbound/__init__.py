@@ -2,10 +2,15 @@
 whatever fails on the way (docs/architecture.md).
 
 jobs             the job runner: each background job on a thread of its own, in a process beside the workers
+process          the job runner as `make run` starts it: a process of its own beside the writer
+retries          when a failed download or a throttled action is tried again, and Retry-After (pure)
 recordings       fetching each recording from Vonage into the store, retried until it is kept; retention
 recording_store  where recordings are kept: a folder, or S3
 call_requests    the Voice API request of each action on a call in progress, and the host it goes to (pure)
 call_control     acting on a call in progress (CALL_CONTROL): the one controller the route and the commands share
+forwarding       every stored event delivered to the user's app (FORWARD_URL), signed as Standard Webhooks
+signing          a forwarded message's body and signed headers (pure)
+retry_schedule   when a failed delivery is tried again: the Standard Webhooks schedule (pure)
 """
 
 from __future__ import annotations
@@ -37,4 +42,18 @@ def background_jobs(settings: Settings, registry: CollectorRegistry | None = Non
     jobs: list[Job] = [
         RecordingFetcher(settings, Recordings(Database(settings.database_url)), store, registry, stopping)
     ]
+    if settings.forward_urls:
+        jobs.append(forwarder(settings, registry))
     return Jobs(jobs, stopping)
+
+
+def forwarder(settings: Settings, registry: CollectorRegistry) -> Job:
+    """The forwarding job of these settings (FORWARD_URL set)."""
+    from calllog.schema import Database
+    from outbound.forwarding import Forwarder
+    from outbound.signing import Signer
+    from runtime.metrics import ForwardingMetrics
+
+    metrics = ForwardingMetrics(registry, settings.forward_urls)
+    signer = Signer(settings.forward_secrets)
+    return Forwarder(Database(settings.database_url), settings.forward_urls, signer, settings.forward_timeout, metrics)

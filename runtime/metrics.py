@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -207,6 +207,45 @@ class Metrics:
             "Answer decisions refused because a worker already kept the most it keeps for the writer",
             registry=registry,
         )
+
+
+FORWARD_OUTCOMES = ("delivered", "retry", "failed", "stopped")
+ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)  # a delivery has at most ten attempts (outbound.retry_schedule)
+
+
+class ForwardingMetrics:
+    """What the forwarder counts (FORWARD_URL), by endpoint: each bound at start-up, so every series is in the scrape
+    from the start. Under serve.py the forwarder runs in its own process, whose files the scrape adds up too."""
+
+    def __init__(self, registry: CollectorRegistry, endpoints: Iterable[str]):
+        endpoints = tuple(endpoints)
+        attempts = Counter(
+            "voice_forward_attempts",
+            "Attempts to deliver a message to FORWARD_URL, by endpoint and what followed: delivered, retry (a "
+            "failure tried again later), failed (the last attempt failed), stopped (410 Gone)",
+            ["endpoint", "outcome"],
+            registry=registry,
+        )
+        self.outcomes = {
+            endpoint: {outcome: attempts.labels(endpoint, outcome) for outcome in FORWARD_OUTCOMES}
+            for endpoint in endpoints
+        }
+        oldest = Gauge(
+            "voice_forward_oldest_pending_seconds",
+            "Age of the oldest delivery still pending to each endpoint (0: none)",
+            ["endpoint"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.oldest_pending = {endpoint: oldest.labels(endpoint) for endpoint in endpoints}
+        per_delivery = Histogram(
+            "voice_forward_attempts_per_delivery",
+            "Attempts each delivery took, observed when it ends (delivered, failed or stopped)",
+            ["endpoint"],
+            buckets=ATTEMPT_BUCKETS,
+            registry=registry,
+        )
+        self.attempts_per_delivery = {endpoint: per_delivery.labels(endpoint) for endpoint in endpoints}
 
 
 def multiprocess_folder() -> str | None:

@@ -191,3 +191,81 @@ def test_the_answer_target_needs_the_ratio_and_the_p99():
     assert run.ratio_lines("answer", [side(run.US, [1600, 1600, 1600], 11000), theirs])[1].endswith("FAIL")
     assert run.ratio_lines("answer", [side(run.US, [1400, 1400, 1400], 9000), theirs])[1].endswith("FAIL")
     assert run.ratio_lines("answer", [side(run.US, [1600], 9000)])[0].endswith("not measured (no tutorial server)")
+
+
+def forwarding_sides(plain_rps: float, forwarding_rps: float) -> tuple[run.Side, run.Side]:
+    plain = run.Side(run.US, "", None, "workers", 0.1)
+    plain.rounds["event"] = [{"rps": plain_rps}]
+    forwarding = run.Side(run.FORWARDING, "", None, "workers", 0.1, figures=("event",))
+    forwarding.rounds["event"] = [{"rps": forwarding_rps}]
+    return plain, forwarding
+
+
+def test_the_forwarding_figure_shows_the_events_rate_beside_the_rate_without_it():
+    plain, forwarding = forwarding_sides(4000, 3000)
+    delivery = {"stored": 500, "received": 500, "requests": 503, "unverified": 0, "after_rounds_s": 1.5}
+    lines = run.forwarding_lines(plain, forwarding, delivery)
+    assert "3,000 events/s against 4,000 without it (0.75x)" in lines[0]
+    assert "lost 0" in lines[1] and lines[-1].endswith("PASS")
+
+
+@pytest.mark.parametrize(
+    "delivery",
+    [
+        {"stored": 500, "received": 499, "requests": 499, "unverified": 0, "after_rounds_s": 300.0},
+        {"stored": 500, "received": 500, "requests": 501, "unverified": 1, "after_rounds_s": 1.0},
+    ],
+)
+def test_a_stored_event_not_delivered_or_a_message_not_verified_fails_the_forwarding_figure(delivery):
+    lines = run.forwarding_lines(*forwarding_sides(4000, 3000), delivery)
+    assert lines[-1].endswith("FAIL")
+
+
+def test_the_forwarding_side_is_measured_on_events_only_and_left_out_of_the_ratio_with_the_tutorial():
+    plain, forwarding = forwarding_sides(4000, 3000)
+    plain.rounds["answer"] = [{"rps": 8000, "p99_us": 5000}]
+    assert run.ratio_lines("answer", [plain, forwarding])[0].endswith("not measured (no tutorial server)")
+
+
+def test_the_bench_receiver_counts_each_verified_message_once_and_the_delivery_check_sees_them(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import requests
+    from prometheus_client import CollectorRegistry
+
+    from calllog.committer import Committer
+    from calllog.rows import event_row
+    from calllog.schema import Database
+    from events import Payload
+    from outbound.signing import Signer, envelope
+    from runtime.metrics import Metrics
+    from support.servers import free_port, wait_until_listening
+
+    database_url = f"sqlite:///{tmp_path / 'forwarding.db'}"
+    database = Database(database_url)
+    rows = [
+        event_row(Payload({"status": "started", "uuid": f"l{n}", "timestamp": f"T{n}"}), "R", True) for n in range(3)
+    ]
+    committer = Committer(database, Metrics(CollectorRegistry()))
+    committer.commit(rows, [])
+    committer.close()
+    database.close()
+    port = free_port()
+    receiver = subprocess.Popen([sys.executable, "-m", "bench.receiver", str(port), run.FORWARD_SECRET], cwd=run.ROOT)
+    try:
+        wait_until_listening(port, receiver)
+        signer = Signer((run.FORWARD_SECRET,))
+        for row in [*rows, rows[0]]:  # the first one twice: counted once
+            body = envelope("call.event.completed", "R", {})
+            headers = signer.headers(row.event_key, body, time.time())
+            assert requests.post(f"http://127.0.0.1:{port}/e", data=body, headers=headers, timeout=5).status_code == 204
+        forged = {**headers, "webhook-signature": "v1,bm9wZQ=="}
+        assert requests.post(f"http://127.0.0.1:{port}/e", data=body, headers=forged, timeout=5).status_code == 400
+        side = run.Side(run.FORWARDING, "", None, "workers", 0.1, database_url=database_url)
+        delivery = run.delivery_check(side, f"http://127.0.0.1:{port}", seconds=5)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    assert (delivery["stored"], delivery["received"], delivery["requests"], delivery["unverified"]) == (3, 3, 5, 1)

@@ -85,15 +85,17 @@ def test_a_version_5_database_gains_region_url_and_call_actions(database_url):
         connection.execute(text("DROP TABLE call_actions"))
         connection.execute(text("ALTER TABLE answers DROP COLUMN region_url"))
         connection.execute(text("DROP TABLE recordings"))
+        connection.execute(text("DROP TABLE deliveries"))
+        connection.execute(text("DROP TABLE forward_endpoints"))
         connection.execute(text("ALTER TABLE answers DROP COLUMN recorded"))
         connection.execute(schema_version.update().values(version=5))
     database.close()
     with built_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN}) as app:
         database = app.extensions["call_log"].database
         with database.engine.connect() as connection:
-            assert connection.execute(select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION] == [7]
+            assert connection.execute(select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION] == [8]
             inspector = inspect(connection)
             assert "region_url" in {column["name"] for column in inspector.get_columns("answers")}
             assert "call_actions" in inspector.get_table_names()
             assert "recorded" in {column["name"] for column in inspector.get_columns("answers")}
-            assert "recordings" in inspector.get_table_names()
+            assert {"recordings", "deliveries", "forward_endpoints"} <= set(inspector.get_table_names())
