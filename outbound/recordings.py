@@ -18,8 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-import requests
-
 from calllog.recordings import FAILED, REFUSED, STORED, Recording, Recordings
 from calllog.rows import WAITING
 from calllog.schema import StorageError
@@ -95,7 +93,7 @@ class RecordingFetcher:
         self.store = store
         self.stopping = stopping
         self._signer = None
-        self.session = requests.Session()
+        self._session = None
         self.downloads = counted_by(
             "voice_recording_downloads", "Recording download attempts, by how each ended", "outcome", OUTCOMES, registry
         )
@@ -122,7 +120,18 @@ class RecordingFetcher:
         return 0.0
 
     def close(self) -> None:
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
+
+    @property
+    def session(self):
+        """The HTTP session downloads go through, made at the first recording (like the signer: an app that fetches
+        nothing loads neither requests nor PyJWT)."""
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+        return self._session
 
     @property
     def signer(self):
@@ -196,6 +205,8 @@ class RecordingFetcher:
                 "unauthorized",
                 "fetching recordings needs VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY, and they are not set",
             )
+        import requests
+
         from identity.user_tokens import application_token_claims  # with the signer: PyJWT only when needed
 
         url = recording.recording_url
@@ -243,6 +254,8 @@ class RecordingFetcher:
 
     def receive(self, recording: Recording, response) -> Stored | Retry:
         """Stream the body to a file of its own, check it, and put it in the store."""
+        import requests
+
         extension = CONTENT_EXTENSIONS.get(
             (response.headers.get("Content-Type") or "").split(";")[0].strip().lower(), self.settings.record_format
         )
