@@ -125,14 +125,19 @@ def _call_handler(signal_number: int) -> None:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (one of another user counts)."""
+    """Whether a process with this id runs on this machine (one of another user counts). A zombie does not: killed,
+    its parent gone too, it can linger unreaped where nothing reaps orphans (a container's first process)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
         return True
-    return True
 
 
 def child_of_the_server() -> None:
