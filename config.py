@@ -818,7 +818,8 @@ FORWARD_SECRET_EXAMPLE = (
 MIN_FORWARD_SECRET_BYTES = 16
 # What FORWARD_EVENTS may name: an event's status or kind (events.event_kind), or the answer decisions.
 ANSWER_DECISIONS = "answer"
-FORWARDABLE = frozenset({*LEG_STATUSES, *OTHER_EVENT_KINDS, ANSWER_DECISIONS})
+STORED_RECORDINGS = "recording"  # FORWARD_EVENTS's name for a recording once stored (calllog.deliveries)
+FORWARDABLE = frozenset({*LEG_STATUSES, *OTHER_EVENT_KINDS, ANSWER_DECISIONS, STORED_RECORDINGS})
 
 
 def forward_url(raw: str) -> str:

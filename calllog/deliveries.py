@@ -13,17 +13,20 @@ from typing import NamedTuple
 
 from sqlalchemy import and_, func, literal, or_, select, update
 
-from calllog.schema import Database, answers, deliveries, events, forward_endpoints, legs
+from calllog.recordings import Recording
+from calllog.schema import Database, answers, deliveries, events, forward_endpoints, legs, recordings
 
-# The types of message sent, each the `kind` of its deliveries. A recording, once stored, is a third
-# ("call.recording.stored"): its row's key is its webhook id, read by a reader added to Messages.read.
+# The types of message sent, each the `kind` of its deliveries: an event, an answer decision, and a recording once
+# stored (its webhook id is its recording_uuid, its delivery made by the recordings job when it stores it).
 EVENT_TYPE = "call.event.completed"
 ANSWER_TYPE = "call.answer.decided"
+RECORDING_TYPE = "call.recording.stored"
 TEST_TYPE = "forward.test"  # flask forward test: sent at once, never stored
 
 PENDING, DELIVERED, FAILED, STOPPED = "pending", "delivered", "failed", "stopped"
 STATUSES = (PENDING, DELIVERED, FAILED, STOPPED)
 ANSWER_DECISIONS = "answer"  # what FORWARD_EVENTS calls the answer decisions (config.ANSWER_DECISIONS)
+STORED_RECORDINGS = "recording"  # and the recordings once stored (config.STORED_RECORDINGS)
 
 
 class Forwarding(NamedTuple):
@@ -39,6 +42,10 @@ class Forwarding(NamedTuple):
     @property
     def wants_answers(self) -> bool:
         return self.wants(ANSWER_DECISIONS)
+
+    @property
+    def wants_recordings(self) -> bool:
+        return self.wants(STORED_RECORDINGS)
 
 
 def forwarding(endpoints: tuple[str, ...], kinds: frozenset[str] | None) -> Forwarding | None:
@@ -306,7 +313,7 @@ class Messages:
 
     def __init__(self, database: Database):
         self.database = database
-        self._readers = {EVENT_TYPE: self._event, ANSWER_TYPE: self._answer}
+        self._readers = {EVENT_TYPE: self._event, ANSWER_TYPE: self._answer, RECORDING_TYPE: self._recording}
 
     def read(self, kind: str, webhook_id: str) -> Message | None:
         """The message of a delivery, or None when what it sends is no longer stored (pruned by retention)."""
@@ -349,6 +356,15 @@ class Messages:
         data = {name: row[name] for name in fields}
         data["verified"] = row["verified"]
         return Message(ANSWER_TYPE, row["received_at"], data)
+
+    @staticmethod
+    def _recording(connection, uuid_: str) -> Message | None:
+        row = connection.execute(select(recordings).where(recordings.c.recording_uuid == uuid_)).first()
+        if row is None:
+            return None
+        recording = Recording.of(row)
+        data = {"conversation_uuid": recording.conversation_uuid, **recording.as_json()}
+        return Message(RECORDING_TYPE, recording.stored_at or recording.received_at, data)
 
 
 def _payload_object(text: str) -> dict | None:

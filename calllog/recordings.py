@@ -13,9 +13,12 @@ import socket
 from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, func, not_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from calllog.rows import WAITING
 from calllog.schema import Database, answers, conversations, legs, recordings
+from calllog.schema import deliveries as deliveries_table
 from events import IN_PROGRESS
 
 STORED, FAILED, REFUSED = "stored", "failed", "refused"
@@ -146,15 +149,19 @@ class Recordings:
                 )
             return len(dead)
 
-    def finish(self, uuid: str, status: str, runner: str = RUNNER, **values) -> None:
+    def finish(self, uuid: str, status: str, runner: str = RUNNER, deliveries: list[dict] = (), **values) -> None:
         """End this runner's attempt: stored (with location, sha256, bytes, stored_at), waiting again (with
-        next_attempt_at and last_error), failed or refused (with last_error)."""
+        next_attempt_at and last_error), failed or refused (with last_error). `deliveries` (rows of the deliveries
+        table: FORWARD_URL's, for a recording stored) are made in the same transaction, once each."""
         with self.database.connect(writing=True) as connection:
-            connection.execute(
+            finished = connection.execute(
                 update(recordings)
                 .where(recordings.c.recording_uuid == uuid, recordings.c.lease_owner == runner)
                 .values(status=status, lease_until=None, lease_owner=None, **values)
             )
+            if deliveries and finished.rowcount == 1:
+                insert = (sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert)(deliveries_table)
+                connection.execute(insert.on_conflict_do_nothing(index_elements=["endpoint", "webhook_id"]), deliveries)
 
     def fetch_again(self, uuid: str, now: float) -> Recording | None:
         """Make a recording due now, whatever its state (flask recordings fetch); None for an unknown one."""

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from calllog.deliveries import DELIVERY_COLUMNS, RECORDING_TYPE, delivery_rows, forwarding
 from calllog.recordings import FAILED, REFUSED, STORED, Recording, Recordings
 from calllog.rows import WAITING
 from calllog.schema import StorageError
@@ -133,6 +134,15 @@ class RecordingFetcher:
             self._session = requests.Session()
         return self._session
 
+    def _deliveries(self, recording_uuid: str, now: float) -> list[dict]:
+        """The deliveries of a recording just stored, to each endpoint of FORWARD_URL (when FORWARD_EVENTS wants
+        recordings): made with its new state, so a recording is forwarded once it is safe."""
+        wanted = forwarding(self.settings.forward_urls, self.settings.forward_events)
+        if wanted is None or not wanted.wants_recordings:
+            return []
+        rows = delivery_rows(wanted, [(recording_uuid, RECORDING_TYPE)], now)
+        return [dict(zip(DELIVERY_COLUMNS, row)) for row in rows]
+
     @property
     def signer(self):
         """What signs the application's JWTs, made at the first recording (PyJWT and cryptography are loaded only
@@ -156,6 +166,7 @@ class RecordingFetcher:
                 self.recordings.finish(
                     uuid_,
                     STORED,
+                    deliveries=self._deliveries(uuid_, now),
                     location=result.location,
                     sha256=result.sha256,
                     bytes=result.size,

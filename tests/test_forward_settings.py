@@ -168,3 +168,15 @@ def test_flask_forward_replay_makes_the_deliveries_of_an_endpoint_added_since(tm
     replayed, made = result.output.splitlines()
     assert replayed.startswith("replaying 1 deliveries made since") and made.startswith("sending 1 more never made")
     assert again.output.count("\n") == 1, again.output
+
+
+def test_forward_events_names_the_stored_recordings_as_the_deliveries_do():
+    from calllog.deliveries import ANSWER_DECISIONS, STORED_RECORDINGS
+    from config import ANSWER_DECISIONS as ANSWERS_SETTING
+    from config import STORED_RECORDINGS as RECORDINGS_SETTING
+    from config import settings_from as read
+
+    assert (STORED_RECORDINGS, ANSWER_DECISIONS) == (RECORDINGS_SETTING, ANSWERS_SETTING)
+    assert read(
+        {"FORWARD_URL": "http://127.0.0.1:9/x", "FORWARD_SECRET": OTHER, "FORWARD_EVENTS": "recording"}
+    ).forward_events == {"recording"}

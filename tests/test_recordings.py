@@ -332,3 +332,35 @@ def test_flask_simulate_plays_a_recorded_call_whose_recording_is_then_stored(ser
     conversation = conversation.strip("()")
     stored = wait_for(server.url, conversation, "stored")
     assert Path(stored["location"]).read_bytes() == data
+
+
+def test_a_recording_once_stored_is_forwarded_as_its_own_type_after_its_webhook(
+    tmp_path, media, certificate, private_key_file
+):
+    from support.forwarding import SECRET as FORWARD_SECRET
+    from support.forwarding import receiving
+
+    recording_uuid, conversation, data, url = new_recording(media)
+    media.fail(recording_uuid, "500")  # stored on the second try: the message comes only once it is safe
+    with receiving(tmp_path) as receiver:
+        settings = recording_settings(
+            media,
+            certificate,
+            private_key_file,
+            RECORDINGS_URL=str(tmp_path / "kept"),
+            FORWARD_URL=receiver.url,
+            FORWARD_SECRET=FORWARD_SECRET,
+        )
+        with running_server(tmp_path, f"sqlite:///{tmp_path / 'calls.db'}", workers=1, **settings) as running:
+            post_signed(running.url, "/voice/recording", webhook(url, data, conversation, recording_uuid))
+            stored = wait_for(running.url, conversation, "stored")
+            kinds = lambda: [request["type"] for request in receiver.requests()]  # noqa: E731
+            wait_until(lambda: "call.recording.stored" in kinds(), 60, "the stored recording forwarded")
+        got = receiver.requests()
+    assert all(request["verified"] for request in got)
+    assert sorted(kinds()) == ["call.event.completed", "call.recording.stored"]
+    (message,) = [request for request in got if request["type"] == "call.recording.stored"]
+    assert message["id"] == recording_uuid
+    assert message["data"]["sha256"] == stored["sha256"] == hashlib.sha256(data).hexdigest()
+    assert message["data"]["status"] == "stored" and message["data"]["conversation_uuid"] == conversation
+    assert message["data"]["location"] == stored["location"] and message["data"]["attempts"] == 2

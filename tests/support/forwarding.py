@@ -52,6 +52,7 @@ class Receiver:
 
 @contextlib.contextmanager
 def receiving(folder: Path, *options: str):
+    folder.mkdir(parents=True, exist_ok=True)  # where the receiver writes what it got
     receiver = Receiver(folder).start(*options)
     try:
         yield receiver
