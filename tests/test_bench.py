@@ -204,8 +204,10 @@ def forwarding_sides(plain_rps: float, forwarding_rps: float) -> tuple[run.Side,
 def test_the_forwarding_figure_shows_the_events_rate_beside_the_rate_without_it():
     plain, forwarding = forwarding_sides(4000, 3000)
     delivery = {"stored": 500, "received": 500, "requests": 503, "unverified": 0, "after_rounds_s": 1.5}
+    forwarding.drains = [12.5, 30.25]
     lines = run.forwarding_lines(plain, forwarding, delivery)
     assert "3,000 events/s against 4,000 without it (0.75x)" in lines[0]
+    assert "drained within 30.2 s of its end" in lines[1]
     assert "lost 0" in lines[1] and lines[-1].endswith("PASS")
 
 
