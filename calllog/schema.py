@@ -273,8 +273,12 @@ def brief(error: Exception) -> str:
     return f"{type(error).__name__}: {message[0] if message else ''}".strip()
 
 
-def database_engine(url: str) -> Engine:
-    """An engine for DATABASE_URL: SQLite in WAL mode with immediate write locks, or PostgreSQL via psycopg."""
+def database_engine(url: str, sync_each_commit: bool = True) -> Engine:
+    """An engine for DATABASE_URL: SQLite in WAL mode with immediate write locks, or PostgreSQL via psycopg.
+
+    `sync_each_commit` False (the background jobs' own state: claims, outcomes) commits to SQLite without waiting
+    for the disk (synchronous=NORMAL: a commit survives a crash of the process, and only a power cut may undo the
+    last ones, which then run again). The writer keeps FULL: an acknowledged event is on disk."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # A database that does not answer is an error within seconds, not a request that waits forever.
@@ -290,7 +294,7 @@ def database_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA synchronous=FULL" if sync_each_commit else "PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
@@ -325,9 +329,9 @@ def migrate(engine: Engine) -> int:
 class Database:
     """One call-log database: its engine, and its schema brought up to date once per process."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, sync_each_commit: bool = True):
         self.url = url
-        self.engine = database_engine(url)
+        self.engine = database_engine(url, sync_each_commit)
         self._ready = False
         self._lock = threading.Lock()
         database = self.engine.url.database

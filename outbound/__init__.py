@@ -40,7 +40,9 @@ def background_jobs(settings: Settings, registry: CollectorRegistry | None = Non
     registry = registry if registry is not None else CollectorRegistry()
     store = open_store(settings.recordings_location, settings.recordings_s3_endpoint, settings.instance_path)
     jobs: list[Job] = [
-        RecordingFetcher(settings, Recordings(Database(settings.database_url)), store, registry, stopping)
+        RecordingFetcher(
+            settings, Recordings(Database(settings.database_url, sync_each_commit=False)), store, registry, stopping
+        )
     ]
     if settings.forward_urls:
         jobs.append(forwarder(settings, registry))
@@ -56,4 +58,5 @@ def forwarder(settings: Settings, registry: CollectorRegistry) -> Job:
 
     metrics = ForwardingMetrics(registry, settings.forward_urls)
     signer = Signer(settings.forward_secrets)
-    return Forwarder(Database(settings.database_url), settings.forward_urls, signer, settings.forward_timeout, metrics)
+    database = Database(settings.database_url, sync_each_commit=False)  # what waits is the writer's, on disk
+    return Forwarder(database, settings.forward_urls, signer, settings.forward_timeout, metrics)

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from calllog.schema import SCHEMA_VERSION, Database, StorageError, answers, migrate, schema_version
+from config import settings_from
 from conftest import CALL_LOG_TOKEN, FIXTURES, SEED_EVENTS, built_app, load_fixture
 from support.calls import move_table
 from support.pg import database_url_for
@@ -398,3 +399,27 @@ def test_flask_calls_says_in_one_line_when_the_call_log_cannot_be_read(runner, c
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: the call log is unavailable: ")
     assert "Traceback" not in result.output
+
+
+def test_the_writer_waits_for_the_disk_on_each_commit_and_the_background_jobs_do_not(tmp_path):
+    """An acknowledged event is on disk (synchronous=FULL); the jobs' own state (claims, outcomes) need not be: a
+    power cut that undoes one makes the job run again, and their commits then do not queue behind the disk."""
+    url = f"sqlite:///{tmp_path / 'calls.db'}"
+    for sync_each_commit, expected in ((True, 2), (False, 1)):  # SQLite: 2 is FULL, 1 is NORMAL
+        database = Database(url, sync_each_commit=sync_each_commit)
+        with database.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == expected
+        database.close()
+
+
+def test_the_background_jobs_open_the_call_log_without_waiting_for_the_disk():
+    from outbound import background_jobs
+
+    jobs = background_jobs(settings_from({"DATABASE_URL": "sqlite:///:memory:"}))
+    try:
+        (recordings_job,) = jobs.jobs
+        assert recordings_job.recordings.database.engine.url.database == ":memory:"
+        with recordings_job.recordings.database.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    finally:
+        jobs.stop()
