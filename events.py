@@ -91,6 +91,16 @@ def utc_timestamp(epoch_seconds: float) -> str:
     return f"{_utc_second(whole)}.{microseconds // 1000:03d}Z"
 
 
+def epoch_seconds(iso: object) -> float | None:
+    """The Unix time of an ISO 8601 time as Vonage and utc_timestamp write them (a Z, or none, meaning UTC); None
+    for anything else."""
+    try:
+        moment = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 @functools.lru_cache(maxsize=8)
 def _utc_second(whole_seconds: int) -> str:
     # Every log line and stored event needs one; formatting a date costs more than the rest of a log line.

@@ -14,7 +14,7 @@ from calllog.api import reader
 from calllog.outcome import LABELS, call_outcome, leg_outcome
 from calllog.queries import STATUS_FILTERS
 from calllog.schema import StorageError
-from events import leg_parties
+from events import epoch_seconds, leg_parties
 from policy import looks_like_phone_number
 
 bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
@@ -45,15 +45,7 @@ def _badge(status):
 
 def is_stale(updated_at: str | None, now: datetime, call_limit_seconds: int) -> bool:
     """Whether a call's last event or decision (`updated_at`, ISO 8601 UTC) is longer ago than a call may last."""
-    if not updated_at:
-        return False
-    try:
-        last = datetime.fromisoformat(updated_at.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
-    return now - last > timedelta(seconds=call_limit_seconds)
+    return _age_over(updated_at, now, timedelta(seconds=call_limit_seconds))
 
 
 # Each recording status's badge colour: stored done, waiting live, failed and refused red; at risk amber.
@@ -61,11 +53,9 @@ RECORDING_BADGES = {"stored": "done", "waiting": "live", "failed": "failed", "re
 
 
 def _age_over(iso: str | None, now: datetime, limit: timedelta) -> bool:
-    try:
-        then = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return now - (then if then.tzinfo else then.replace(tzinfo=UTC)) > limit
+    """Whether the ISO 8601 time `iso` is more than `limit` before `now`; False for no time, or one unreadable."""
+    then = epoch_seconds(iso) if iso else None
+    return then is not None and now.timestamp() - then > limit.total_seconds()
 
 
 def recording_at_risk(recording: dict, now: datetime, alert_after: timedelta) -> bool:

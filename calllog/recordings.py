@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from calllog.rows import WAITING
 from calllog.schema import Database, answers, conversations, legs, recordings
 from calllog.schema import deliveries as deliveries_table
-from events import IN_PROGRESS
+from events import IN_PROGRESS, epoch_seconds
 
 STORED, FAILED, REFUSED = "stored", "failed", "refused"
 STATUSES = (WAITING, STORED, FAILED, REFUSED)
@@ -71,15 +71,10 @@ class Recording:
 
 def duration_seconds(start: str | None, end: str | None) -> int | None:
     """Whole seconds between a recording's start_time and end_time (ISO 8601), or None."""
-    from datetime import datetime
-
-    try:
-        first = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-        last = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
-    except ValueError:
+    first, last = epoch_seconds(start), epoch_seconds(end)
+    if first is None or last is None or last < first:
         return None
-    seconds = (last - first).total_seconds()
-    return round(seconds) if seconds >= 0 else None
+    return round(last - first)
 
 
 class Recordings:

@@ -4,7 +4,6 @@ what it counted to Prometheus (runtime/metrics.py)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from flask import Blueprint, Response, current_app
 
@@ -14,7 +13,7 @@ from calllog.recordings import STATUSES, Recordings
 from calllog.schema import StorageError
 from config import Settings
 from edge import errors
-from events import utc_timestamp
+from events import epoch_seconds, utc_timestamp
 from ncco import WEBHOOKS
 from runtime import metrics
 
@@ -94,7 +93,8 @@ def recording_gauges(database, settings: Settings) -> list:
     except StorageError:
         return []
     oldest = summary["oldest_pending"]
-    waited = max(0.0, now - datetime.fromisoformat(oldest.replace("Z", "+00:00")).timestamp()) if oldest else 0.0
+    received = epoch_seconds(oldest) if oldest else None
+    waited = max(0.0, now - received) if received is not None else 0.0
     by_status = {status: summary["by_status"].get(status, 0) for status in STATUSES}
     return [
         ("voice_recordings", "Recordings in the call log, by status", "status", by_status),

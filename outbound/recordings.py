@@ -23,7 +23,7 @@ from calllog.recordings import FAILED, REFUSED, STORED, Recording, Recordings
 from calllog.rows import WAITING
 from calllog.schema import StorageError
 from config import Settings
-from events import utc_timestamp
+from events import epoch_seconds, utc_timestamp
 from outbound.recording_store import CONTENT_TYPES, StoreError, file_name
 from outbound.retries import retry_after_seconds, retry_delay
 from policy import vonage_url_refusal
@@ -189,7 +189,7 @@ class RecordingFetcher:
                 log.warning("recording %s refused: %s", uuid_, result.reason, extra={"recording_uuid": uuid_})
                 return REFUSED
             self.downloads[result.outcome].inc()
-            if now - _epoch(recording.received_at) >= GIVE_UP_AFTER.total_seconds():
+            if now - (epoch_seconds(recording.received_at) or now) >= GIVE_UP_AFTER.total_seconds():
                 reason = f"not stored in {GIVE_UP_AFTER.days} days: {result.reason}"
                 self.recordings.finish(uuid_, FAILED, last_error=reason, next_attempt_at=None)
                 log.error("recording %s failed: %s", uuid_, reason, extra={"recording_uuid": uuid_})
@@ -320,13 +320,6 @@ class RecordingFetcher:
                 recording.recording_uuid,
                 extra={"recording_uuid": recording.recording_uuid},
             )
-
-
-def _epoch(iso: str) -> float:
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except (AttributeError, ValueError):
-        return time.time()
 
 
 def _brief(error: Exception) -> str:
