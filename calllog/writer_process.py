@@ -53,17 +53,11 @@ def main(socket_path: str) -> int:
     # set, and prometheus_client chooses its multi-process mode once, when first imported.
     from prometheus_client import CollectorRegistry
 
-    from config import ConfigError, load_settings
-    from runtime.logs import configure_logging
     from runtime.metrics import Metrics
 
-    child_of_the_server()
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    settings = child_of_the_server()
+    if settings is None:
         return 2
-    configure_logging(settings.log_format, settings.no_color)
     database = Database(settings.database_url)
     try:
         database.ensure_schema()

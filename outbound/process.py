@@ -18,17 +18,11 @@ log = logging.getLogger(f"{LOGGER_NAME}.jobs")
 
 def main() -> int:
     # Imported here, after serve.py set PROMETHEUS_MULTIPROC_DIR in this process's environment.
-    from config import ConfigError, load_settings
     from outbound import background_jobs
-    from runtime.logs import configure_logging
 
-    child_of_the_server()
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    settings = child_of_the_server()
+    if settings is None:
         return 2
-    configure_logging(settings.log_format, settings.no_color)
     stop = threading.Event()
     when_stdin_closes(stop.set)
     stop_when_parent_exits(stop.set)

@@ -14,6 +14,7 @@ import _thread
 import os
 import select
 import signal
+import sys
 import threading
 import time
 
@@ -140,11 +141,24 @@ def process_alive(pid: int) -> bool:
         return True
 
 
-def child_of_the_server() -> None:
-    """Set up a process serve.py starts beside its workers (the writer, the background jobs): the signals a terminal
-    or a service manager sends the whole group are serve.py's, which stops its children itself, in order."""
+def child_of_the_server():
+    """Set up a process serve.py starts beside its workers (the writer, the background jobs), and return the settings
+    it runs on (serve.py's, handed over); None after printing the one line that says why they cannot be read.
+
+    The signals a terminal or a service manager sends the whole group are serve.py's, which stops its children
+    itself, in order: here they are ignored."""
+    from config import ConfigError, load_settings
+    from runtime.logs import configure_logging
+
     for group_signal in STOP_SIGNALS:
         signal.signal(group_signal, signal.SIG_IGN)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    configure_logging(settings.log_format, settings.no_color)
+    return settings
 
 
 def when_stdin_closes(stop) -> None:
