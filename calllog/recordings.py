@@ -186,26 +186,20 @@ class Recordings:
     def missed(self, ended_before: str, limit: int = 100) -> list[dict]:
         """Calls recorded (their answer's NCCO had a record action) whose recording's webhook has not come, their
         latest activity before `ended_before`: its webhook may have been lost."""
-        recorded = select(answers.c.conversation_uuid).where(answers.c.recorded.is_(True))
-        has_recording = select(recordings.c.recording_uuid).where(
-            recordings.c.conversation_uuid == conversations.c.conversation_uuid
-        )
-        live = select(legs.c.uuid).where(
-            legs.c.conversation_uuid == conversations.c.conversation_uuid, legs.c.status.in_(sorted(IN_PROGRESS))
-        )
         query = (
             select(conversations.c.conversation_uuid, conversations.c.started_at, conversations.c.updated_at)
-            .where(
-                conversations.c.conversation_uuid.in_(recorded),
-                conversations.c.updated_at < ended_before,
-                not_(has_recording.exists()),
-                not_(live.exists()),
-            )
+            .where(*_missing_webhook(ended_before))
             .order_by(conversations.c.updated_at.desc())
             .limit(limit)
         )
         with self.database.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    def count_missed(self, ended_before: str) -> int:
+        """How many calls `missed` would list, however many."""
+        query = select(func.count()).select_from(conversations).where(*_missing_webhook(ended_before))
+        with self.database.connect() as connection:
+            return connection.execute(query).scalar_one()
 
     def summary(self, not_stored_since: str) -> dict:
         """For /metrics: recordings by status, bytes stored, the oldest not stored yet (its received_at) and how many
@@ -240,6 +234,24 @@ class Recordings:
     def remove(self, uuid: str) -> None:
         with self.database.connect(writing=True) as connection:
             connection.execute(delete(recordings).where(recordings.c.recording_uuid == uuid))
+
+
+def _missing_webhook(ended_before: str) -> tuple:
+    """The conditions on a conversation that was recorded, has ended (no leg in progress) before `ended_before`, and
+    has no recording's webhook."""
+    recorded = select(answers.c.conversation_uuid).where(answers.c.recorded.is_(True))
+    has_recording = select(recordings.c.recording_uuid).where(
+        recordings.c.conversation_uuid == conversations.c.conversation_uuid
+    )
+    live = select(legs.c.uuid).where(
+        legs.c.conversation_uuid == conversations.c.conversation_uuid, legs.c.status.in_(sorted(IN_PROGRESS))
+    )
+    return (
+        conversations.c.conversation_uuid.in_(recorded),
+        conversations.c.updated_at < ended_before,
+        not_(has_recording.exists()),
+        not_(live.exists()),
+    )
 
 
 def recordings_of(connection, uuids: list[str]) -> dict[str, list[dict]]:

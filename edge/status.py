@@ -89,7 +89,7 @@ def recording_gauges(database, settings: Settings) -> list:
     try:
         recordings = Recordings(database)
         summary = recordings.summary(utc_timestamp(now - alert))
-        missed = len(recordings.missed(utc_timestamp(now - alert), limit=10_000))
+        missed = recordings.count_missed(utc_timestamp(now - alert))
     except StorageError:
         return []
     oldest = summary["oldest_pending"]
