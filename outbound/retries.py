@@ -1,5 +1,5 @@
 """When to try again: the waits of a job that failed (the recordings job's downloads, Vonage's 429 on a live-call
-action), and what a server's Retry-After asks for. Pure."""
+action), and what a server's Retry-After asks for (forwarding reads it here too). Pure."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def retry_after_seconds(header: str | None, now: float) -> float | None:
     if re.fullmatch(r"\d{1,9}(\.\d+)?", text):  # seconds (a fraction too, though the standard says whole)
         return float(text)
     try:
-        return max(0.0, parsedate_to_datetime(text).timestamp() - now)
+        when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if when is None or when.tzinfo is None:  # a date with no zone would be read in this machine's local time
+        return None
+    return max(0.0, when.timestamp() - now)

@@ -7,9 +7,10 @@ back; anything else, a timeout or a redirect is a failure, tried again at once, 
 
 from __future__ import annotations
 
-import email.utils
 import math
 from typing import NamedTuple
+
+from outbound.retries import retry_after_seconds
 
 # Seconds before each attempt after the first fails: SCHEDULE[n] is the wait after the n-th attempt (n from 1).
 SCHEDULE = (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 14 * 3600, 20 * 3600, 24 * 3600)
@@ -29,22 +30,6 @@ class Verdict(NamedTuple):
 
     outcome: str
     wait: float | None = None
-
-
-def retry_after_seconds(header: str | None, now: float) -> float | None:
-    """A Retry-After header's wait in seconds (delta-seconds or an HTTP date), or None if absent or unreadable."""
-    if header is None:
-        return None
-    text = header.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def verdict(attempts: int, status: int | None, retry_after: str | None, now: float, random: float) -> Verdict:
