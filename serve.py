@@ -277,8 +277,8 @@ def raise_descriptor_limit() -> None:
             pass  # the limit stays as it was: requests past it get 503 (edge._failure), the server goes on
 
 
-# The folders a run keeps its writer's socket and its metrics in, named for the serve.py that made them.
-_RUN_FOLDER = re.compile(r"voice-(?:writer|metrics)-(\d+)-")
+# The folders a run keeps its writer's socket, its metrics and its settings in, named for the serve.py that made them.
+_RUN_FOLDER = re.compile(r"voice-(?:writer|metrics|settings)-(\d+)-")
 
 
 def remove_orphaned_folders() -> None:
@@ -303,9 +303,11 @@ def run(settings: Settings) -> str | None:
     os.environ[METRICS_FOLDER_VARIABLE] = metrics_folder
     socket_folder = tempfile.mkdtemp(prefix=f"voice-writer-{run_prefix}", dir=_short_temp_folder())
     writer = WriterProcess(os.path.join(socket_folder, "writer.sock"))
-    # The writer and the workers run on these settings, with where the writer listens, rather than reading the
-    # environment and a .env again from their own folders.
-    hand_over(replace(settings, writer_socket=writer.socket_path), socket_folder)
+    # The writer, the background jobs and the workers run on these settings, with where the writer listens, rather
+    # than reading the environment and a .env again from their own folders. A folder of its own: a child that
+    # starts while the socket's folder is unusable still reads them, and then says what is wrong with the socket.
+    settings_folder = tempfile.mkdtemp(prefix=f"voice-settings-{run_prefix}")
+    hand_over(replace(settings, writer_socket=writer.socket_path), settings_folder)
     auto_webhooks = None
     jobs = JobsProcess()
     try:
@@ -324,6 +326,7 @@ def run(settings: Settings) -> str | None:
         writer.stop()
         shutil.rmtree(socket_folder, ignore_errors=True)
         shutil.rmtree(metrics_folder, ignore_errors=True)
+        shutil.rmtree(settings_folder, ignore_errors=True)
     return writer.gave_up or jobs.gave_up
 
 

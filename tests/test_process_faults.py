@@ -98,10 +98,10 @@ def alive(pids: set[int]) -> set[int]:
 
 
 def run_folders(tmpdir: Path, pid: int) -> list[str]:
-    """The folders a serve.py of process id `pid` keeps its writer's socket and its metrics in."""
+    """The folders a serve.py of process id `pid` keeps its writer's socket, its metrics and its settings in."""
     return sorted(
         os.path.basename(path)
-        for kind in ("writer", "metrics")
+        for kind in ("writer", "metrics", "settings")
         for path in glob.glob(os.path.join(tmpdir, f"voice-{kind}-{pid}-*"))
     )
 
@@ -180,7 +180,7 @@ def test_serve_killed_with_sigkill_leaves_no_worker_or_writer_and_a_new_server_t
             children = set(roles["writer"] + roles["worker"])
             assert len(roles["writer"]) == 1 and len(roles["worker"]) == 2, f"children: {roles}{tail(first)}"
             left_folders = run_folders(tmpdir, first.process.pid)
-            assert len(left_folders) == 2, f"the first run's folders in {tmpdir}: {os.listdir(tmpdir)}"
+            assert len(left_folders) == 3, f"the first run's folders in {tmpdir}: {os.listdir(tmpdir)}"
             os.kill(first.process.pid, signal.SIGKILL)
             first.process.wait(timeout=10)
             try:
@@ -202,7 +202,7 @@ def test_serve_killed_with_sigkill_leaves_no_worker_or_writer_and_a_new_server_t
                 f"the killed server's folders {still} are still in {tmpdir} after a new server started "
                 f"(it left {left_folders}); the folder holds {os.listdir(tmpdir)}"
             )
-            assert len(run_folders(tmpdir, second.process.pid)) == 2, f"{tmpdir} holds {os.listdir(tmpdir)}"
+            assert len(run_folders(tmpdir, second.process.pid)) == 3, f"{tmpdir} holds {os.listdir(tmpdir)}"
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
