@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from calllog.deliveries import ANSWER_TYPE, DELIVERY_COLUMNS, EVENT_TYPE, Forwarding, delivery_rows
-from calllog.legs import LEG_FIELDS, fold_leg
+from calllog.legs import FOLD_FIELDS, LEG_FIELDS, fold_leg, fold_onto, fold_order
 from calllog.rows import (
     ANSWER_COLUMNS,
     EVENT_COLUMNS,
@@ -17,10 +17,11 @@ from calllog.rows import (
     RECORDING_COLUMNS,
     EventRow,
     answer_key,
+    column_text,
     fit,
     recording_row,
 )
-from calllog.schema import SQLITE_BEGIN, Database, StorageError, brief
+from calllog.schema import COLUMN_LENGTHS, SQLITE_BEGIN, Database, StorageError, brief
 from events import FINAL_STATUSES
 from runtime.logs import LOGGER_NAME
 
@@ -47,22 +48,20 @@ class _Statements:
         # batch opens its own, taking the write lock up front; PostgreSQL's driver opens one itself.
         self.begin = SQLITE_BEGIN if dialect_name == "sqlite" else None
         smaller, larger = ("MIN", "MAX") if dialect_name == "sqlite" else ("LEAST", "GREATEST")
-        self.insert_legs = f"INSERT INTO legs (uuid) VALUES ({self.mark}) ON CONFLICT (uuid) DO NOTHING"
-        # The legs' statuses before the fold. On PostgreSQL this also locks the legs (in one order, against
-        # deadlocks) so that two servers folding the same leg at once cannot lose an event, nor both count it
-        # as ended. SQLite needs no lock: a writer there holds the whole database.
-        self.lock_legs = None
+        self.insert_legs = None
         if dialect_name == "postgresql":
-            self.lock_legs = "SELECT uuid, status FROM legs WHERE uuid = ANY(%s) ORDER BY uuid FOR UPDATE"
-        assignments = ", ".join(f'"{name}" = {self.mark}' for name in LEG_FIELDS)
-        self.update_legs = f"UPDATE legs SET {assignments} WHERE uuid = {self.mark}"
-        # SQLite (no row locks to take): each leg written by one upsert, its old status read with its events.
-        self.upsert_legs = None
-        if dialect_name == "sqlite":
-            names = ", ".join(f'"{name}"' for name in ("uuid", *LEG_FIELDS))
-            marks = ", ".join([self.mark] * (len(LEG_FIELDS) + 1))
-            updates = ", ".join(f'"{name}" = excluded."{name}"' for name in LEG_FIELDS)
-            self.upsert_legs = f"INSERT INTO legs ({names}) VALUES ({marks}) ON CONFLICT (uuid) DO UPDATE SET {updates}"
+            self.insert_legs = f"INSERT INTO legs (uuid) VALUES ({self.mark}) ON CONFLICT (uuid) DO NOTHING"
+        # The legs as last folded, with where their fold ended. On PostgreSQL this also locks them (in one order,
+        # against deadlocks), so that two servers folding the same leg at once cannot lose an event, nor both count
+        # it as ended; the rows are made first, so that a new leg is locked too. SQLite needs no lock: a writer
+        # there holds the whole database.
+        names = ", ".join(f'"{name}"' for name in ("uuid", *FOLD_FIELDS, *LEG_FIELDS))
+        self.read_legs = f"SELECT {names} FROM legs WHERE uuid IN ({{marks}})"
+        if dialect_name == "postgresql":
+            self.read_legs += " ORDER BY uuid FOR UPDATE"
+        marks = ", ".join([self.mark] * (len(FOLD_FIELDS) + len(LEG_FIELDS) + 1))
+        updates = ", ".join(f'"{name}" = excluded."{name}"' for name in (*FOLD_FIELDS, *LEG_FIELDS))
+        self.upsert_legs = f"INSERT INTO legs ({names}) VALUES ({marks}) ON CONFLICT (uuid) DO UPDATE SET {updates}"
         self.touch_conversations = (
             f"INSERT INTO conversations (conversation_uuid, started_at, updated_at) "
             f"VALUES ({self.mark}, {self.mark}, {self.mark}) ON CONFLICT (conversation_uuid) DO UPDATE SET "
@@ -96,30 +95,26 @@ class _Statements:
         return self._by_size[key]
 
     def insert_events(self, rows: int) -> str:
-        """Insert `rows` events in one statement, returning the keys of those not stored before."""
+        """Insert `rows` events in one statement, returning the keys and ids of those not stored before."""
         key = ("insert_events", rows)
         if key not in self._by_size:
-            conflict = " ON CONFLICT (event_key) DO NOTHING RETURNING event_key"
+            conflict = " ON CONFLICT (event_key) DO NOTHING RETURNING event_key, id"
             self._by_size[key] = self._insert("events", EVENT_COLUMNS, rows) + conflict
         return self._by_size[key]
 
-    def leg_payloads_and_statuses(self, count: int) -> str:
-        """The stored payloads of `count` legs in the order they were stored, each with its leg's status (SQLite)."""
-        key = ("leg_payloads_and_statuses", count)
+    def legs_as_folded(self, count: int) -> str:
+        """read_legs for `count` legs."""
+        key = ("legs_as_folded", count)
         if key not in self._by_size:
-            marks = ", ".join([self.mark] * count)
-            self._by_size[key] = (
-                "SELECT events.leg_uuid, events.payload, legs.status FROM events "
-                f"LEFT JOIN legs ON legs.uuid = events.leg_uuid WHERE events.leg_uuid IN ({marks}) ORDER BY events.id"
-            )
+            self._by_size[key] = self.read_legs.format(marks=", ".join([self.mark] * count))
         return self._by_size[key]
 
     def leg_payloads(self, count: int) -> str:
-        """The stored payloads of `count` legs, in the order they were stored."""
+        """The stored events of `count` legs (ids and payloads), in the order they were stored."""
         key = ("leg_payloads", count)
         if key not in self._by_size:
             marks = ", ".join([self.mark] * count)
-            self._by_size[key] = f"SELECT leg_uuid, payload FROM events WHERE leg_uuid IN ({marks}) ORDER BY id"
+            self._by_size[key] = f"SELECT leg_uuid, id, payload FROM events WHERE leg_uuid IN ({marks}) ORDER BY id"
         return self._by_size[key]
 
 
@@ -158,6 +153,7 @@ class Committed(list):
 
 
 ENDS = frozenset(FINAL_STATUSES)
+FOLD_TIMESTAMP_LENGTH = COLUMN_LENGTHS["legs"]["fold_timestamp"]
 
 
 class Committer:
@@ -315,10 +311,9 @@ class Committer:
         # In key order: two servers inserting overlapping batches then take the index's locks in one order.
         distinct = [rows[first_by_key[key]] for key in sorted(first_by_key)]
         values = tuple(value for row in distinct for value in row)
-        inserted = {key for (key,) in run(self._statements.insert_events(len(distinct)), values).fetchall()}
+        inserted = dict(run(self._statements.insert_events(len(distinct)), values).fetchall())
         new_rows = [row for row in distinct if row.event_key in inserted]
-        changed_legs = sorted({row.leg_uuid for row in new_rows if row.leg_uuid})
-        ended = self._refresh_legs(run, changed_legs) if changed_legs else []
+        ended = self._refresh_legs(run, new_rows, inserted)
         # A new recording's webhook makes its download job in the same transaction: stored, it will be fetched.
         recorded = [row for row in new_rows if row.kind == RECORD_KIND]
         if recorded:
@@ -331,29 +326,50 @@ class Committer:
         ]
         return outcomes, ended, new_rows
 
-    def _refresh_legs(self, run, uuids: list[str]) -> list[str]:
-        """Re-fold each leg from all its stored events, so arrival order never matters. Returns the final status
-        of each leg that has one now and had none before: a leg ends once, however its events arrive."""
-        statements = self._statements
-        payloads: dict[str, list[dict]] = {uuid: [] for uuid in uuids}
-        if statements.upsert_legs is None:
+    def _refresh_legs(self, run, new_rows: list[EventRow], ids: dict[str, int]) -> list[str]:
+        """Fold each leg's new events (`ids` gives each event's id) into the leg, so arrival order never matters:
+        onto the leg as last folded when every new event comes after its fold (fold_order), else again from all the
+        leg's stored events. Returns the final status of each leg that has one now and had none before: a leg ends
+        once, however its events arrive."""
+        arrived: dict[str, list[tuple[tuple[str, int], dict]]] = {}
+        for row in new_rows:
+            if row.leg_uuid:
+                payload = json.loads(row.payload)
+                arrived.setdefault(row.leg_uuid, []).append((fold_order(payload, ids[row.event_key]), payload))
+        if not arrived:
+            return []
+        statements, uuids = self._statements, sorted(arrived)
+        if statements.insert_legs is not None:
             run(statements.insert_legs, [(uuid,) for uuid in uuids])
-            before = dict(run(statements.lock_legs, (uuids,)).fetchall())
-            for uuid, payload in run(statements.leg_payloads(len(uuids)), tuple(uuids)).fetchall():
-                payloads[uuid].append(json.loads(payload))
-        else:
-            before = {}
-            for uuid, payload, status in run(statements.leg_payloads_and_statuses(len(uuids)), tuple(uuids)):
-                payloads[uuid].append(json.loads(payload))
-                before[uuid] = status
-        legs, ended = [], []
+        folded: dict[str, tuple[tuple, dict]] = {}
+        for uuid, timestamp, event_id, *fields in run(statements.legs_as_folded(len(uuids)), tuple(uuids)).fetchall():
+            folded[uuid] = ((timestamp, event_id), dict(zip(LEG_FIELDS, fields, strict=True)))
+        legs, ended, again = {}, [], []
         for uuid in uuids:
-            leg = fit("legs", fold_leg(payloads[uuid]))
-            legs.append((uuid, *(leg[name] for name in LEG_FIELDS)))
-            if leg["status"] in ENDS and before.get(uuid) not in ENDS:
+            news = sorted(arrived[uuid], key=lambda pair: pair[0])
+            through, before = folded.get(uuid, ((None, None), None))
+            if None not in through and through < news[0][0]:
+                legs[uuid] = (news[-1][0], fold_onto(before, [payload for _, payload in news]))
+            else:
+                again.append(uuid)
+        if again:
+            stored: dict[str, list[tuple[int, dict]]] = {uuid: [] for uuid in again}
+            for uuid, event_id, payload in run(statements.leg_payloads(len(again)), tuple(again)).fetchall():
+                stored[uuid].append((event_id, json.loads(payload)))
+            for uuid, events in stored.items():
+                through = max(fold_order(payload, event_id) for event_id, payload in events)
+                legs[uuid] = (through, fold_leg([payload for _, payload in events]))
+        rows = []
+        for uuid in uuids:
+            (timestamp, event_id), leg = legs[uuid]
+            leg = fit("legs", leg)
+            # A timestamp the column cannot hold as it is (too long, a NUL) cannot be compared once stored: the leg's
+            # next event folds it again.
+            kept = column_text(timestamp, FOLD_TIMESTAMP_LENGTH) == timestamp
+            through = (timestamp, event_id) if kept else (None, None)
+            rows.append((uuid, *through, *(leg[name] for name in LEG_FIELDS)))
+            before = folded.get(uuid, (None, {}))[1]
+            if leg["status"] in ENDS and before.get("status") not in ENDS:
                 ended.append(leg["status"])
-        if statements.upsert_legs is None:
-            run(statements.update_legs, [(*fields, uuid) for uuid, *fields in legs])
-        else:
-            run(statements.upsert_legs, legs)
+        run(statements.upsert_legs, rows)
         return ended

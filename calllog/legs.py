@@ -27,6 +27,9 @@ LEG_FIELDS = (
     "reason",
     "machine_detection",
 )
+# Where a leg's fold has got to, beside its fields: the fold_order of the last event folded in. A new event after it
+# is folded onto the leg; one before it (it arrived late) makes the leg be folded again from all its events.
+FOLD_FIELDS = ("fold_timestamp", "fold_event_id")
 
 
 def exact_decimal(value) -> str | None:
@@ -59,15 +62,27 @@ def _text(value) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def fold_order(payload: dict, arrival: int) -> tuple[str, int]:
+    """Where an event comes in its leg's fold: by its timestamp, then by when it arrived (its events.id)."""
+    return str(payload.get("timestamp") or ""), arrival
+
+
 def fold_leg(payloads: list[dict]) -> dict:
     """The state of one leg from all its events (payload dicts, in arrival order). Order-independent.
 
     Returns every field of LEG_FIELDS; unknown statuses set the status only while no known one is seen.
     """
-    leg = dict.fromkeys(LEG_FIELDS)
-    rank = -1
-    ordered = sorted(enumerate(payloads), key=lambda pair: (str(pair[1].get("timestamp") or ""), pair[0]))
-    for _, payload in ordered:
+    ordered = sorted(enumerate(payloads), key=lambda pair: fold_order(pair[1], pair[0]))
+    return fold_onto(None, [payload for _, payload in ordered])
+
+
+def fold_onto(leg: dict | None, payloads: list[dict]) -> dict:
+    """`leg` (a state fold_leg returned, or None for none) with more events folded in, in fold_order. Each must come
+    after every event already in `leg` in that order: the result is then what fold_leg gives for all of them."""
+    leg = dict.fromkeys(LEG_FIELDS) if leg is None else {name: leg[name] for name in LEG_FIELDS}
+    # The status's rank is what its status says: -1 before any, 0 for a status this server does not know.
+    rank = -1 if leg["status"] is None else STATUS_RANK.get(leg["status"], 0)
+    for payload in payloads:
         kind = event_kind(payload)
         for field, key in (("conversation_uuid", "conversation_uuid"), ("direction", "direction"), ("to_number", "to")):
             if leg[field] is None:

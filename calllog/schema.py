@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # How every SQLite write transaction starts: taking the write lock up front, so two writers never deadlock
 # upgrading their read locks.
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
@@ -82,6 +82,9 @@ legs = Table(
     Column("detail", String(200)),
     Column("reason", Text),
     Column("machine_detection", String(16)),
+    # Where the leg's fold has got to (version 9; calllog.legs.FOLD_FIELDS): none makes the next event fold it again.
+    Column("fold_timestamp", String(64)),
+    Column("fold_event_id", Integer),
 )
 answers = Table(
     "answers",
@@ -241,6 +244,14 @@ def _add_deliveries(connection) -> None:
     forward_endpoints.create(connection, checkfirst=True)
 
 
+def _add_leg_folds(connection) -> None:
+    # A database created at version 9 already has both; the legs of an older one are folded again at their next event.
+    present = {column["name"] for column in inspect(connection).get_columns("legs")}
+    for name, kind in (("fold_timestamp", "VARCHAR(64)"), ("fold_event_id", "INTEGER")):
+        if name not in present:
+            connection.execute(text(f"ALTER TABLE legs ADD COLUMN {name} {kind}"))
+
+
 # version -> the step that brings a database from the version before to it.
 MIGRATIONS = {
     1: _create_tables,
@@ -251,6 +262,7 @@ MIGRATIONS = {
     6: _add_recordings,
     7: _add_call_control,
     8: _add_deliveries,
+    9: _add_leg_folds,
 }
 
 # Each table's text columns with a length, and that length: PostgreSQL refuses longer values.

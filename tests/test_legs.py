@@ -1,8 +1,9 @@
 """Leg records folded from events: order-independent, never regressing, exact money."""
 
 import itertools
+import random
 
-from calllog.legs import exact_decimal, fold_leg, total_price
+from calllog.legs import exact_decimal, fold_leg, fold_onto, fold_order, total_price
 from conftest import FIXTURES, SEED_EVENTS, load_fixture
 from events import event_key
 
@@ -27,6 +28,32 @@ def test_every_arrival_order_gives_the_same_leg():
     expected = fold_leg(OUTBOUND)
     for order in itertools.permutations(OUTBOUND):
         assert fold_leg(list(order)) == expected
+
+
+# A leg's events with every kind of field the fold reads: caller changes, statuses of every rank and an unknown one,
+# machine detection, details and reasons, timestamps that tie or are missing.
+MIXED = [
+    *OUTBOUND,
+    STATUS["busy"],
+    STATUS["human"],
+    {"uuid": "u", "status": "teleported", "from": "Unknown", "timestamp": "2021-03-10T10:36:30.000Z"},
+    {"uuid": "u", "status": "ringing", "detail": "late", "reason": "why", "timestamp": "2021-03-10T10:36:27.080Z"},
+    {"uuid": "u", "status": "completed", "from": "Bob", "end_time": "", "duration": "x"},
+    {"uuid": "u", "dtmf": {"digits": "1"}, "timestamp": "2021-03-10T10:36:35.000Z"},
+]
+
+
+def test_a_fold_continued_with_later_events_is_the_fold_of_them_all():
+    # How the committer folds a leg's new events onto its stored state (calllog/committer.py): for every split of
+    # every arrival order into what was folded before and what comes after it in fold_order, the same leg.
+    shuffle = random.Random(30)
+    for _ in range(200):
+        arrivals = shuffle.sample(MIXED, shuffle.randint(1, len(MIXED)))
+        expected = fold_leg(arrivals)
+        ordered = [payload for _, payload in sorted(enumerate(arrivals), key=lambda pair: fold_order(*reversed(pair)))]
+        for split in range(len(ordered) + 1):
+            before = fold_leg(ordered[:split]) if split else None
+            assert fold_onto(before, ordered[split:]) == expected
 
 
 def test_late_ringing_after_completed_leaves_it_completed():
