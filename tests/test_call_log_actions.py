@@ -93,7 +93,7 @@ def test_a_version_5_database_gains_region_url_and_call_actions(database_url):
     with built_app({"DATABASE_URL": database_url, "CALL_LOG_TOKEN": CALL_LOG_TOKEN}) as app:
         database = app.extensions["call_log"].database
         with database.engine.connect() as connection:
-            assert connection.execute(select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION] == [8]
+            assert connection.execute(select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION] == [9]
             inspector = inspect(connection)
             assert "region_url" in {column["name"] for column in inspector.get_columns("answers")}
             assert "call_actions" in inspector.get_table_names()
