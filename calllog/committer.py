@@ -56,9 +56,8 @@ class _Statements:
         # it as ended; the rows are made first, so that a new leg is locked too. SQLite needs no lock: a writer
         # there holds the whole database.
         names = ", ".join(f'"{name}"' for name in ("uuid", *FOLD_FIELDS, *LEG_FIELDS))
-        self.read_legs = f"SELECT {names} FROM legs WHERE uuid IN ({{marks}})"
-        if dialect_name == "postgresql":
-            self.read_legs += " ORDER BY uuid FOR UPDATE"
+        self._read_legs = f"SELECT {names} FROM legs WHERE uuid IN "
+        self._lock_legs = " ORDER BY uuid FOR UPDATE" if dialect_name == "postgresql" else ""
         marks = ", ".join([self.mark] * (len(FOLD_FIELDS) + len(LEG_FIELDS) + 1))
         updates = ", ".join(f'"{name}" = excluded."{name}"' for name in (*FOLD_FIELDS, *LEG_FIELDS))
         self.upsert_legs = f"INSERT INTO legs ({names}) VALUES ({marks}) ON CONFLICT (uuid) DO UPDATE SET {updates}"
@@ -103,10 +102,11 @@ class _Statements:
         return self._by_size[key]
 
     def legs_as_folded(self, count: int) -> str:
-        """read_legs for `count` legs."""
+        """`count` legs as last folded, each with where its fold ended (locked on PostgreSQL, see above)."""
         key = ("legs_as_folded", count)
         if key not in self._by_size:
-            self._by_size[key] = self.read_legs.format(marks=", ".join([self.mark] * count))
+            marks = ", ".join([self.mark] * count)
+            self._by_size[key] = f"{self._read_legs}({marks}){self._lock_legs}"
         return self._by_size[key]
 
     def leg_payloads(self, count: int) -> str:
@@ -344,7 +344,7 @@ class Committer:
         folded: dict[str, tuple[tuple, dict]] = {}
         for uuid, timestamp, event_id, *fields in run(statements.legs_as_folded(len(uuids)), tuple(uuids)).fetchall():
             folded[uuid] = ((timestamp, event_id), dict(zip(LEG_FIELDS, fields, strict=True)))
-        legs, ended, again = {}, [], []
+        legs, again = {}, []
         for uuid in uuids:
             news = sorted(arrived[uuid], key=lambda pair: pair[0])
             through, before = folded.get(uuid, ((None, None), None))
@@ -357,19 +357,18 @@ class Committer:
             for uuid, event_id, payload in run(statements.leg_payloads(len(again)), tuple(again)).fetchall():
                 stored[uuid].append((event_id, json.loads(payload)))
             for uuid, events in stored.items():
-                through = max(fold_order(payload, event_id) for event_id, payload in events)
-                legs[uuid] = (through, fold_leg([payload for _, payload in events]))
-        rows = []
+                last = max(fold_order(payload, event_id) for event_id, payload in events)
+                legs[uuid] = (last, fold_leg([payload for _, payload in events]))
+        rows, ended = [], []
         for uuid in uuids:
             (timestamp, event_id), leg = legs[uuid]
             leg = fit("legs", leg)
             # A timestamp the column cannot hold as it is (too long, a NUL) cannot be compared once stored: the leg's
             # next event folds it again.
             kept = column_text(timestamp, FOLD_TIMESTAMP_LENGTH) == timestamp
-            through = (timestamp, event_id) if kept else (None, None)
-            rows.append((uuid, *through, *(leg[name] for name in LEG_FIELDS)))
-            before = folded.get(uuid, (None, {}))[1]
-            if leg["status"] in ENDS and before.get("status") not in ENDS:
+            rows.append((uuid, *((timestamp, event_id) if kept else (None, None)), *(leg[name] for name in LEG_FIELDS)))
+            status_before = folded[uuid][1]["status"] if uuid in folded else None
+            if leg["status"] in ENDS and status_before not in ENDS:
                 ended.append(leg["status"])
         run(statements.upsert_legs, rows)
         return ended

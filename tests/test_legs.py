@@ -50,7 +50,7 @@ def test_a_fold_continued_with_later_events_is_the_fold_of_them_all():
     for _ in range(200):
         arrivals = shuffle.sample(MIXED, shuffle.randint(1, len(MIXED)))
         expected = fold_leg(arrivals)
-        ordered = [payload for _, payload in sorted(enumerate(arrivals), key=lambda pair: fold_order(*reversed(pair)))]
+        ordered = [payload for _, payload in sorted(enumerate(arrivals), key=lambda pair: fold_order(pair[1], pair[0]))]
         for split in range(len(ordered) + 1):
             before = fold_leg(ordered[:split]) if split else None
             assert fold_onto(before, ordered[split:]) == expected
