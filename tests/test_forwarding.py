@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -68,12 +69,31 @@ def figures(sent: list[str], committed: list[str], receiver: Receiver) -> dict:
 
 
 def wait_delivered(receiver: Receiver, keys: list[str], server: Production | None = None) -> None:
-    wait_until(
-        lambda: set(keys) <= set(receiver.delivered()),
-        DELIVERY_SECONDS,
-        f"every committed event delivered ({len(set(keys) - set(receiver.delivered()))} not yet)",
-        server.process if server else None,
-    )
+    try:
+        wait_until(
+            lambda: set(keys) <= set(receiver.delivered()),
+            DELIVERY_SECONDS,
+            "every committed event delivered",
+            server.process if server else None,
+        )
+    except AssertionError as error:
+        missing = len(set(keys) - set(receiver.delivered()))
+        raise AssertionError(f"{error}: {missing} not delivered\n{what_was_seen(receiver, server)}") from None
+
+
+def what_was_seen(receiver: Receiver, server: Production | None) -> str:
+    """What a failed wait shows: the receiver's state, the deliveries by state, and the server's last lines."""
+    got = receiver.requests()
+    alive = receiver.process is not None and receiver.process.poll() is None
+    lines = [f"the receiver {'runs' if alive else 'has exited'} and got {len(got)} requests"]
+    if server is not None:
+        states = Counter(
+            (row.status, row.attempts, row.lease_until is not None, (row.last_error or "")[:80])
+            for row in delivery_rows(server.database_url)
+        )
+        lines += [f"  {count} x (status, attempts, leased, last error) {state}" for state, count in states.items()]
+        lines.append("the server's output ends:\n" + server.output()[-3000:])
+    return "\n".join(lines)
 
 
 def delivery_rows(database_url: str) -> list:
@@ -233,7 +253,10 @@ def test_server_killed_with_sigkill_mid_delivery_and_restarted_loses_nothing(tmp
         server = start_server(tmp_path / "first", database_url, 1, **settings)
         try:
             sent, committed = send_events(server, "killed")
-            wait_until(lambda: len(receiver.requests()) >= 1 or _any_claimed(database_url), 30, "a delivery in flight")
+            # Killed once every claimed delivery has reached the receiver (and hangs there). A claim counts as an
+            # attempt, so one killed before it was sent would meet its hang at its second attempt, and its next try
+            # would come 5 minutes later, on the schedule, past this test's wait.
+            wait_until(lambda: _claims_all_received(database_url, receiver), 30, "a delivery in flight")
             in_flight = sum(1 for row in delivery_rows(database_url) if row.lease_until is not None)
             os.kill(server.process.pid, signal.SIGKILL)
             server.process.wait()
@@ -252,8 +275,9 @@ def _post_one(server: Production, payload: dict) -> int | str:
         return post_event(session, server.url, payload)
 
 
-def _any_claimed(database_url: str) -> bool:
-    return any(row.lease_until is not None for row in delivery_rows(database_url))
+def _claims_all_received(database_url: str, receiver: Receiver) -> bool:
+    claimed = {row.webhook_id for row in delivery_rows(database_url) if row.lease_until is not None}
+    return bool(claimed) and claimed <= {request["id"] for request in receiver.requests()}
 
 
 def test_postgresql_stopped_and_started_loses_no_delivery(tmp_path, own_postgres):
